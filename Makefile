@@ -1,0 +1,37 @@
+# The README's commands. `make repro` and `make test` create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup repro test test-fast lint profile clean-venv
+
+setup: $(BIN)/lowdim-ready
+
+# PyPI's torch (the CUDA build, which also runs on CPUs) and torchvision, then the package.
+$(BIN)/lowdim-ready: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+
+# Switch the active profile: make profile NAME=tiny (see profiles/).
+profile:
+	@test -n "$(NAME)" || { echo "usage: make profile NAME=<$$(ls profiles | sed 's/.yaml//' | paste -sd'|')>"; exit 2; }
+	@test -f profiles/$(NAME).yaml || { echo "no profile profiles/$(NAME).yaml"; exit 2; }
+	cp profiles/$(NAME).yaml params.yaml
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,155 @@
+"""The prepared data product: splits, normalization statistics and evaluation subsets, on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lowdim.data.raw import RawDataset
+from lowdim.data.subsets import evaluation_subset
+
+FORMAT_VERSION = 1
+ARRAYS = ("train_images", "train_labels", "test_images", "test_labels",
+          "eval_train_index", "eval_test_index", "mean", "std")
+META_FILE = "meta.json"
+
+
+def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and population std (C,) float32 of uint8 images (N, C, H, W) over [0, 1]."""
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError("images must be a uint8 array (N, C, H, W)")
+    if images.size == 0:
+        raise ValueError("images are empty: no statistics to compute")
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    means, stds = [], []
+    for channel in range(images.shape[1]):
+        # A histogram of the 256 levels gives exact float64 moments with no float copy of the data.
+        counts = np.bincount(images[:, channel].ravel(), minlength=256).astype(np.float64)
+        weights = counts / counts.sum()
+        mean = float(weights @ levels)
+        means.append(mean)
+        stds.append(float(np.sqrt(weights @ (levels - mean) ** 2)))
+    if min(stds) == 0.0:
+        raise ValueError(f"a channel is constant (std {stds}): it cannot be normalized")
+    return np.array(means, dtype=np.float32), np.array(stds, dtype=np.float32)
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: array fields make field-wise == ambiguous
+class Prepared:
+    """Train and test uint8 images (N, C, H, W) and labels, eval subsets, channel mean/std (C,)."""
+
+    dataset: str
+    classes: tuple[str, ...]
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    eval_train_index: np.ndarray
+    eval_test_index: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+    def __post_init__(self) -> None:
+        # Reuse RawDataset's checks of images, labels and classes.
+        RawDataset(self.dataset, self.train_images, self.train_labels, self.test_images,
+                   self.test_labels, tuple(self.classes))
+        for field, n in (("eval_train_index", len(self.train_labels)),
+                         ("eval_test_index", len(self.test_labels))):
+            _check_index(getattr(self, field), n, f"{self.dataset} {field}")
+        for field in ("mean", "std"):
+            value = getattr(self, field)
+            if not (isinstance(value, np.ndarray) and value.dtype == np.float32
+                    and value.shape == (self.input_shape[0],)):
+                raise ValueError(f"{self.dataset} {field} must be float32 "
+                                 f"({self.input_shape[0]},), got {value!r}")
+        if not np.all(self.std > 0):
+            raise ValueError(f"{self.dataset} std must be positive, got {self.std}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        channels, height, width = self.train_images.shape[1:]
+        return int(channels), int(height), int(width)
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes."""
+        return len(self.classes)
+
+
+def _check_index(index: np.ndarray, n: int, where: str) -> None:
+    """Raise ValueError unless `index` is a non-empty, sorted, unique int64 array into range(n)."""
+    if not (isinstance(index, np.ndarray) and index.dtype == np.int64 and index.ndim == 1):
+        raise ValueError(f"{where} must be an int64 array (K,)")
+    if index.size == 0 or index[0] < 0 or index[-1] >= n or np.any(np.diff(index) <= 0):
+        raise ValueError(f"{where} must be non-empty, strictly increasing and within 0..{n - 1}")
+
+
+def prepare(raw: RawDataset, eval_train_size: int | None, eval_test_size: int | None,
+            eval_seed: int) -> Prepared:
+    """Prepared data: the raw splits, train-set channel statistics and the evaluation subsets."""
+    mean, std = channel_stats(raw.train_images)
+    # One seed for both subsets: they index different splits, so the draws do not interact.
+    return Prepared(
+        dataset=raw.name, classes=tuple(raw.classes),
+        train_images=raw.train_images, train_labels=raw.train_labels,
+        test_images=raw.test_images, test_labels=raw.test_labels,
+        eval_train_index=evaluation_subset(raw.train_labels, eval_train_size, eval_seed),
+        eval_test_index=evaluation_subset(raw.test_labels, eval_test_size, eval_seed),
+        mean=mean, std=std,
+    )
+
+
+def save_prepared(prepared: Prepared, directory: str | Path) -> None:
+    """Write one .npy per array plus meta.json into `directory`, replacing it atomically."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target (same filesystem, so rename is atomic); the target only ever
+    # appears complete. A stale target is moved aside first: rename cannot replace a full folder.
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        for name in ARRAYS:
+            np.save(staging / f"{name}.npy", getattr(prepared, name), allow_pickle=False)
+        meta = {"format": FORMAT_VERSION, "dataset": prepared.dataset,
+                "classes": list(prepared.classes), "arrays": list(ARRAYS)}
+        # meta.json last: a folder with it has every array.
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        for path in staging.iterdir():
+            _fsync(path)
+        old = None
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            os.replace(directory, old / directory.name)
+        os.replace(staging, directory)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file to disk, so a crash right after the rename leaves whole files."""
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def load_prepared(directory: str | Path) -> Prepared:
+    """The Prepared data written by save_prepared (arrays loaded without pickle)."""
+    directory = Path(directory)
+    meta_path = directory / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} does not exist: {directory} is not a prepared "
+                                "dataset; run the data stage (dvc repro) to create it")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT_VERSION}; "
+                         "re-run the data stage to rebuild it")
+    arrays = {name: np.load(directory / f"{name}.npy", allow_pickle=False) for name in ARRAYS}
+    return Prepared(dataset=meta["dataset"], classes=tuple(meta["classes"]), **arrays)

@@ -1,0 +1,106 @@
+"""One theme, fixed palettes, and `savefig`, the only function that writes figures."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+from lowdim.atomic import atomic_file
+
+# PAPER.md D1: the authors' architecture colours.
+ARCH_COLORS = {
+    "allcnn": "#e41a1c",
+    "convmixer": "#377eb8",
+    "fc": "#4daf4a",
+    "vit": "#984ea3",
+    "wr-10-4-8": "#ff7f00",
+    "wr-16-4-64": "#ffff33",
+}
+# Colours for architectures outside the paper's six (e.g. other wide-resnet sizes).
+_EXTRA_COLORS = ("#a65628", "#f781bf", "#999999", "#66c2a5", "#8da0cb", "#e78ac3", "#a6d854")
+OPTIMIZER_LINESTYLES = {"sgd": "-", "sgdn": "--", "adam": ":"}
+OPTIMIZER_MARKERS = {"sgd": "o", "sgdn": "s", "adam": "^"}
+REFERENCE_COLOR = "red"      # P0 and P* markers (D1)
+GEODESIC_COLOR = "black"
+NEGATIVE_COLOR = "red"       # time-like axes and negative eigenvalues (A4, D7)
+
+THEME = {
+    "figure.dpi": 100,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "savefig.bbox": "tight",
+    "svg.hashsalt": "lowdim",     # stable SVG ids
+    "pdf.compression": 6,
+}
+
+
+def use_theme() -> None:
+    """Apply the project's matplotlib theme."""
+    mpl.rcParams.update(THEME)
+
+
+def arch_color(arch: str) -> str:
+    """The fixed colour of an architecture; unknown names get a stable colour from their name."""
+    if arch in ARCH_COLORS:
+        return ARCH_COLORS[arch]
+    digest = int(hashlib.sha256(arch.encode()).hexdigest(), 16)
+    return _EXTRA_COLORS[digest % len(_EXTRA_COLORS)]
+
+
+def mark_negative_axes(ax: plt.Axes, x_negative: bool, y_negative: bool) -> None:
+    """Red spines on axes whose eigenvalue is negative (time-like, PAPER.md A4)."""
+    for spine, negative in (("bottom", x_negative), ("left", y_negative)):
+        if negative:
+            ax.spines[spine].set_color(NEGATIVE_COLOR)
+            ax.spines[spine].set_linewidth(1.5)
+    if x_negative:
+        ax.xaxis.label.set_color(NEGATIVE_COLOR)
+    if y_negative:
+        ax.yaxis.label.set_color(NEGATIVE_COLOR)
+
+
+def pc_label(k: int, eigenvalue: float) -> str:
+    """Axis label 'PC k' with its sign when time-like."""
+    return f"PC{k}" + (" (λ<0)" if eigenvalue < 0 else "")
+
+
+def savefig(fig: plt.Figure, stem: str, directory: str | Path,
+            formats: Sequence[str] = ("pdf", "png"), dpi: int = 150) -> list[Path]:
+    """Write `<directory>/<stem>.<ext>` for each format, atomically, with fixed metadata."""
+    directory = Path(directory)
+    written = []
+    for ext in formats:
+        final = directory / f"{stem}.{ext}"
+        with atomic_file(final) as tmp:
+            fig.savefig(tmp, format=ext, dpi=dpi, metadata=_fixed_metadata(ext))
+        written.append(final)
+    return written
+
+
+def _fixed_metadata(ext: str) -> dict[str, str | None]:
+    # No dates or versions in the files, so re-rendering the same figure gives the same bytes.
+    if ext == "pdf":
+        return {"Creator": "lowdim", "Producer": None, "CreationDate": None}
+    if ext == "png":
+        return {"Software": None}
+    if ext == "svg":
+        return {"Creator": None, "Date": None}
+    return {}
+
+
+def finite_limits(values: np.ndarray, pad: float = 0.05) -> tuple[float, float]:
+    """Axis limits covering the finite values of `values` with a relative margin."""
+    finite = values[np.isfinite(values)]
+    lo, hi = float(finite.min()), float(finite.max())
+    margin = (hi - lo) * pad or 1.0
+    return lo - margin, hi + margin

@@ -1,0 +1,213 @@
+"""One training run (PAPER.md B3-B5): seed, optimizer, cosine schedule, checkpoint schedule,
+and inline predictions of every checkpoint on both evaluation subsets."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lowdim.data import Prepared, augment_simple, default_padding, normalize
+from lowdim.grid import RunSpec
+from lowdim.models import apply_init, build_model
+
+SPACES = ("train", "test")
+
+
+def checkpoint_steps(epochs: int, iters_per_epoch: int) -> np.ndarray:
+    """Optimizer steps after which a checkpoint is recorded (B5), step 0 included: (T,) int64.
+
+    Epochs 0-4: every ⌊iters/4⌋-th batch, after its step; end of epochs 5-25; end of epochs
+    26-65 divisible by 4; end of epochs above 65 divisible by 15; end of the last epoch.
+    """
+    if epochs < 1 or iters_per_epoch < 1:
+        raise ValueError(f"epochs ({epochs}) and iterations per epoch ({iters_per_epoch}) "
+                         "must be positive")
+    every = max(1, iters_per_epoch // 4)
+    steps = {0}
+    for epoch in range(epochs):
+        start = epoch * iters_per_epoch
+        if epoch < 5:
+            steps.update(start + i + 1 for i in range(0, iters_per_epoch, every))
+        elif (epoch <= 25 or (epoch <= 65 and epoch % 4 == 0) or (epoch > 65 and epoch % 15 == 0)
+              or epoch == epochs - 1):
+            steps.add(start + iters_per_epoch)
+    steps.add(epochs * iters_per_epoch)
+    return np.array(sorted(steps), dtype=np.int64)
+
+
+def seed_everything(seed: int) -> None:
+    """The one seeding function: Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - the global RNG, for code that still uses it
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device = 'cuda' but no CUDA device is available: use auto or cpu")
+    return torch.device(name)
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """sgd (no momentum), sgdn (Nesterov, momentum 0.9) or adam (coupled L2 decay), as in B3."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgdn":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True,
+                               weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}: use sgd, sgdn or adam")
+
+
+def cosine_factor(step: int, total_steps: int) -> float:
+    """Cosine annealing to 0 over `total_steps`, stepped per iteration, no warm-up."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+@dataclass
+class Evaluation:
+    """Predictions of one checkpoint on one evaluation subset."""
+
+    probs: np.ndarray  # (N, C) float16
+    loss: float        # mean cross-entropy
+    error: float       # mean 0/1 error
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             mean: torch.Tensor, std: torch.Tensor, batch_size: int) -> Evaluation:
+    """Eval-mode predictions on un-augmented uint8 images (N,C,H,W): probabilities, loss, error."""
+    was_training = model.training
+    model.eval()
+    log_probs = torch.cat([
+        F.log_softmax(model(normalize(images[i:i + batch_size], mean, std)).float(), dim=1)
+        for i in range(0, len(images), batch_size)
+    ])
+    model.train(was_training)
+    loss = F.nll_loss(log_probs, labels).item()
+    error = (log_probs.argmax(dim=1) != labels).float().mean().item()
+    return Evaluation(log_probs.exp().cpu().numpy().astype(np.float16), loss, error)
+
+
+@dataclass
+class RunResult:
+    """The trajectory of one run: per-checkpoint predictions and metrics."""
+
+    spec: RunSpec
+    steps: list[int] = field(default_factory=list)
+    epochs: list[float] = field(default_factory=list)
+    probs: dict[str, list[np.ndarray]] = field(default_factory=lambda: {s: [] for s in SPACES})
+    loss: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SPACES})
+    error: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SPACES})
+    status: str = "ok"
+    diverged_at_step: int | None = None
+    seconds: float = 0.0
+    iters_per_epoch: int = 0
+
+    def record(self, step: int, evaluations: dict[str, Evaluation]) -> None:
+        """Append one checkpoint."""
+        self.steps.append(step)
+        self.epochs.append(step / self.iters_per_epoch)
+        for space, ev in evaluations.items():
+            self.probs[space].append(ev.probs)
+            self.loss[space].append(ev.loss)
+            self.error[space].append(ev.error)
+
+    def stacked(self, space: str) -> np.ndarray:
+        """Predictions of every checkpoint: (T, N, C) float16."""
+        return np.stack(self.probs[space])
+
+
+@dataclass(frozen=True)
+class DeviceData:
+    """The prepared data as tensors on the training device."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    eval_images: dict[str, torch.Tensor]
+    eval_labels: dict[str, torch.Tensor]
+    mean: torch.Tensor
+    std: torch.Tensor
+    num_classes: int
+
+    @classmethod
+    def from_prepared(cls, prepared: Prepared, device: torch.device) -> DeviceData:
+        """Move images (uint8), labels and normalization statistics to `device` once."""
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+        return cls(
+            train_images=t(prepared.train_images), train_labels=t(prepared.train_labels),
+            eval_images={"train": t(prepared.train_images[prepared.eval_train_index]),
+                         "test": t(prepared.test_images[prepared.eval_test_index])},
+            eval_labels={"train": t(prepared.train_labels[prepared.eval_train_index]),
+                         "test": t(prepared.test_labels[prepared.eval_test_index])},
+            mean=t(prepared.mean.astype(np.float32)), std=t(prepared.std.astype(np.float32)),
+            num_classes=prepared.num_classes,
+        )
+
+
+def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
+              augment_padding: int | None = None,
+              on_step: Callable[[int, int], None] | None = None) -> RunResult:
+    """Train one run from its spec; stops early and marks the run diverged on a NaN/inf loss."""
+    device = data.train_images.device
+    seed_everything(spec.seed)
+    n_train, *shape = data.train_images.shape
+    model = build_model(spec.arch, tuple(shape), data.num_classes,
+                        **spec.model_size).to(device)
+    apply_init(model, spec.init, torch.Generator().manual_seed(spec.seed))
+    optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.weight_decay)
+    iters = math.ceil(n_train / spec.batch_size)
+    total = spec.epochs * iters
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_factor(s, total))
+    checkpoints = set(checkpoint_steps(spec.epochs, iters).tolist())
+    order_rng = torch.Generator().manual_seed(spec.seed)
+    augment_rng = torch.Generator(device=device).manual_seed(spec.seed + 1)
+    padding = default_padding(shape[1]) if augment_padding is None else augment_padding
+
+    result = RunResult(spec=spec, iters_per_epoch=iters)
+    started = time.perf_counter()
+
+    def checkpoint(step: int) -> None:
+        result.record(step, {s: evaluate(model, data.eval_images[s], data.eval_labels[s],
+                                         data.mean, data.std, eval_batch_size) for s in SPACES})
+
+    checkpoint(0)
+    model.train()
+    step = 0
+    for _epoch in range(spec.epochs):
+        order = torch.randperm(n_train, generator=order_rng).to(device)
+        for i in range(iters):
+            batch = order[i * spec.batch_size:(i + 1) * spec.batch_size]
+            images = data.train_images[batch]
+            if spec.augment == "simple":
+                images = augment_simple(images, padding, augment_rng)
+            logits = model(normalize(images, data.mean, data.std))
+            loss = F.cross_entropy(logits.float(), data.train_labels[batch])
+            if not torch.isfinite(loss):
+                result.status, result.diverged_at_step = "diverged", step + 1
+                result.seconds = time.perf_counter() - started
+                return result
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if step in checkpoints:
+                checkpoint(step)
+            if on_step is not None:
+                on_step(step, total)
+    result.seconds = time.perf_counter() - started
+    return result
