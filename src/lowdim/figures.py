@@ -21,7 +21,7 @@ def embedding_panel(ax: plt.Axes, index: pd.DataFrame, emb: Embedding, i: int, j
     for arch, rows in index[runs].groupby("arch", sort=True):
         ax.scatter(x[rows["row"]], y[rows["row"]], s=4, alpha=0.6, lw=0,
                    color=plotting.arch_color(arch), label=arch, rasterized=True)
-    geo = index.index[index["kind"] == "geodesic"]
+    geo = index.index[index["kind"].isin(["ignorance", "geodesic"])]  # the path starts at P0
     ax.plot(x[geo], y[geo], color=plotting.GEODESIC_COLOR, lw=1.2, label="geodesic")
     for kind, marker in (("ignorance", "o"), ("truth", "*")):
         row = index.index[index["kind"] == kind]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from lowdim.data import Prepared
 from lowdim.grid import RunSpec
@@ -53,7 +53,8 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
     runs_bar = tqdm(todo, desc="runs", unit="run", disable=not progress)
     for spec in runs_bar:
         runs_bar.set_postfix_str(spec.run_id)
-        steps_bar = tqdm(desc="steps", unit="step", leave=False, disable=not progress)
+        steps_bar = tqdm(desc="steps", unit="step", leave=False, mininterval=2.0,
+                         disable=not progress)
 
         def on_step(step: int, total: int, bar=steps_bar) -> None:
             bar.total = total

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from lowdim.atomic import atomic_directory
-from lowdim.distances import ignorance_point, truth_point
+from lowdim.distances import distance_to_points, ignorance_point, truth_point
 from lowdim.geometry import geodesic
 from lowdim.grid import RunSpec
 from lowdim.runs import load_predictions, read_meta
@@ -120,3 +120,23 @@ def load_index(directory: str | Path) -> pd.DataFrame:
 def load_probs(directory: str | Path, space: str) -> np.ndarray:
     """Stacked probabilities of one space, memory-mapped: (M, N, C) float32."""
     return np.load(Path(directory) / f"{space}.npy", mmap_mode="r", allow_pickle=False)
+
+
+def reference_distances(probs: Mapping[str, np.ndarray], index: pd.DataFrame) -> pd.DataFrame:
+    """d_B of every row to the truth and ignorance rows, on all samples of each space.
+
+    Columns `row`, `<space>_to_truth`, `<space>_to_ignorance`; (M, N, C) arrays in index order.
+    """
+    table = pd.DataFrame({"row": index["row"].to_numpy()})
+    for space, p in probs.items():
+        for kind in ("truth", "ignorance"):
+            point = np.asarray(p[_single_row(index, kind)])
+            table[f"{space}_to_{kind}"] = distance_to_points(p, point)
+    return table
+
+
+def _single_row(index: pd.DataFrame, kind: str) -> int:
+    rows = index.index[index["kind"] == kind]
+    if len(rows) != 1:
+        raise ValueError(f"the analysis set must hold exactly one {kind} row, found {len(rows)}")
+    return int(rows[0])

@@ -7,7 +7,7 @@ written atomically.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +54,10 @@ def load_embedding(directory: str | Path, space: str) -> Embedding:
     for name in ("frobenius_sq", "grand_mean"):
         values[name] = float(values[name])
     return Embedding(**values)
+
+
+def stress_metrics(emb: Embedding, dims: Sequence[int]) -> dict[str, float]:
+    """The metrics-file entry of one space: explained stress at each k in `dims` that exists."""
+    available = len(emb.explained_stress)
+    return {f"explained_stress_{k}": round(float(emb.explained_stress[k - 1]), 6)
+            for k in dims if k <= available}

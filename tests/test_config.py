@@ -1,0 +1,124 @@
+"""Parameter files: profiles load, and every kind of bad input names its key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from lowdim.config import ConfigError, as_dict, config_from_dict, load_config
+
+
+def _quick(root) -> dict:
+    return yaml.safe_load((root / "profiles" / "quick.yaml").read_text())
+
+
+def test_params_yaml_is_the_quick_profile(root):
+    assert (root / "params.yaml").read_text() == (root / "profiles" / "quick.yaml").read_text()
+
+
+@pytest.mark.parametrize("profile", ["quick", "tiny"])
+def test_profiles_load_and_round_trip(root, profile):
+    cfg = load_config(root / "profiles" / f"{profile}.yaml")
+    assert cfg.profile == profile
+    assert config_from_dict(as_dict(cfg)) == cfg
+
+
+def test_lists_become_tuples_and_ints_floats(root):
+    cfg = load_config(root / "profiles" / "quick.yaml")
+    assert isinstance(cfg.grid.arch, tuple)
+    assert cfg.grid.base_lr["sgd"] == (0.1,)
+    assert isinstance(cfg.grid.weight_decay[0], float)
+
+
+def test_overrides_are_merged_and_validated(root):
+    cfg = load_config(root / "profiles" / "tiny.yaml", {"data": {"eval_train_size": 7}})
+    assert cfg.data.eval_train_size == 7
+    assert cfg.data.dataset == "digits"
+    with pytest.raises(ConfigError, match=r"data\.eval_train_size = -1: must be positive"):
+        load_config(root / "profiles" / "tiny.yaml", {"data": {"eval_train_size": -1}})
+
+
+def test_unknown_key_is_named_with_a_suggestion(root):
+    raw = _quick(root)
+    raw["train"]["lr_reference_batchsize"] = 200
+    with pytest.raises(ConfigError, match=r"unknown parameter key train\.lr_reference_batchsize "
+                                          r"\(did you mean 'lr_reference_batch_size'\?\)"):
+        config_from_dict(raw)
+
+
+def test_unknown_section_is_named(root):
+    raw = _quick(root)
+    raw["trainer"] = {}
+    with pytest.raises(ConfigError, match=r"unknown parameter key trainer"):
+        config_from_dict(raw)
+
+
+def test_unknown_architecture_is_named(root):
+    raw = _quick(root)
+    raw["grid"]["arch"] = ["fc", "resnet50"]
+    with pytest.raises(ConfigError, match=r"grid\.arch\[1\] = 'resnet50': .*unknown architecture"):
+        config_from_dict(raw)
+
+
+def test_bad_model_size_is_named(root):
+    raw = _quick(root)
+    raw["models"]["fc"] = {"width": [3]}
+    with pytest.raises(ConfigError, match=r"models\.fc = 'fc': .*width"):
+        config_from_dict(raw)
+
+
+def test_negative_learning_rate_is_named(root):
+    raw = _quick(root)
+    raw["grid"]["base_lr"]["sgdn"] = [-0.1]
+    with pytest.raises(ConfigError,
+                       match=r"grid\.base_lr\.sgdn\[0\] = -0\.1: a learning rate must be positive"):
+        config_from_dict(raw)
+
+
+def test_missing_dataset_directory_is_named(root, tmp_path):
+    raw = _quick(root)
+    raw["data"].update(dataset="fashion-mnist", root=str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=r"data\.root = '.*nowhere': this dataset directory "
+                                          r"does not exist"):
+        config_from_dict(raw)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("grid", "optimizer", ["sgd", "rmsprop"], r"grid\.optimizer\[1\] = 'rmsprop' is not known"),
+    ("grid", "batch_size", [0], r"grid\.batch_size\[0\] = 0: must be positive"),
+    ("grid", "batch_size", 64, r"grid\.batch_size = 64: must be a list"),
+    ("grid", "seed", [42, 42], r"grid\.seed = \[42, 42\] repeats a value"),
+    ("grid", "weight_decay", [-1e-4], r"grid\.weight_decay\[0\] = -0\.0001: .*cannot be negative"),
+    ("grid", "augment", ["full"], r"grid\.augment\[0\] = 'full' is not known"),
+    ("grid", "epochs", ["ten"], r"grid\.epochs\[0\] = 'ten': must be a whole number"),
+    ("data", "dataset", "mnist", r"data\.dataset = 'mnist' is not known"),
+    ("data", "download", "yes", r"data\.download = 'yes': must be true or false"),
+    ("data", "test_fraction", 1.5, r"data\.test_fraction = 1\.5: must be in \(0, 1\)"),
+    ("train", "device", "tpu", r"train\.device = 'tpu': must be one of auto, cpu, cuda"),
+    ("distances", "bc_floor", 0.0, r"distances\.bc_floor = 0\.0: must be in \(0, 1\)"),
+    ("figures", "formats", ["jpg"], r"figures\.formats\[0\] = 'jpg' is not known"),
+])
+def test_bad_values_are_named(root, section, key, value, message):
+    raw = _quick(root)
+    raw[section][key] = value
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
+
+
+def test_optimizer_without_learning_rate(root):
+    raw = _quick(root)
+    raw["grid"]["base_lr"] = {"sgd": [0.1]}
+    with pytest.raises(ConfigError, match=r"grid\.base_lr has no entry for optimizer 'sgdn'"):
+        config_from_dict(raw)
+
+
+def test_missing_required_key(root):
+    raw = _quick(root)
+    del raw["grid"]["arch"]
+    with pytest.raises(ConfigError, match=r"missing key grid\.arch"):
+        config_from_dict(raw)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"parameter file .*absent\.yaml does not exist"):
+        load_config(tmp_path / "absent.yaml")

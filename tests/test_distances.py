@@ -1,0 +1,231 @@
+"""Bhattacharyya distances: closed forms (PAPER.md A2), fast kernel vs reference, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lowdim.distances import (
+    BC_FLOOR,
+    _block_bytes,
+    _plan_blocks,
+    bhattacharyya,
+    bhattacharyya_reference,
+    distance_to_points,
+    ignorance_point,
+    truth_point,
+)
+
+# Fast (float32 roots and logs, float64 accumulation) vs float64 reference: stated tolerance.
+FAST_ATOL = 1e-6
+
+
+def dirichlet(rng: np.random.Generator, m: int, n: int, c: int, alpha: float = 0.5) -> np.ndarray:
+    """(m, n, c) float32 random probabilities, renormalized in float32."""
+    x = rng.dirichlet(np.full(c, alpha), size=(m, n)).astype(np.float32)
+    return x / x.sum(-1, keepdims=True)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # On a shared, oversubscribed CPU every OpenMP parallel region can wait a scheduler time
+    # slice (~8 ms); the many small blocks used here would then dominate the test time.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_zero_diagonal_symmetry_nonnegative(rng):
+    p = dirichlet(rng, 12, 50, 10)
+    d = bhattacharyya(p)
+    assert d.dtype == np.float64 and d.shape == (12, 12)
+    assert np.all(np.diag(d) == 0.0)
+    assert np.array_equal(d, d.T)
+    assert d.min() >= 0.0
+    off = d[~np.eye(12, dtype=bool)]
+    assert off.min() > 1e-3  # distinct random models are not at distance 0
+
+
+def test_identical_rows_at_distance_zero(rng):
+    p = dirichlet(rng, 3, 40, 7)
+    p = np.concatenate([p, p[:1]])  # row 3 == row 0
+    d = bhattacharyya(p)
+    assert d[0, 3] == pytest.approx(0.0, abs=1e-6)
+    rect = bhattacharyya(p, p.copy())  # rectangular path: no diagonal forcing
+    assert np.abs(np.diag(rect)).max() < 1e-6
+    assert rect.min() >= 0.0
+
+
+@pytest.mark.parametrize("c", [2, 3, 10, 100])
+def test_ignorance_to_truth_is_half_log_c(rng, c):
+    labels = rng.integers(0, c, size=64)
+    d = bhattacharyya(ignorance_point(64, c)[None], truth_point(labels, c)[None])
+    assert d[0, 0] == pytest.approx(0.5 * math.log(c), abs=1e-6)
+
+
+def test_ignorance_to_truth_value_for_cifar10():
+    d = distance_to_points(ignorance_point(20, 10)[None], truth_point(np.arange(20) % 10, 10))
+    assert d[0] == pytest.approx(1.1513, abs=1e-4)
+
+
+def test_distance_to_truth_is_half_cross_entropy(rng):
+    n, c = 200, 10
+    p = dirichlet(rng, 5, n, c, alpha=2.0)
+    labels = rng.integers(0, c, size=n)
+    py = p[:, np.arange(n), labels].astype(np.float64)
+    assert py.min() > 1e-6  # far above the floor, so the clamp plays no part
+    expected = -0.5 * np.log(py).mean(axis=1)
+    got = distance_to_points(p, truth_point(labels, c))
+    np.testing.assert_allclose(got, expected, atol=FAST_ATOL)
+
+
+def test_distance_to_ignorance_closed_form(rng):
+    n, c = 150, 10
+    p = dirichlet(rng, 6, n, c)
+    expected = 0.5 * math.log(c) - np.log(np.sqrt(p.astype(np.float64)).sum(-1)).mean(axis=1)
+    got = distance_to_points(p, ignorance_point(n, c))
+    np.testing.assert_allclose(got, expected, atol=FAST_ATOL)
+
+
+@pytest.mark.parametrize("sample_step", [1, 2, 3])
+@pytest.mark.parametrize("max_block_bytes", [256 * 2**20, 60_000, 6000])
+def test_fast_matches_reference(rng, sample_step, max_block_bytes):
+    p = dirichlet(rng, 41, 203, 10, alpha=0.3)
+    q = dirichlet(rng, 17, 203, 10, alpha=0.3)
+    kw = dict(sample_step=sample_step, max_block_bytes=max_block_bytes)
+    ref = bhattacharyya_reference(p, sample_step=sample_step)
+    np.fill_diagonal(ref, 0.0)
+    np.testing.assert_allclose(bhattacharyya(p, **kw), ref, rtol=0, atol=FAST_ATOL)
+    ref_pq = bhattacharyya_reference(p, q, sample_step=sample_step)
+    np.testing.assert_allclose(bhattacharyya(p, q, **kw), ref_pq, rtol=0, atol=FAST_ATOL)
+
+
+def test_explicit_block_sizes_match_reference(rng):
+    p = dirichlet(rng, 23, 97, 5, alpha=0.2)
+    fast = bhattacharyya(p, block_rows=4, sample_chunk=7, sample_step=2)
+    ref = bhattacharyya_reference(p, sample_step=2)
+    np.fill_diagonal(ref, 0.0)
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=FAST_ATOL)
+    assert np.array_equal(fast, fast.T)
+
+
+@pytest.mark.parametrize("m", [1, 10, 5000, 200_000])
+@pytest.mark.parametrize("budget", [10_000, 2**20, 256 * 2**20])
+def test_block_plan_stays_within_budget(m, budget):
+    bi, bj, s = _plan_blocks(m, m, 25_000, 10, None, None, budget)
+    assert 1 <= bi <= m and 1 <= bj <= m and 1 <= s <= 25_000
+    assert _block_bytes(bi, bj, s, 10) <= budget
+
+
+def test_sample_step_uses_every_other_sample(rng):
+    p = dirichlet(rng, 4, 60, 10)
+    q = dirichlet(rng, 3, 60, 10)
+    np.testing.assert_allclose(
+        bhattacharyya(p, q, sample_step=2),
+        bhattacharyya(p[:, ::2], q[:, ::2]),
+        atol=1e-12,
+    )
+    assert not np.allclose(bhattacharyya(p, q, sample_step=2), bhattacharyya(p, q), atol=1e-4)
+
+
+def test_floor_applies_to_exact_zeros():
+    a = truth_point(np.zeros(8, dtype=int), 10)
+    b = truth_point(np.ones(8, dtype=int), 10)
+    d = bhattacharyya(a[None], b[None])
+    assert d[0, 0] == pytest.approx(-math.log(BC_FLOOR), rel=1e-6)
+    d2 = bhattacharyya(a[None], b[None], bc_floor=1e-4)
+    assert d2[0, 0] == pytest.approx(-math.log(1e-4), rel=1e-6)
+    ref = bhattacharyya_reference(a[None], b[None])
+    assert ref[0, 0] == pytest.approx(-math.log(BC_FLOOR), rel=1e-12)
+
+
+def test_reference_points():
+    ign = ignorance_point(5, 4)
+    assert ign.dtype == np.float32 and ign.shape == (5, 4) and np.all(ign == 0.25)
+    tr = truth_point(np.array([0, 3, 1]), 4)
+    assert tr.dtype == np.float32
+    np.testing.assert_array_equal(tr.argmax(1), [0, 3, 1])
+    np.testing.assert_array_equal(tr.sum(1), 1.0)
+
+
+def test_float16_and_float64_inputs_accepted(rng):
+    p = dirichlet(rng, 4, 30, 10)
+    ref = bhattacharyya_reference(p)
+    np.fill_diagonal(ref, 0.0)
+    np.testing.assert_allclose(bhattacharyya(p.astype(np.float64)), ref, atol=FAST_ATOL)
+    h = p.astype(np.float16).astype(np.float32)
+    h /= h.sum(-1, keepdims=True)
+    assert np.isfinite(bhattacharyya(h.astype(np.float16))).all()
+
+
+def test_input_is_not_modified(rng):
+    p = dirichlet(rng, 5, 20, 10)
+    before = p.copy()
+    bhattacharyya(p)
+    bhattacharyya(p, p[:2].copy())
+    np.testing.assert_array_equal(p, before)
+
+
+def test_progress_bar_runs(rng, capsys):
+    p = dirichlet(rng, 6, 20, 10)
+    d = bhattacharyya(p, progress=True, max_block_bytes=4000)
+    assert d.shape == (6, 6)
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+def test_rejects_mismatched_samples_or_classes(rng):
+    p = dirichlet(rng, 2, 10, 5)
+    with pytest.raises(ValueError, match=r"share the number of samples N and classes C"):
+        bhattacharyya(p, dirichlet(rng, 2, 11, 5))
+    with pytest.raises(ValueError, match=r"share the number of samples N and classes C"):
+        bhattacharyya_reference(p, dirichlet(rng, 2, 10, 4))
+
+
+def test_rejects_wrong_ndim(rng):
+    with pytest.raises(ValueError, match=r"p must be a 3-D array of shape \(M, N, C\)"):
+        bhattacharyya(dirichlet(rng, 1, 10, 5)[0])
+    with pytest.raises(ValueError, match=r"point must be a 2-D array of shape \(N, C\)"):
+        distance_to_points(dirichlet(rng, 2, 10, 5), dirichlet(rng, 1, 10, 5))
+
+
+def test_rejects_negative_nan_and_unnormalized(rng):
+    p = dirichlet(rng, 2, 10, 5)
+    bad = p.copy()
+    bad[0, 0, 0] = -0.1
+    with pytest.raises(ValueError, match=r"p has negative entries"):
+        bhattacharyya(bad)
+    bad = p.copy()
+    bad[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"q contains NaN or infinite values"):
+        bhattacharyya(p, bad)
+    with pytest.raises(ValueError, match=r"must sum to 1 within 0.001.*renormalize"):
+        bhattacharyya(p * 1.01)
+    with pytest.raises(ValueError, match=r"floating-point array of probabilities"):
+        bhattacharyya(np.ones((2, 3, 1), dtype=int))
+
+
+def test_rejects_bad_parameters(rng):
+    p = dirichlet(rng, 2, 10, 5)
+    with pytest.raises(ValueError, match=r"sample_step must be an integer >= 1"):
+        bhattacharyya(p, sample_step=0)
+    with pytest.raises(ValueError, match=r"bc_floor must lie in the open interval \(0, 1\)"):
+        bhattacharyya(p, bc_floor=0.0)
+    with pytest.raises(ValueError, match=r"bc_floor must lie in the open interval \(0, 1\)"):
+        bhattacharyya_reference(p, bc_floor=1.0)
+    with pytest.raises(ValueError, match=r"max_block_bytes=10 is too small"):
+        bhattacharyya(p, max_block_bytes=10)
+    with pytest.raises(ValueError, match=r"block_rows must be a positive integer"):
+        bhattacharyya(p, block_rows=0)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
+        truth_point(np.array([0, 3]), 3)

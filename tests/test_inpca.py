@@ -1,0 +1,189 @@
+"""InPCA (PAPER.md A4, A5): classical MDS limit, signed spectra, stress, projection, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lowdim.distances import bhattacharyya_reference
+from lowdim.inpca import (
+    Embedding,
+    double_centre,
+    explained_stress,
+    inpca,
+    minkowski_sq_distances,
+    project,
+)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(2)
+
+
+def sq_dists(x: np.ndarray, signs: np.ndarray | None = None) -> np.ndarray:
+    """(M, k) -> (M, M) signed squared differences, computed directly (no Gram trick)."""
+    s = np.ones(x.shape[1]) if signs is None else signs
+    return ((x[:, None, :] - x[None, :, :]) ** 2 * s).sum(-1)
+
+
+def test_double_centre_matches_matrix_form(rng):
+    d = sq_dists(rng.normal(size=(9, 3)))
+    centring = np.eye(9) - np.ones((9, 9)) / 9
+    np.testing.assert_allclose(double_centre(d), -0.5 * centring @ d @ centring, atol=1e-12)
+    w = double_centre(d)
+    np.testing.assert_allclose(w.sum(0), 0.0, atol=1e-12)
+
+
+def test_euclidean_matrix_gives_pca(rng):
+    m = 30
+    x = rng.normal(size=(m, 4)) * np.array([5.0, 3.0, 1.5, 0.5]) + 7.0
+    emb = inpca(sq_dists(x), n_components=4)
+    xc = x - x.mean(0)
+    _, sing, vt = np.linalg.svd(xc, full_matrices=False)
+    scores = xc @ vt.T
+    # eigenvalues of W = squared singular values of the centred data = M x (biased) PCA variances
+    np.testing.assert_allclose(emb.eigenvalues[:4], sing**2, rtol=1e-10)
+    np.testing.assert_allclose(emb.eigenvalues[:4], m * scores.var(0), rtol=1e-10)
+    assert np.abs(emb.eigenvalues[4:]).max() < 1e-9 * emb.eigenvalues[0]
+    for k in range(4):  # coordinates = PCA scores up to one sign per axis
+        sign = np.sign(emb.coords[:, k] @ scores[:, k])
+        np.testing.assert_allclose(emb.coords[:, k], sign * scores[:, k], atol=1e-9)
+    np.testing.assert_array_equal(emb.signs, 1.0)
+
+
+def test_non_euclidean_keeps_negative_eigenvalues_ordered_by_magnitude(rng):
+    m = 25
+    x = rng.normal(size=(m, 3)) * np.array([4.0, 2.0, 1.0])
+    signs = np.array([1.0, -1.0, 1.0])  # the second axis is time-like
+    d = sq_dists(x, signs)
+    emb = inpca(d, n_components=3)
+    lam = emb.eigenvalues
+    assert np.all(np.diff(np.abs(lam)) <= 1e-12)
+    assert lam[0] > 0 and lam[1] < 0 and lam[2] > 0
+    np.testing.assert_array_equal(emb.signs, signs)
+    np.testing.assert_allclose(minkowski_sq_distances(emb.coords, emb.signs), d, atol=1e-9)
+    # out-of-sample projection is signed: time-like axes come back with the right sign
+    np.testing.assert_allclose(project(d, emb), emb.coords, atol=1e-9)
+
+
+def test_bhattacharyya_matrix_has_negative_eigenvalues(rng):
+    # confident (peaked) predictions on few samples: distances near the floor break Euclideanity
+    p = rng.dirichlet(np.full(5, 0.05), size=(20, 3))
+    d = bhattacharyya_reference(p)
+    np.fill_diagonal(d, 0.0)
+    emb = inpca(d, n_components=5)
+    lam = emb.eigenvalues
+    assert lam.shape == (20,)
+    assert lam.min() < -1e-6 * np.abs(lam).max()  # d_B is not a squared Euclidean distance
+    assert np.all(np.diff(np.abs(lam)) <= 1e-15)
+    np.testing.assert_array_equal(emb.signs, np.sign(lam[:5]))
+    assert (emb.signs == -1).any()  # a time-like axis among the top five
+
+
+def test_stress_frobenius_and_full_reconstruction(rng):
+    m = 20
+    p = rng.dirichlet(np.full(4, 0.5), size=(m, 15))
+    d = bhattacharyya_reference(p)
+    np.fill_diagonal(d, 0.0)
+    emb = inpca(d, n_components=m + 10)  # clamped to M
+    assert emb.coords.shape == (m, m) and emb.eigenvectors.shape == (m, m)
+    assert emb.eigenvalues.shape == (m,) and emb.explained_stress.shape == (m,)
+    w = double_centre(d)
+    assert emb.frobenius_sq == pytest.approx(float((w**2).sum()), rel=1e-12)
+    assert emb.frobenius_sq == pytest.approx(float((emb.eigenvalues**2).sum()), rel=1e-10)
+    assert np.all(np.diff(emb.explained_stress) >= -1e-12)
+    assert emb.explained_stress[-1] == pytest.approx(1.0, abs=1e-6)
+    signs = np.sign(emb.eigenvalues)
+    np.testing.assert_allclose(minkowski_sq_distances(emb.coords, signs), d, atol=1e-10)
+    np.testing.assert_allclose(emb.column_means, d.mean(0))
+    assert emb.grand_mean == pytest.approx(d.mean())
+
+
+def test_explained_stress_of_exact_low_rank(rng):
+    x = rng.normal(size=(15, 2)) * np.array([3.0, 1.0])
+    emb = inpca(sq_dists(x), n_components=3)
+    chi = emb.explained_stress
+    assert chi[0] < 0.99
+    assert chi[1] == pytest.approx(1.0, abs=1e-7)
+    # definition: chi_k = 1 - ||W - W_k||_F / ||W||_F
+    w = double_centre(sq_dists(x))
+    u = emb.eigenvectors
+    w1 = emb.eigenvalues[0] * np.outer(u[:, 0], u[:, 0])
+    expected = 1 - np.linalg.norm(w - w1) / np.linalg.norm(w)
+    assert chi[0] == pytest.approx(expected, abs=1e-10)
+
+
+def test_explained_stress_formula():
+    lam = np.array([3.0, -2.0, 1.0])
+    chi = explained_stress(lam, 14.0)
+    np.testing.assert_allclose(chi, 1 - np.sqrt(1 - np.array([9, 13, 14]) / 14.0))
+    np.testing.assert_allclose(explained_stress(lam, 28.0)[-1], 1 - np.sqrt(0.5))
+    np.testing.assert_array_equal(explained_stress(np.zeros(3), 0.0), 1.0)
+
+
+def test_projection_of_in_sample_points_returns_coordinates(rng):
+    m = 18
+    p = rng.dirichlet(np.full(6, 0.4), size=(m, 25))
+    d = bhattacharyya_reference(p)
+    np.fill_diagonal(d, 0.0)
+    emb = inpca(d, n_components=5)
+    np.testing.assert_allclose(project(d, emb), emb.coords, atol=1e-9)
+    np.testing.assert_allclose(project(d[3], emb), emb.coords[3], atol=1e-9)
+
+
+def test_projection_of_new_euclidean_point(rng):
+    x = rng.normal(size=(12, 2)) * np.array([2.0, 1.0])
+    emb = inpca(sq_dists(x), n_components=3)  # third axis is null (rank 2)
+    new = rng.normal(size=(4, 2))
+    d_new = ((new[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    got = project(d_new, emb)
+    xc_mean = x.mean(0)
+    _, _, vt = np.linalg.svd(x - xc_mean, full_matrices=False)
+    expected = (new - xc_mean) @ vt.T
+    sign = np.sign((emb.coords[:, :2] * ((x - xc_mean) @ vt.T)).sum(0))
+    np.testing.assert_allclose(got[:, :2], expected * sign, atol=1e-9)
+    np.testing.assert_array_equal(got[:, 2], 0.0)  # null component is reported as 0
+    assert emb.signs[2] == 0.0
+
+
+def test_embedding_is_deterministic(rng):
+    d = sq_dists(rng.normal(size=(10, 3)))
+    a, b = inpca(d, 3), inpca(d.copy(), 3)
+    np.testing.assert_array_equal(a.coords, b.coords)
+    assert isinstance(a, Embedding)
+    for k in range(3):
+        col = a.eigenvectors[:, k]
+        assert col[np.abs(col).argmax()] > 0
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+def test_bad_input_messages(rng):
+    d = sq_dists(rng.normal(size=(6, 2)))
+    with pytest.raises(ValueError, match=r"must be a square \(M, M\) matrix"):
+        inpca(d[:, :5])
+    bad = d.copy()
+    bad[0, 1] += 1.0
+    with pytest.raises(ValueError, match=r"must be symmetric: max \|d - d.T\|"):
+        inpca(bad)
+    with pytest.raises(ValueError, match=r"must be symmetric"):
+        double_centre(bad)
+    bad = d.copy()
+    bad[2, 3] = bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"contains NaN or infinite values"):
+        inpca(bad)
+    with pytest.raises(ValueError, match=r"n_components must be an integer >= 1"):
+        inpca(d, n_components=0)
+    emb = inpca(d, 2)
+    with pytest.raises(ValueError, match=r"d_rows must have shape \(R, 6\) or \(6,\)"):
+        project(d[:, :4], emb)
+    with pytest.raises(ValueError, match=r"signs must contain only -1, 0 or \+1"):
+        minkowski_sq_distances(emb.coords, np.array([1.0, 0.5]))
+    with pytest.raises(ValueError, match=r"signs must have shape \(2,\)"):
+        minkowski_sq_distances(emb.coords, np.ones(3))
+    with pytest.raises(ValueError, match=r"exceeds frobenius_sq .* not its square root"):
+        explained_stress(np.array([3.0, 2.0]), np.sqrt(13.0))
+    with pytest.raises(ValueError, match=r"frobenius_sq must be a finite number >= 0"):
+        explained_stress(np.array([1.0]), -1.0)

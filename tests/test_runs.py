@@ -1,0 +1,70 @@
+"""The run store and the local launcher: atomic runs, resume without redoing work."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lowdim.grid import RunSpec
+from lowdim.launch import data_fingerprint, launch_local, pending
+from lowdim.runs import is_complete, load_predictions, read_meta, stale_entries, write_run
+from lowdim.train import DeviceData, train_run
+
+
+def _spec(seed: int, **kw) -> RunSpec:
+    base = dict(arch="fc", optimizer="sgdn", batch_size=256, base_lr=0.1, lr=0.1,
+                weight_decay=0.0, augment="none", init="default", epochs=1, seed=seed,
+                model_size={"widths": [8]})
+    base.update(kw)
+    return RunSpec(**base)
+
+
+def test_write_and_read_a_run(tmp_path, tiny_prepared):
+    result = train_run(_spec(42), DeviceData.from_prepared(tiny_prepared, torch.device("cpu")))
+    write_run(tmp_path, result, "abc")
+    meta = read_meta(tmp_path, result.spec.run_id)
+    assert meta["status"] == "ok" and meta["steps"] == result.steps
+    assert meta["spec"] == result.spec.to_dict()
+    stored = load_predictions(tmp_path, result.spec.run_id, "train")
+    assert np.array_equal(stored, result.stacked("train"))
+    assert is_complete(tmp_path, result.spec, "abc")
+    assert not is_complete(tmp_path, result.spec, "other data")
+    assert not is_complete(tmp_path, _spec(42, model_size={"widths": [9]}), "abc")
+    # Nothing but the run directory is left behind: no temporary names.
+    assert [p.name for p in tmp_path.iterdir()] == [result.spec.run_id]
+
+
+def test_launcher_resumes_without_retraining(tmp_path, tiny_prepared, monkeypatch):
+    specs = [_spec(1), _spec(2), _spec(3)]
+    fingerprint = data_fingerprint(tiny_prepared)
+    first = launch_local(specs[:2], tiny_prepared, tmp_path, torch.device("cpu"), progress=False)
+    assert first.trained == [s.run_id for s in specs[:2]]
+    before = (tmp_path / specs[0].run_id / "meta.json").stat().st_mtime_ns
+    assert pending(specs, tmp_path, fingerprint) == [specs[2]]
+
+    second = launch_local(specs, tiny_prepared, tmp_path, torch.device("cpu"), progress=False)
+    assert second.trained == [specs[2].run_id]
+    assert second.skipped == [s.run_id for s in specs[:2]]
+    assert (tmp_path / specs[0].run_id / "meta.json").stat().st_mtime_ns == before
+
+
+def test_interrupted_write_leaves_no_complete_looking_run(tmp_path, tiny_prepared, monkeypatch):
+    result = train_run(_spec(5), DeviceData.from_prepared(tiny_prepared, torch.device("cpu")))
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(json, "dumps", fail)
+    with pytest.raises(KeyboardInterrupt):
+        write_run(tmp_path, result, "abc")
+    assert list(tmp_path.iterdir()) == []
+    assert read_meta(tmp_path, result.spec.run_id) is None
+
+
+def test_stale_entries_are_listed(tmp_path):
+    (tmp_path / "old_run").mkdir()
+    (tmp_path / "keep").mkdir()
+    assert [p.name for p in stale_entries(tmp_path, {"keep"})] == ["old_run"]
