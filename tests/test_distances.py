@@ -197,6 +197,8 @@ def test_rejects_wrong_ndim(rng):
         bhattacharyya(dirichlet(rng, 1, 10, 5)[0])
     with pytest.raises(ValueError, match=r"point must be a 2-D array of shape \(N, C\)"):
         distance_to_points(dirichlet(rng, 2, 10, 5), dirichlet(rng, 1, 10, 5))
+    with pytest.raises(ValueError, match=r"point must have shape \(N, C\) = \(10, 5\) to match p"):
+        distance_to_points(dirichlet(rng, 2, 10, 5), dirichlet(rng, 1, 9, 5)[0])
 
 
 def test_rejects_negative_nan_and_unnormalized(rng):

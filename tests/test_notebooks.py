@@ -32,6 +32,7 @@ STAGES = [  # notebook, its path parameters (relative to the work directory)
 def executed(root, tmp_path_factory) -> Path:
     """Run all notebooks once on the tiny profile; return the work directory."""
     work = tmp_path_factory.mktemp("notebooks")
+    (work / "executed").mkdir()
     for name, paths in STAGES:
         parameters = {"params_file": str(root / "profiles" / "tiny.yaml"),
                       **{k: str(work / v) for k, v in paths.items()}}

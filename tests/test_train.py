@@ -19,7 +19,7 @@ from lowdim.train import (
 @pytest.mark.parametrize("epochs, iters, count", [(200, 250, 67), (200, 50, 67), (200, 100, 62),
                                                    (200, 500, 62), (300, 250, 73), (300, 100, 68)])
 def test_checkpoint_counts_match_the_paper(epochs, iters, count):
-    # B5: bs 200/1000 (250/50 iterations) -> 67 checkpoints in 200 epochs; bs 500 -> 62; 300 -> 73/68.
+    # B5: 200 epochs at bs 200/1000 (250/50 iterations) -> 67; bs 500 -> 62; 300 epochs -> 73/68.
     assert len(checkpoint_steps(epochs, iters)) == count
 
 

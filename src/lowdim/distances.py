@@ -196,7 +196,7 @@ def bhattacharyya(
     mirrored; the result is exactly symmetric with an exactly zero diagonal. ``block_rows`` and
     ``sample_chunk`` default to sizes whose per-block working set fits in ``max_block_bytes``
     (on a CPU at most 16 MiB, which is faster for cache reasons); explicit sizes that exceed
-    ``max_block_bytes`` raise.
+    ``max_block_bytes`` raise. Apart from the result itself, memory does not grow with M.
     """
     symmetric = q is None or q is p
     p, q = _check_pair(p, None if symmetric else q, sample_step, bc_floor)
@@ -248,6 +248,10 @@ def bhattacharyya(
 def distance_to_points(p: np.ndarray, point: np.ndarray, **kw) -> np.ndarray:
     """(M, N, C), (N, C) -> (M,) distance of each model to one point; kw go to bhattacharyya."""
     point = check_probabilities(point, "point", 2)
+    if point.shape != np.shape(p)[1:]:
+        raise ValueError(
+            f"point must have shape (N, C) = {np.shape(p)[1:]} to match p, got {point.shape}"
+        )
     return bhattacharyya(p, point[None], **kw)[:, 0]
 
 
