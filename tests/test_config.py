@@ -16,7 +16,7 @@ def test_params_yaml_is_the_quick_profile(root):
     assert (root / "params.yaml").read_text() == (root / "profiles" / "quick.yaml").read_text()
 
 
-@pytest.mark.parametrize("profile", ["quick", "tiny"])
+@pytest.mark.parametrize("profile", ["quick", "tiny", "fashion-mnist", "cifar10-paper"])
 def test_profiles_load_and_round_trip(root, profile):
     cfg = load_config(root / "profiles" / f"{profile}.yaml")
     assert cfg.profile == profile
