@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lowdim.atomic import atomic_directory
 from lowdim.data.raw import RawDataset
 from lowdim.data.subsets import evaluation_subset
 
@@ -108,12 +107,7 @@ def prepare(raw: RawDataset, eval_train_size: int | None, eval_test_size: int | 
 
 def save_prepared(prepared: Prepared, directory: str | Path) -> None:
     """Write one .npy per array plus meta.json into `directory`, replacing it atomically."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target (same filesystem, so rename is atomic); the target only ever
-    # appears complete. A stale target is moved aside first: rename cannot replace a full folder.
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as staging:
         for name in ARRAYS:
             np.save(staging / f"{name}.npy", getattr(prepared, name), allow_pickle=False)
         meta = {"format": FORMAT_VERSION, "dataset": prepared.dataset,
@@ -122,16 +116,6 @@ def save_prepared(prepared: Prepared, directory: str | Path) -> None:
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         for path in staging.iterdir():
             _fsync(path)
-        old = None
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            os.replace(directory, old / directory.name)
-        os.replace(staging, directory)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 def _fsync(path: Path) -> None:
