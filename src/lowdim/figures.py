@@ -40,6 +40,7 @@ def spectrum_panel(ax: plt.Axes, emb: Embedding, top: int = 50) -> None:
     colors = np.where(lam < 0, plotting.NEGATIVE_COLOR, "black")
     ax.bar(k, np.abs(lam), color=colors, width=0.8)
     ax.set_yscale("log")
+    ax.set_ylim(top=float(np.abs(lam).max()) * 30)  # room for the χ labels above the bars
     ax.set_xlabel("k")
     ax.set_ylabel("|λ_k|")
     for mark in STRESS_MARKS:
@@ -73,6 +74,7 @@ def distance_to_truth_panel(ax: plt.Axes, index: pd.DataFrame, to_truth: pd.Seri
                 linestyle=plotting.OPTIMIZER_LINESTYLES.get(opt, "-"))
     start = to_truth.to_numpy()[index.index[index["kind"] == "ignorance"]]
     ax.axhline(float(start[0]), color="grey", ls=":", lw=1)
-    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xscale("symlog", linthresh=1.0)  # linear over the dense first epoch, log after
+    ax.set_xlim(left=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("d_B(P, P*)")

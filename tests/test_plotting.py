@@ -1,0 +1,45 @@
+"""Plotting: fixed palettes, red time-like axes, and figures whose bytes do not change."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from lowdim import plotting  # noqa: E402
+
+
+def _figure() -> plt.Figure:
+    plotting.use_theme()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [1, 0, 2], color=plotting.arch_color("vit"))
+    return fig
+
+
+def test_savefig_writes_only_the_stem_and_stable_bytes(tmp_path):
+    first = plotting.savefig(_figure(), "figXX_test", tmp_path, ("pdf", "png", "svg"))
+    blobs = [p.read_bytes() for p in first]
+    second = plotting.savefig(_figure(), "figXX_test", tmp_path, ("pdf", "png", "svg"))
+    assert [p.read_bytes() for p in second] == blobs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figXX_test.pdf", "figXX_test.png",
+                                                          "figXX_test.svg"]
+    assert b"CreationDate" not in blobs[0]
+
+
+def test_paper_palette_and_stable_extra_colours():
+    assert plotting.arch_color("allcnn") == "#e41a1c"
+    assert plotting.arch_color("wr-16-4-64") == "#ffff33"
+    extra = plotting.arch_color("wr-16-4-8")
+    assert extra == plotting.arch_color("wr-16-4-8")
+    assert extra not in plotting.ARCH_COLORS.values()
+
+
+def test_negative_axes_are_red():
+    fig, ax = plt.subplots()
+    plotting.mark_negative_axes(ax, x_negative=False, y_negative=True)
+    assert matplotlib.colors.to_hex(ax.spines["left"].get_edgecolor()) == "#ff0000"
+    assert matplotlib.colors.to_hex(ax.spines["bottom"].get_edgecolor()) != "#ff0000"
+    assert plotting.pc_label(2, -0.5) == "PC2 (λ<0)" and plotting.pc_label(1, 3.0) == "PC1"
+    plt.close(fig)
