@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,3 +24,37 @@ def tiny_prepared():
     from lowdim.data import load_source, prepare
 
     return prepare(load_source("digits", test_fraction=0.25, split_seed=2), 60, 40, 0)
+
+
+def run_command(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command with the project environment's tools first on PATH; fail with its log."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "MPLBACKEND": "Agg"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check:
+        log = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{log}"
+    return done
+
+
+def copy_repository(root: Path, dest: Path, profile: str = "tiny") -> Path:
+    """A git repository holding the tracked files of `root`, with `profile` as params.yaml."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (root / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, dest / name)
+    shutil.copy2(root / "profiles" / f"{profile}.yaml", dest / "params.yaml")
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    git_commit(dest, "copy", init=True)
+    return dest
+
+
+def git_commit(repo: Path, message: str, init: bool = False) -> None:
+    """Commit everything in `repo` (initialising it first when asked)."""
+    if init:
+        run_command(["git", "init", "-q"], repo)
+    run_command(["git", "add", "-A"], repo)
+    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message],
+                repo)

@@ -3,23 +3,16 @@ clean `dvc status` and a second `dvc repro` that runs nothing."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import copy_repository, run_command
 
 pytestmark = pytest.mark.slow
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "MPLBACKEND": "Agg"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    log = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{log}"
+    done = run_command(cmd, cwd)
     return done.stdout + done.stderr
 
 
@@ -27,18 +20,7 @@ def _run(cmd: list[str], cwd: Path) -> str:
 def repo(root, tmp_path_factory) -> Path:
     """A copy of the tracked files with the tiny profile active, as its own git repository."""
     copy = tmp_path_factory.mktemp("pipeline") / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                           cwd=root, capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (root / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / name, copy / name)
-    shutil.copy2(root / "profiles" / "tiny.yaml", copy / "params.yaml")
-    (copy / "dvc.lock").unlink(missing_ok=True)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
-        _run(cmd, copy)
-    return copy
+    return copy_repository(root, copy)
 
 
 def test_repro_then_clean_status_then_noop(repo):
