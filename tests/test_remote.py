@@ -145,3 +145,19 @@ def test_truncated_object_is_reported(published):
     check = run_command(["python", "-m", "lowdim.verify"], trusting, check=False)
     assert check.returncode == 1
     assert "corrupted figures/fig02_embedding.png" in check.stdout
+
+
+def test_partial_pulls_fetch_only_what_is_needed(published):
+    clone = _clone(published, "reader-partial")
+    _s3_credentials(clone)
+    _dvc(clone, "pull", "fig02_embedding")
+    assert (clone / "figures" / "fig02_embedding.png").is_file()
+    assert not (clone / "data" / "runs").exists()
+
+    # A figure-only change: fetch just that stage's inputs, re-render only the figures.
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["figures"]["dpi"] = 70
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repro = _dvc(clone, "repro", "--pull", "--allow-missing")
+    assert _ran(repro.stdout + repro.stderr) == FIGURES
+    assert not (clone / "data" / "runs").exists()
