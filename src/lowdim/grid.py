@@ -9,10 +9,6 @@ from typing import Any
 
 from lowdim.config import GridConfig
 
-# The factors that identify a run, in run-id order; also the index table's grid columns.
-FACTORS = ("arch", "optimizer", "batch_size", "lr", "weight_decay", "augment", "init", "epochs",
-           "seed")
-
 
 @dataclass(frozen=True)
 class RunSpec:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
-import numpy as np
 
 from lowdim.atomic import atomic_file
 
@@ -24,7 +23,6 @@ ARCH_COLORS = {
 # Colours for architectures outside the paper's six (e.g. other wide-resnet sizes).
 _EXTRA_COLORS = ("#a65628", "#f781bf", "#999999", "#66c2a5", "#8da0cb", "#e78ac3", "#a6d854")
 OPTIMIZER_LINESTYLES = {"sgd": "-", "sgdn": "--", "adam": ":"}
-OPTIMIZER_MARKERS = {"sgd": "o", "sgdn": "s", "adam": "^"}
 REFERENCE_COLOR = "red"      # P0 and P* markers (D1)
 GEODESIC_COLOR = "black"
 NEGATIVE_COLOR = "red"       # time-like axes and negative eigenvalues (A4, D7)
@@ -97,10 +95,3 @@ def _fixed_metadata(ext: str) -> dict[str, str | None]:
         return {"Creator": None, "Date": None}
     return {}
 
-
-def finite_limits(values: np.ndarray, pad: float = 0.05) -> tuple[float, float]:
-    """Axis limits covering the finite values of `values` with a relative margin."""
-    finite = values[np.isfinite(values)]
-    lo, hi = float(finite.min()), float(finite.max())
-    margin = (hi - lo) * pad or 1.0
-    return lo - margin, hi + margin

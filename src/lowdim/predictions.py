@@ -18,7 +18,6 @@ from lowdim.runs import load_predictions, read_meta
 from lowdim.train import SPACES
 
 INDEX = "index.parquet"
-KINDS = ("run", "ignorance", "truth", "geodesic")
 SPEC_COLUMNS = ("run_id", "arch", "optimizer", "batch_size", "base_lr", "lr", "weight_decay",
                 "augment", "init", "epochs", "seed")
 INT_COLUMNS = ("batch_size", "epochs", "seed", "checkpoint", "step")
