@@ -13,6 +13,8 @@ $(BIN)/lowdim-ready: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# A Jupyter kernel for this environment, so JupyterLab runs the notebooks with it.
+	$(BIN)/python -m ipykernel install --sys-prefix --name lowdim --display-name "lowdim (.venv)"
 	touch $@
 
 repro: setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 STAGES = [  # notebook, its path parameters (relative to the work directory)
+    ("00_index", {}),
     ("10_data", {"prepared_dir": "prepared"}),
     ("20_train", {"prepared_dir": "prepared", "runs_dir": "runs"}),
     ("30_predictions", {"prepared_dir": "prepared", "runs_dir": "runs",
@@ -34,8 +36,9 @@ def executed(root, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("notebooks")
     (work / "executed").mkdir()
     for name, paths in STAGES:
-        parameters = {"params_file": str(root / "profiles" / "tiny.yaml"),
-                      **{k: str(work / v) for k, v in paths.items()}}
+        parameters = {k: str(work / v) for k, v in paths.items()}
+        if paths:
+            parameters["params_file"] = str(root / "profiles" / "tiny.yaml")
         pm.execute_notebook(root / "notebooks" / f"{name}.ipynb",
                             work / "executed" / f"{Path(name).name}.ipynb",
                             parameters=parameters, cwd=str(root), progress_bar=False,
@@ -44,7 +47,7 @@ def executed(root, tmp_path_factory) -> Path:
 
 
 def test_every_notebook_has_a_parameters_cell(root):
-    for name, _ in STAGES:
+    for name, _ in STAGES[1:]:  # the index notebook has no parameters
         cells = json.loads((root / "notebooks" / f"{name}.ipynb").read_text())["cells"]
         tagged = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
         assert len(tagged) == 1, name
@@ -97,6 +100,35 @@ def test_figures_are_written(executed):
         for ext in ("pdf", "png"):
             path = executed / "figures" / f"{stem}.{ext}"
             assert path.stat().st_size > 5_000, path
-    assert sorted(p.name for p in (executed / "figures").iterdir()) == sorted(
+    pages = ["fig02_embedding_train.html", "fig02_embedding_test.html"]
+    assert sorted(p.name for p in (executed / "figures").iterdir()) == sorted(pages + [
         f"{s}.{e}" for s in ("fig02_embedding", "figS01_spectrum", "figS02_distance_to_truth")
-        for e in ("pdf", "png"))
+        for e in ("pdf", "png")])
+
+
+def test_index_notebook_shows_the_pipeline(executed):
+    nb = json.loads((executed / "executed" / "00_index.ipynb").read_text())
+    shown = "".join("".join(o.get("data", {}).get("text/markdown", ""))
+                    for c in nb["cells"] for o in c.get("outputs", []))
+    assert "flowchart" in shown  # the mermaid DAG from `dvc dag --md`
+    for stage in ("data", "train", "predictions", "distances", "embedding", "fig02_embedding"):
+        assert f"| {stage} |" in shown
+    assert "[notebooks/10_data.ipynb](10_data.ipynb)" in shown
+
+
+@pytest.mark.parametrize("space", ["train", "test"])
+def test_interactive_page_renders_offline(executed, space):
+    from lowdim.browser import find_chromium, render
+
+    if find_chromium() is None:
+        message = "chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    report = render(executed / "figures" / f"fig02_embedding_{space}.html")
+    assert report.canvases >= 1
+    assert report.distinct_colours() > 50  # a blank page has a handful
+    for arch in ("fc", "allcnn"):  # the tiny profile's architectures, as legend groups
+        assert arch in report.legend
+    assert {"geodesic", "P₀ (ignorance)", "P* (truth)"} <= set(report.legend)
+    assert report.external_requests == ()

@@ -3,10 +3,11 @@ clean `dvc status` and a second `dvc repro` that runs nothing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from conftest import copy_repository, run_command
+from conftest import copy_repository, git_commit, run_command
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +40,15 @@ def test_repro_then_clean_status_then_noop(repo):
     assert "Running stage" not in second
     assert "didn't change, skipping" in second
 
+    assert "train.explained_stress_1" in _run(["dvc", "metrics", "show"], repo)
+    git_commit(repo, "results")
+
+
+def test_plots_declare_the_figure_images(repo):
+    plots = json.loads(run_command(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
+    for stem in ("fig02_embedding", "figS01_spectrum", "figS02_distance_to_truth"):
+        assert plots[f"figures/{stem}.png"][0]["type"] == "image"
+
 
 def test_figure_parameter_reruns_only_figures(repo):
     params = (repo / "params.yaml").read_text().replace("dpi: 150", "dpi: 90")
@@ -46,3 +56,8 @@ def test_figure_parameter_reruns_only_figures(repo):
     out = _run(["dvc", "repro"], repo)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"fig02_embedding", "figS01_spectrum", "figS02_distance_to_truth"}
+    # `dvc plots diff` puts the committed and the re-rendered figure side by side.
+    diff = json.loads(run_command(["dvc", "plots", "diff", "HEAD", "--json"], repo).stdout)
+    revisions = {r for entry in diff["data"]["figures/fig02_embedding.png"]
+                 for r in entry["revisions"]}
+    assert revisions == {"HEAD", "workspace"}

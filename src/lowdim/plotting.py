@@ -95,3 +95,13 @@ def _fixed_metadata(ext: str) -> dict[str, str | None]:
         return {"Creator": None, "Date": None}
     return {}
 
+
+
+def save_html(fig, stem: str, directory: str | Path) -> Path:
+    """Write a plotly figure to `<directory>/<stem>.html`, self-contained (plotly.js inside, so
+    it works offline) and with a fixed element id, so the same figure gives the same bytes."""
+    final = Path(directory) / f"{stem}.html"
+    with atomic_file(final) as tmp:
+        fig.write_html(tmp, include_plotlyjs=True, full_html=True, div_id=f"lowdim-{stem}",
+                       config={"displaylogo": False})
+    return final
