@@ -16,10 +16,6 @@ HOVER = ("%{customdata[0]}<br>epoch %{customdata[1]:.2f}<br>train loss %{customd
          "<br>train error %{customdata[3]:.3f}<br>test error %{customdata[4]:.3f}<extra></extra>")
 
 
-def _axis_title(k: int, eigenvalue: float) -> str:
-    return plotting.pc_label(k, eigenvalue)
-
-
 def run_traces(index: pd.DataFrame, coords: np.ndarray) -> list[go.Scatter3d]:
     """One trace per (architecture, optimizer), grouped in the legend by architecture."""
     runs = index[index["kind"] == "run"]
@@ -54,7 +50,7 @@ def reference_traces(index: pd.DataFrame, coords: np.ndarray) -> list[go.Scatter
     return traces
 
 
-def progress_slider(index: pd.DataFrame, coords: np.ndarray, n_traces: int) -> dict:
+def progress_slider(index: pd.DataFrame, coords: np.ndarray) -> dict:
     """A slider that shows checkpoints whose training accuracy is at most each step."""
     runs = index[index["kind"] == "run"]
     groups = list(runs.groupby(["arch", "optimizer"], sort=True))
@@ -94,13 +90,13 @@ def embedding_figure(index: pd.DataFrame, emb: Embedding, title: str) -> go.Figu
     runs = run_traces(index, coords)
     fig = go.Figure(runs + reference_traces(index, coords))
     lam = emb.eigenvalues
-    axes = {name: {"title": {"text": _axis_title(k + 1, lam[k])},
+    axes = {name: {"title": {"text": plotting.pc_label(k + 1, lam[k])},
                    **({"color": plotting.NEGATIVE_COLOR} if lam[k] < 0 else {})}
             for k, name in enumerate(("xaxis", "yaxis", "zaxis"))}
     fig.update_layout(
         title=title, template="plotly_white", height=750, scene=axes,
         legend={"groupclick": "togglegroup", "itemsizing": "constant"},
-        sliders=[progress_slider(index, coords, len(fig.data))],
+        sliders=[progress_slider(index, coords)],
         updatemenus=[optimizer_buttons(runs, len(fig.data))],
         margin={"l": 0, "r": 0, "t": 60, "b": 0},
     )
