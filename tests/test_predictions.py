@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -64,7 +65,7 @@ def test_reference_rows_follow_the_runs(analysis):
 
 def test_reference_distances_are_half_the_cross_entropy(analysis):
     _, _, result = analysis
-    table = reference_distances(result.probs, result.index)
+    table = reference_distances(result.probs, result.index, bc_floor=1e-8)
     runs = result.index["kind"] == "run"
     np.testing.assert_allclose(table.loc[runs, "train_to_truth"],
                                0.5 * result.index.loc[runs, "train_loss"], rtol=2e-3)
@@ -83,3 +84,13 @@ def test_round_trip(analysis, tmp_path):
 def test_missing_run_names_the_stage_to_run(tiny_prepared, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"run fc_sgd.* is missing .*dvc repro train"):
         build_analysis_set(tmp_path, [_spec(9, 0.1)], {"train": np.zeros(3, int)}, 10, 5)
+
+
+def test_reference_distances_use_the_stage_clamp():
+    # A confidently wrong row: every sample's coefficient with the truth is exactly 0.
+    index = pd.DataFrame({"row": [0, 1, 2], "kind": ["run", "ignorance", "truth"]})
+    wrong, uniform, truth = np.eye(3)[[1, 2]], np.full((2, 3), 1 / 3), np.eye(3)[[0, 1]]
+    probs = {"train": np.stack([wrong, uniform, truth]).astype(np.float32)}
+    for floor in (1e-8, 1e-3):
+        table = reference_distances(probs, index, bc_floor=floor)
+        assert table.loc[0, "train_to_truth"] == pytest.approx(-np.log(floor))

@@ -121,16 +121,18 @@ def load_probs(directory: str | Path, space: str) -> np.ndarray:
     return np.load(Path(directory) / f"{space}.npy", mmap_mode="r", allow_pickle=False)
 
 
-def reference_distances(probs: Mapping[str, np.ndarray], index: pd.DataFrame) -> pd.DataFrame:
+def reference_distances(probs: Mapping[str, np.ndarray], index: pd.DataFrame, *,
+                        bc_floor: float) -> pd.DataFrame:
     """d_B of every row to the truth and ignorance rows, on all samples of each space.
 
     Columns `row`, `<space>_to_truth`, `<space>_to_ignorance`; (M, N, C) arrays in index order.
+    `bc_floor` is the distances stage's clamp, so this table and the matrices agree.
     """
     table = pd.DataFrame({"row": index["row"].to_numpy()})
     for space, p in probs.items():
         for kind in ("truth", "ignorance"):
             point = np.asarray(p[_single_row(index, kind)])
-            table[f"{space}_to_{kind}"] = distance_to_points(p, point)
+            table[f"{space}_to_{kind}"] = distance_to_points(p, point, bc_floor=bc_floor)
     return table
 
 
