@@ -50,7 +50,7 @@ def test_colliding_ids_are_refused():
         expand_grid(_grid(base_lr={"sgd": (0.1, 0.1000000000001), "adam": (0.001,)}), {}, 200)
 
 
-def test_spec_is_hashable_identity():
+def test_seed_changes_the_run_id():
     a = RunSpec("fc", "sgd", 200, 0.1, 0.1, 0.0, "none", "default", 1, 42)
     b = RunSpec("fc", "sgd", 200, 0.1, 0.1, 0.0, "none", "default", 1, 43)
     assert a.run_id != b.run_id
