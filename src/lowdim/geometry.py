@@ -1,4 +1,5 @@
-"""Geodesics on the sphere of square-root probabilities, and progress along them (PAPER.md A3, A6).
+"""Geodesics on the sphere of square-root probabilities, progress along them, and whole
+trajectories: reindexing, averages, distances and length (PAPER.md A3, A6-A9, A15).
 
 The map p -> a = sqrt(p) sends each per-sample probability vector onto the positive orthant of the
 unit sphere S^{C-1}. Between two models the per-sample great circle (slerp)
@@ -22,14 +23,21 @@ truth). Numerical choices, shared by both modes:
 - the inner products <a_n, a0_n> and <a_n, a1_n> are clipped to [0, 1], as in the authors' code;
 - samples with theta_n < ``THETA_EPS`` carry no information about t and are left out of the
   objective ('prod' mode, where they only add a constant) and of the average ('mean' mode).
+
+Trajectories (a run's checkpoints in training order) are reindexed onto ``PROGRESS_GRID`` by A7's
+forward-pointer rule with an index the caller chooses (training accuracy by default in the paper,
+or lambda), averaged per configuration (A9), and compared at equal progress (A8). Reindexed points
+are float64 probabilities; distances between them use ``lowdim.distances`` (same clamp, same
+intensive normalization).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+from tqdm import tqdm
 
-from lowdim.distances import check_probabilities
+from lowdim.distances import BC_FLOOR, bhattacharyya, check_probabilities
 
 THETA_EPS = 1e-8
 # The authors' default grid for the stored 100-point P0 -> P* geodesic (t = 0.01, ..., 1.00).
@@ -53,9 +61,24 @@ def _endpoints(p0: np.ndarray, p1: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
             f"p0 and p1 must have the same shape (N, C), got {p0.shape} and {p1.shape}"
         )
     a0, a1 = _unit_roots(p0), _unit_roots(p1)
+    return a0, a1, _angles(a0, a1)
+
+
+def _angles(a0: np.ndarray, a1: np.ndarray) -> np.ndarray:
+    """(N, C), (N, C) unit roots -> (N,) per-sample angles from the chord (accurate near 0)."""
     chord = np.linalg.norm(a0 - a1, axis=-1)
-    theta = 2.0 * np.arcsin(np.clip(0.5 * chord, 0.0, 1.0))
-    return a0, a1, theta
+    return 2.0 * np.arcsin(np.clip(0.5 * chord, 0.0, 1.0))
+
+
+def _slerp_roots(a0: np.ndarray, a1: np.ndarray, theta: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Unit roots (N, C) x 2, angles (N,), parameters (T,) -> (T, N, C) probabilities gamma(t)^2."""
+    ts = ts[:, None, None]  # (T, 1, 1)
+    moving = theta >= THETA_EPS
+    th = np.where(moving, theta, 1.0)[None, :, None]  # placeholder angle avoids 0/0 below
+    w0 = np.sin((1.0 - ts) * th) / np.sin(th)
+    w1 = np.sin(ts * th) / np.sin(th)
+    gamma = np.where(moving[None, :, None], w0 * a0 + w1 * a1, a0)
+    return gamma**2
 
 
 def geodesic(p0: np.ndarray, p1: np.ndarray, t: np.ndarray | float) -> np.ndarray:
@@ -69,13 +92,7 @@ def geodesic(p0: np.ndarray, p1: np.ndarray, t: np.ndarray | float) -> np.ndarra
         raise ValueError(f"t must be a scalar or a 1-D array, got shape {t_arr.shape}")
     if t_arr.size and (not np.isfinite(t_arr).all() or t_arr.min() < 0.0 or t_arr.max() > 1.0):
         raise ValueError("t must lie in [0, 1] (beyond it the great circle leaves the orthant)")
-    ts = np.atleast_1d(t_arr)[:, None, None]  # (T, 1, 1)
-    moving = theta >= THETA_EPS
-    th = np.where(moving, theta, 1.0)[None, :, None]  # placeholder angle avoids 0/0 below
-    w0 = np.sin((1.0 - ts) * th) / np.sin(th)
-    w1 = np.sin(ts * th) / np.sin(th)
-    gamma = np.where(moving[None, :, None], w0 * a0 + w1 * a1, a0)
-    out = gamma**2
+    out = _slerp_roots(a0, a1, theta, np.atleast_1d(t_arr))
     return out[0] if t_arr.ndim == 0 else out
 
 
@@ -159,3 +176,215 @@ def progress_closed_form(p: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.nd
     counts = informative.sum(axis=1)
     sums = np.where(informative, t_n, 0.0).sum(axis=1)
     return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+
+
+# --- Trajectories: reindexing onto a common progress grid, averages, distances (A7-A9, A15) ---
+
+# A7's grid s_j = j / 100, j = 1..100 (the same values as GEODESIC_T).
+PROGRESS_GRID = np.linspace(0.01, 1.0, 100)
+# Two bracketing index values closer than this are one point: output the start (A7, step 3).
+INDEX_EPS = 1e-8
+
+
+def slerp(p_start: np.ndarray, p_end: np.ndarray, fraction: float) -> np.ndarray:
+    """(N, C), (N, C), fraction in [0, 1] -> (N, C) float64 point of the per-sample great circle.
+
+    The geodesic (A3) between any two models, evaluated at one parameter: slerp(p, q, 0) = p and
+    slerp(p, q, 1) = q (renormalized).
+    """
+    if np.ndim(fraction) != 0:
+        raise ValueError(f"fraction must be a scalar in [0, 1], got shape {np.shape(fraction)}")
+    return geodesic(p_start, p_end, float(fraction))
+
+
+def _check_index(index: np.ndarray, k: int) -> np.ndarray:
+    """Validate a (K,) reindexing index: finite values in [0, 1]; return float64."""
+    index = np.asarray(index)
+    if index.shape != (k,):
+        raise ValueError(
+            f"index must have shape ({k},), one value per checkpoint of the trajectory, "
+            f"got {index.shape}"
+        )
+    if not np.issubdtype(index.dtype, np.number) or np.iscomplexobj(index):
+        raise ValueError(f"index must be real numbers, got dtype {index.dtype}")
+    index = index.astype(np.float64)
+    if not np.isfinite(index).all():
+        raise ValueError("index contains NaN or infinite values: every checkpoint needs a value")
+    if index.min() < 0.0 or index.max() > 1.0:
+        raise ValueError(
+            f"index values must lie in [0, 1], got range [{index.min():.6g}, {index.max():.6g}]; "
+            "use training accuracy (1 - train error) or progress lambda"
+        )
+    return index
+
+
+def _check_grid(grid: np.ndarray) -> np.ndarray:
+    """Validate a (G,) progress grid: finite, strictly increasing, within [0, 1]."""
+    grid = np.asarray(grid, dtype=np.float64)
+    if grid.ndim != 1 or grid.size == 0:
+        raise ValueError(f"grid must be a non-empty 1-D array, got shape {grid.shape}")
+    if not np.isfinite(grid).all() or grid.min() < 0.0 or grid.max() > 1.0:
+        raise ValueError("grid values must be finite and lie in [0, 1]")
+    if np.any(np.diff(grid) <= 0):
+        raise ValueError("grid must be strictly increasing (the checkpoint pointer only moves on)")
+    return grid
+
+
+def _reindex_brackets(
+    index: np.ndarray, grid: np.ndarray = PROGRESS_GRID
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(K,) index, (G,) grid -> (G,) start checkpoint, (G,) end checkpoint, (G,) slerp fraction.
+
+    A7's forward-pointer rule, exactly as in the authors' ``reparameterize``: for each grid value
+    s (in increasing order) the end is the first checkpoint k at or after the pointer, and before
+    the last one, with index[k] > s; if there is none, k is the last checkpoint and its index is
+    taken as 1.0 (the tail is stretched so that the final checkpoint sits at s = 1). The start is
+    k - 1 (k when k = 0). If the two index values differ by less than ``INDEX_EPS`` the output is
+    the start (fraction 0); otherwise fraction = clip((s - a_start) / (a_end - a_start), 0, 1).
+    Consequences: every s below index[0] maps to the first checkpoint, and the last checkpoint's
+    own index value is never read.
+    """
+    grid = _check_grid(grid)
+    index = np.asarray(index, dtype=np.float64)
+    last = index.size - 1
+    starts = np.empty(grid.size, dtype=np.int64)
+    ends = np.empty(grid.size, dtype=np.int64)
+    fractions = np.zeros(grid.size)
+    k = 0
+    for j, s in enumerate(grid):
+        while k < last and not index[k] > s:
+            k += 1
+        a_end = 1.0 if k == last else index[k]
+        start = max(0, k - 1)
+        a_start = index[start]
+        starts[j], ends[j] = start, k
+        if abs(a_end - a_start) >= INDEX_EPS:
+            fractions[j] = np.clip((s - a_start) / (a_end - a_start), 0.0, 1.0)
+        else:
+            ends[j] = start  # the start itself, whatever checkpoint k is
+    return starts, ends, fractions
+
+
+def reindex(
+    trajectory: np.ndarray, index: np.ndarray, grid: np.ndarray = PROGRESS_GRID
+) -> np.ndarray:
+    """(K, N, C) checkpoints, (K,) index values in [0, 1] -> (G, N, C) float64 probabilities.
+
+    Reparameterizes one trajectory onto a common grid of G index values (A7): grid point s_j is
+    the per-sample slerp (A3) between the two checkpoints that bracket s_j, chosen by
+    ``_reindex_brackets`` (forward pointer, last checkpoint stretched to index 1.0, start output
+    when the bracket has zero width, first checkpoint below index[0]).
+
+    The index is the caller's choice, computed per checkpoint:
+    - training accuracy, 1 - train error: the authors' production default (``compute_lambda(
+      reparam=True)``), which feeds every progress-axis analysis of the paper;
+    - progress lambda along ignorance -> truth (``progress``): the generic routine's default and
+      the ICML 2023 convention.
+    Neither needs to be monotone in training time; the pointer only moves forward.
+    """
+    trajectory = check_probabilities(trajectory, "trajectory", 3)
+    index = _check_index(index, trajectory.shape[0])
+    starts, ends, fractions = _reindex_brackets(index, grid)
+    out = np.empty((starts.size, *trajectory.shape[1:]), dtype=np.float64)
+    cached: tuple[int, int] | None = None
+    for j, (ks, ke, f) in enumerate(zip(starts, ends, fractions, strict=True)):
+        if ks == ke:
+            a = _unit_roots(trajectory[ks])
+            out[j] = a * a
+            continue
+        if cached != (ks, ke):  # consecutive grid points usually share a bracket
+            a0, a1 = _unit_roots(trajectory[ks]), _unit_roots(trajectory[ke])
+            theta = _angles(a0, a1)
+            cached = (ks, ke)
+        out[j] = _slerp_roots(a0, a1, theta, np.array([f]))[0]
+    return out
+
+
+def _check_stack(x: np.ndarray, name: str, shape: str) -> np.ndarray:
+    """Validate a 4-D stack of probabilities, (A, B, N, C); checks entries as (A*B, N, C)."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be a 4-D array of shape {shape}, got shape {x.shape}")
+    if 0 in x.shape:
+        raise ValueError(f"{name} is empty (shape {x.shape})")
+    check_probabilities(x.reshape(-1, *x.shape[2:]), name, 3)
+    return x
+
+
+def average_trajectories(trajectories: np.ndarray) -> np.ndarray:
+    """(S, G, N, C) reindexed seeds -> (G, N, C) float64 arithmetic mean, renormalized (A9).
+
+    The mean of probabilities over seeds at each grid point (AM, the authors' ``avg_model``); each
+    averaged row is divided by its sum so that rounding of the inputs does not accumulate.
+    """
+    trajectories = _check_stack(trajectories, "trajectories", "(S, G, N, C)")
+    mean = trajectories.mean(axis=0, dtype=np.float64)
+    return mean / mean.sum(axis=-1, keepdims=True)
+
+
+def trajectory_distance_tensor(
+    trajectories: np.ndarray,
+    *,
+    bc_floor: float = BC_FLOOR,
+    device: str = "cpu",
+    progress_bar: bool = False,
+) -> np.ndarray:
+    """(R, G, N, C) reindexed trajectories -> (G, R, R) float64 d_B at equal grid index (A8).
+
+    dists[t, i, j] = d_B(P_i(s_t), P_j(s_t)) on all samples, by ``lowdim.distances.bhattacharyya``
+    (float32 kernel, float64 accumulation): exactly symmetric with a zero diagonal. Pass float32
+    trajectories to halve memory; the kernel computes in float32 either way.
+    """
+    trajectories = _check_stack(trajectories, "trajectories", "(R, G, N, C)")
+    r, g = trajectories.shape[:2]
+    out = np.empty((g, r, r))
+    for t in tqdm(range(g), desc="trajectory distances", disable=not progress_bar):
+        out[t] = bhattacharyya(trajectories[:, t], bc_floor=bc_floor, device=device)
+    return out
+
+
+def check_distance_tensor(tensor: np.ndarray) -> np.ndarray:
+    """Validate a (G, R, R) tensor of distances at equal progress; return it as float64."""
+    tensor = np.asarray(tensor)
+    if tensor.ndim != 3 or tensor.shape[1] != tensor.shape[2]:
+        raise ValueError(
+            f"tensor must have shape (G, R, R): G grid points, R trajectories, got {tensor.shape}"
+        )
+    if 0 in tensor.shape:
+        raise ValueError(f"tensor is empty (shape {tensor.shape})")
+    if not np.issubdtype(tensor.dtype, np.number) or np.iscomplexobj(tensor):
+        raise ValueError(f"tensor must hold real numbers, got dtype {tensor.dtype}")
+    tensor = tensor.astype(np.float64, copy=False)
+    if not np.isfinite(tensor).all():
+        raise ValueError("tensor contains NaN or infinite values")
+    return tensor
+
+
+def trajectory_distances(tensor: np.ndarray) -> np.ndarray:
+    """(G, R, R) distances at equal progress -> (R, R) mean over progress (A8)."""
+    return check_distance_tensor(tensor).mean(axis=0)
+
+
+def riemann_length(trajectory: np.ndarray, *, bc_floor: float = BC_FLOOR) -> float:
+    """(K, N, C) checkpoints in order -> sum_k 2 sqrt(d_B(P_k, P_k+1)) (A15, the ICML paper).
+
+    Consecutive d_B use the intensive normalization and clamp of ``lowdim.distances``, but are
+    computed here in float64 from the chord of unit square-root vectors (rows renormalized, as
+    elsewhere in this module): BC_n = 1 - |a_n - b_n|^2 / 2, -log BC_n = -log1p(-|a_n - b_n|^2 / 2).
+    Forming BC = sum_c sqrt(p q) directly would leave rounding of ~1e-16 per sample, i.e. a
+    spurious sqrt(1e-16) = 1e-8 per step, and the float32 kernel ~1e-7: both dominate the tiny
+    steps of a finely sampled path. For small steps 2 sqrt(d_B) ~ sqrt(2) x the RMS per-sample
+    angle, so a finely sampled geodesic has length sqrt(2) sqrt(mean_n theta_n^2).
+    """
+    if not (0.0 < bc_floor < 1.0):
+        raise ValueError(f"bc_floor must lie in the open interval (0, 1), got {bc_floor}")
+    trajectory = check_probabilities(trajectory, "trajectory", 3)
+    total = 0.0
+    prev = _unit_roots(trajectory[0])
+    for k in range(1, trajectory.shape[0]):
+        cur = _unit_roots(trajectory[k])
+        half_chord_sq = 0.5 * ((prev - cur) ** 2).sum(axis=-1)  # 1 - BC, exact near 0
+        neg_log_bc = -np.log1p(-np.clip(half_chord_sq, 0.0, 1.0 - bc_floor))
+        total += 2.0 * np.sqrt(neg_log_bc.mean())
+        prev = cur
+    return float(total)
