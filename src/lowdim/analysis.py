@@ -125,7 +125,8 @@ def trained(table: pd.DataFrame, max_error: float = 0.10) -> np.ndarray:
     if not (0.0 <= max_error <= 1.0):
         raise ValueError(f"max_error must lie in [0, 1], got {max_error}")
     table = _check_table(table, len(table), ("final_train_error",))
-    error = pd.to_numeric(table["final_train_error"], errors="coerce").to_numpy(dtype=float)
+    error = pd.to_numeric(table["final_train_error"], errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan)
     with np.errstate(invalid="ignore"):
         return (table["kind"] == "run").to_numpy() & (error <= max_error)
 
@@ -394,8 +395,9 @@ def outlier_counts(index: pd.DataFrame, *, loss_cut: float = 4.0,
     if not np.isfinite(loss_cut):
         raise ValueError(f"loss_cut must be a finite number, got {loss_cut}")
     runs = index[index["kind"] == "run"]
-    epoch = pd.to_numeric(runs["epoch"], errors="coerce").to_numpy(dtype=float)
-    loss = pd.to_numeric(runs["train_loss"], errors="coerce").to_numpy(dtype=float)
+    epoch = pd.to_numeric(runs["epoch"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    loss = pd.to_numeric(runs["train_loss"], errors="coerce").to_numpy(dtype=float,
+                                                                       na_value=np.nan)
     if np.isnan(epoch).any() or np.isnan(loss).any():
         raise ValueError("index has run rows without epoch or train_loss")
     if len(runs) and epoch.min() < edges[0]:
