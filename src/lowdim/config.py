@@ -20,6 +20,7 @@ import yaml
 OPTIMIZERS = ("sgd", "sgdn", "adam")
 AUGMENTATIONS = ("none", "simple")
 DEVICES = ("auto", "cpu", "cuda")
+REINDEX_BY = ("accuracy", "progress")
 FIGURE_FORMATS = ("pdf", "png", "svg")
 
 
@@ -92,6 +93,19 @@ class EmbeddingConfig:
 
 
 @dataclass(frozen=True)
+class TrajectoriesConfig:
+    """Trajectory analyses (PAPER.md A7-A13, A15): reindexing, filters, the size comparison."""
+
+    reindex_by: Literal["accuracy", "progress"] = "accuracy"  # A7: the authors' production index
+    grid_points: int = 100
+    trained_max_error: float = 0.10     # analyses keep runs with final train error <= this
+    outlier_loss: float = 4.0           # A15: train cross-entropy >= this is an outlier
+    importance_repeats: int = 10        # permutation repeats of the feature importance (A13)
+    size_pair: tuple[str, ...] | None = None  # (smaller, larger) architecture of one family (D15)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class FiguresConfig:
     """Rendering settings shared by every figure notebook."""
 
@@ -111,6 +125,7 @@ class Config:
     predictions: PredictionsConfig = field(default_factory=PredictionsConfig)
     distances: DistancesConfig = field(default_factory=DistancesConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    trajectories: TrajectoriesConfig = field(default_factory=TrajectoriesConfig)
     figures: FiguresConfig = field(default_factory=FiguresConfig)
 
 
@@ -255,6 +270,7 @@ def _check_values(config: Config) -> None:
     _positive(config.embedding.n_components, "embedding.n_components")
     for i, k in enumerate(config.embedding.stress_dims):
         _positive(k, f"embedding.stress_dims[{i}]")
+    _check_trajectories(config)
     for i, fmt in enumerate(config.figures.formats):
         _one_of(fmt, FIGURE_FORMATS, f"figures.formats[{i}]")
     _positive(config.figures.dpi, "figures.dpi")
@@ -334,6 +350,40 @@ def _check_models(config: Config) -> None:
     for i, name in enumerate(config.grid.arch):
         if name not in config.models:
             check_architecture(name, {}, config.data.dataset, f"grid.arch[{i}]")
+
+
+def _check_trajectories(config: Config) -> None:
+    traj = config.trajectories
+    _one_of(traj.reindex_by, REINDEX_BY, "trajectories.reindex_by")
+    _positive(traj.grid_points, "trajectories.grid_points")
+    _positive(traj.importance_repeats, "trajectories.importance_repeats")
+    _positive(traj.outlier_loss, "trajectories.outlier_loss")
+    if not 0.0 < traj.trained_max_error <= 1.0:
+        raise ConfigError(
+            f"trajectories.trained_max_error = {traj.trained_max_error}: must be in (0, 1]"
+        )
+    if traj.size_pair is not None:
+        _check_size_pair(traj.size_pair, config)
+
+
+def _check_size_pair(pair: tuple[str, ...], config: Config) -> None:
+    """The D15 pair: two distinct grid architectures, the second with more parameters."""
+    from lowdim.models import build_model, parameter_count
+
+    key = "trajectories.size_pair"
+    if len(pair) != 2 or pair[0] == pair[1]:
+        raise ConfigError(f"{key} = {list(pair)}: give two different architectures, "
+                          "[smaller, larger], or null to skip the size comparison")
+    for i, name in enumerate(pair):
+        if name not in config.grid.arch:
+            raise ConfigError(f"{key}[{i}] = {name!r} is not in grid.arch "
+                              f"({', '.join(config.grid.arch)}): add it there or change the pair")
+    shape, classes = DATASET_SHAPES[config.data.dataset]
+    small, large = (parameter_count(build_model(n, shape, classes, **config.models.get(n, {})))
+                    for n in pair)
+    if not large > small:
+        raise ConfigError(f"{key} = {list(pair)}: {pair[1]} has {large:,} parameters, not more "
+                          f"than {pair[0]}'s {small:,}; list the smaller network first")
 
 
 def _check_train(train: TrainConfig) -> None:
