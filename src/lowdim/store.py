@@ -1,4 +1,4 @@
-"""Files of the distances and embedding stages: `data/distances/` and `data/embedding/`.
+"""Files of the distances, embedding and trajectories stages under `data/`.
 
 Arrays are `.npy`/`.npz` read with allow_pickle=False; tables are parquet. Every product is
 written atomically.
@@ -42,9 +42,12 @@ def save_embeddings(embeddings: Mapping[str, Embedding], directory: str | Path) 
     """Write `<space>.npz` holding every field of each Embedding."""
     with atomic_directory(directory) as tmp:
         for space, emb in embeddings.items():
-            fields = {f.name: np.asarray(getattr(emb, f.name))
-                      for f in dataclasses.fields(Embedding)}
-            np.savez(tmp / f"{space}.npz", **fields)
+            _save_embedding(emb, tmp / f"{space}.npz")
+
+
+def _save_embedding(emb: Embedding, path: Path) -> None:
+    np.savez(path, **{f.name: np.asarray(getattr(emb, f.name))
+                      for f in dataclasses.fields(Embedding)})
 
 
 def load_embedding(directory: str | Path, space: str) -> Embedding:
@@ -61,3 +64,27 @@ def stress_metrics(emb: Embedding, dims: Sequence[int]) -> dict[str, float]:
     available = len(emb.explained_stress)
     return {f"explained_stress_{k}": round(float(emb.explained_stress[k - 1]), 6)
             for k in dims if k <= available}
+
+
+def save_products(products: Mapping[str, np.ndarray | pd.DataFrame | Embedding],
+                  directory: str | Path) -> None:
+    """Write each named product: tables as `<name>.parquet`, embeddings as `<name>.npz`, arrays
+    as `<name>.npy`; one directory, atomically."""
+    with atomic_directory(directory) as tmp:
+        for name, product in products.items():
+            if isinstance(product, pd.DataFrame):
+                product.to_parquet(tmp / f"{name}.parquet", index=False)
+            elif isinstance(product, Embedding):
+                _save_embedding(product, tmp / f"{name}.npz")
+            else:
+                np.save(tmp / f"{name}.npy", np.asarray(product))
+
+
+def load_table(directory: str | Path, name: str) -> pd.DataFrame:
+    """A table written by `save_products`."""
+    return pd.read_parquet(Path(directory) / f"{name}.parquet")
+
+
+def load_array(directory: str | Path, name: str) -> np.ndarray:
+    """An array written by `save_products`."""
+    return np.load(Path(directory) / f"{name}.npy", allow_pickle=False)
