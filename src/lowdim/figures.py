@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,10 +27,7 @@ def embedding_panel(ax: plt.Axes, index: pd.DataFrame, emb: Embedding, i: int, j
         row = index.index[index["kind"] == kind]
         ax.scatter(x[row], y[row], s=90, marker=marker, color=plotting.REFERENCE_COLOR,
                    edgecolor="black", zorder=5, label={"ignorance": "P₀", "truth": "P*"}[kind])
-    lam = emb.eigenvalues
-    ax.set_xlabel(plotting.pc_label(i + 1, lam[i]))
-    ax.set_ylabel(plotting.pc_label(j + 1, lam[j]))
-    plotting.mark_negative_axes(ax, lam[i] < 0, lam[j] < 0)
+    pc_axes(ax, emb, i, j)
 
 
 def spectrum_panel(ax: plt.Axes, emb: Embedding, top: int = 50) -> None:
@@ -78,3 +75,80 @@ def distance_to_truth_panel(ax: plt.Axes, index: pd.DataFrame, to_truth: pd.Seri
     ax.set_xlim(left=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("d_B(P, P*)")
+
+
+PC_PAIRS = ((0, 1), (0, 2), (1, 2))
+
+
+def triplot(axes: Sequence[plt.Axes], index: pd.DataFrame, emb: Embedding) -> None:
+    """PC1-PC2, PC1-PC3 and PC2-PC3 on three axes; time-like axes get red spines (D3)."""
+    for ax, (i, j) in zip(axes, PC_PAIRS, strict=True):
+        embedding_panel(ax, index, emb, i, j)
+
+
+def colored_embedding_panel(ax: plt.Axes, index: pd.DataFrame, emb: Embedding,
+                            values: np.ndarray, *, label: str, vmin: float, vmax: float,
+                            bins: int | None = None, cmap: str = "viridis") -> None:
+    """PC1-PC2 of every run checkpoint coloured by `values` (M,), clipped to [vmin, vmax],
+    in `bins` discrete steps when given (D4: loss, D5: error); the geodesic in black."""
+    runs = index.index[index["kind"] == "run"]
+    colormap = plt.get_cmap(cmap, bins) if bins else plt.get_cmap(cmap)
+    points = ax.scatter(emb.coords[runs, 0], emb.coords[runs, 1],
+                        c=np.clip(values[runs], vmin, vmax), cmap=colormap, vmin=vmin, vmax=vmax,
+                        s=4, lw=0, rasterized=True)
+    geo = index.index[index["kind"].isin(["ignorance", "geodesic"])]
+    ax.plot(emb.coords[geo, 0], emb.coords[geo, 1], color=plotting.GEODESIC_COLOR, lw=1)
+    ax.figure.colorbar(points, ax=ax, label=label)
+    pc_axes(ax, emb, 0, 1)
+
+
+def pc_axes(ax: plt.Axes, emb: Embedding, i: int, j: int) -> None:
+    """Label the axes PC i+1 and PC j+1 and mark time-like ones."""
+    lam = emb.eigenvalues
+    ax.set_xlabel(plotting.pc_label(i + 1, lam[i]))
+    ax.set_ylabel(plotting.pc_label(j + 1, lam[j]))
+    plotting.mark_negative_axes(ax, lam[i] < 0, lam[j] < 0)
+
+
+SPREAD_PROGRESS = (0.01, 0.51, 0.99)  # A15: geodesic points whose neighbourhoods are coloured
+
+
+def spread_centres(index: pd.DataFrame, progress: Sequence[float] = SPREAD_PROGRESS) -> np.ndarray:
+    """Rows of the geodesic points nearest to each progress value (the geodesic's `t`)."""
+    geo = index[index["kind"] == "geodesic"]
+    if geo.empty:
+        raise ValueError("the analysis set has no geodesic rows: rebuild the predictions stage")
+    t = geo["t"].to_numpy()
+    return np.array([int(geo["row"].iloc[np.argmin(np.abs(t - p))]) for p in progress])
+
+
+def spread_labels(to_centres: np.ndarray, radius: float) -> np.ndarray:
+    """(M, K) distances to K centres -> (M,) index of the nearest centre within `radius`, else -1.
+
+    A15's "spread" colouring: points near the geodesic at early, middle and late progress.
+    """
+    to_centres = np.asarray(to_centres, dtype=np.float64)
+    if to_centres.ndim != 2 or to_centres.shape[1] == 0:
+        raise ValueError(f"to_centres must be (M, K) with K >= 1, got shape {to_centres.shape}")
+    if not radius > 0:
+        raise ValueError(f"radius = {radius}: must be positive")
+    nearest = to_centres.argmin(axis=1)
+    inside = to_centres[np.arange(len(to_centres)), nearest] <= radius
+    return np.where(inside, nearest, -1)
+
+
+def spread_panel(ax: plt.Axes, index: pd.DataFrame, emb: Embedding, labels: np.ndarray,
+                 progress: Sequence[float] = SPREAD_PROGRESS) -> None:
+    """PC1-PC2: run checkpoints near each spread centre in its colour, the rest grey (D6)."""
+    runs = index.index[index["kind"] == "run"]
+    x, y = emb.coords[:, 0], emb.coords[:, 1]
+    far = runs[labels[runs] < 0]
+    ax.scatter(x[far], y[far], s=3, lw=0, color="0.8", rasterized=True, label="elsewhere")
+    colors = plt.get_cmap("plasma")(np.linspace(0.1, 0.85, len(progress)))
+    for k, (p, color) in enumerate(zip(progress, colors, strict=True)):
+        near = runs[labels[runs] == k]
+        ax.scatter(x[near], y[near], s=5, lw=0, color=color, rasterized=True,
+                   label=f"near progress {p:.2f} ({len(near)})")
+    geo = index.index[index["kind"].isin(["ignorance", "geodesic"])]
+    ax.plot(x[geo], y[geo], color=plotting.GEODESIC_COLOR, lw=1)
+    pc_axes(ax, emb, 0, 1)
