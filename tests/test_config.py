@@ -97,6 +97,18 @@ def test_missing_dataset_directory_is_named(root, tmp_path):
     ("train", "device", "tpu", r"train\.device = 'tpu': must be one of auto, cpu, cuda"),
     ("distances", "bc_floor", 0.0, r"distances\.bc_floor = 0\.0: must be in \(0, 1\)"),
     ("figures", "formats", ["jpg"], r"figures\.formats\[0\] = 'jpg' is not known"),
+    ("trajectories", "reindex_by", "lambda",
+     r"trajectories\.reindex_by = 'lambda': must be one of accuracy, progress"),
+    ("trajectories", "trained_max_error", 0.0,
+     r"trajectories\.trained_max_error = 0\.0: must be in \(0, 1\]"),
+    ("trajectories", "grid_points", 0, r"trajectories\.grid_points = 0: must be positive"),
+    ("trajectories", "size_pair", ["wr-10-4-8"],
+     r"trajectories\.size_pair = \['wr-10-4-8'\]: give two different architectures"),
+    ("trajectories", "size_pair", ["wr-10-4-8", "wr-16-4-64"],
+     r"trajectories\.size_pair\[1\] = 'wr-16-4-64' is not in grid\.arch"),
+    ("trajectories", "size_pair", ["wr-16-4-16", "wr-10-4-8"],
+     r"wr-10-4-8 has 300,\d+ parameters, not more than wr-16-4-16's .*list the smaller network "
+     r"first"),
 ])
 def test_bad_values_are_named(root, section, key, value, message):
     raw = _quick(root)
