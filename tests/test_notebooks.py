@@ -27,6 +27,9 @@ STAGES = [  # notebook, its path parameters (relative to the work directory)
     ("figures/figS01_spectrum", {"embedding_dir": "embedding", "figures_dir": "figures"}),
     ("figures/figS02_distance_to_truth", {"predictions_dir": "predictions",
                                           "distances_dir": "distances", "figures_dir": "figures"}),
+    # a user tool, not a DVC stage: it reads the stages' outputs and writes nothing
+    ("60_place_a_model", {"prepared_dir": "prepared", "predictions_dir": "predictions",
+                          "distances_dir": "distances", "embedding_dir": "embedding"}),
 ]
 
 
@@ -114,6 +117,14 @@ def test_index_notebook_shows_the_pipeline(executed):
     for stage in ("data", "train", "predictions", "distances", "embedding", "fig02_embedding"):
         assert f"| {stage} |" in shown
     assert "[notebooks/10_data.ipynb](10_data.ipynb)" in shown
+
+
+def test_place_a_model_places_a_new_run(executed):
+    nb = json.loads((executed / "executed" / "60_place_a_model.ipynb").read_text())
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    # the demonstration: the tiny grid's first run (fc, sgdn, seed 42) with a new seed
+    assert "checkpoints of new run fc, sgdn, seed 1042" in text
+    assert any("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
 
 
 @pytest.mark.parametrize("space", ["train", "test"])
