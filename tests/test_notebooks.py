@@ -32,8 +32,11 @@ def pipeline_notebooks(dvc_yaml: Path) -> list[tuple[str, dict[str, str]]]:
     return found
 
 
-# The index notebook first (it has no parameters), then every stage.
-STAGES = [("00_index", {}), *pipeline_notebooks(ROOT / "dvc.yaml")]
+# The index notebook first (it has no parameters), then every stage, then the user tools that
+# read the stages' outputs and write nothing.
+STAGES = [("00_index", {}), *pipeline_notebooks(ROOT / "dvc.yaml"),
+          ("90_place_a_model", {"prepared_dir": "prepared", "predictions_dir": "predictions",
+                                "distances_dir": "distances", "embedding_dir": "embedding"})]
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +154,14 @@ def test_index_notebook_shows_the_pipeline(executed):
     for stage in ("data", "train", "predictions", "distances", "embedding", "fig02_embedding"):
         assert f"| {stage} |" in shown
     assert "[notebooks/10_data.ipynb](10_data.ipynb)" in shown
+
+
+def test_place_a_model_places_a_new_run(executed):
+    nb = json.loads((executed / "executed" / "90_place_a_model.ipynb").read_text())
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    # the demonstration: the tiny grid's first run (fc, sgdn, seed 42) with a new seed
+    assert "checkpoints of new run fc, sgdn, seed 1042" in text
+    assert any("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
 
 
 @pytest.mark.parametrize("space", ["train", "test"])
