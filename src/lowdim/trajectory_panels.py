@@ -95,8 +95,12 @@ def error_bars_panel(ax: plt.Axes, configurations: pd.DataFrame, order: Sequence
 
 
 def importance_panel(ax: plt.Axes, importance: pd.DataFrame) -> None:
-    """Boxplots of permutation importance per grid factor, most important first (D13)."""
-    order = importance.groupby("factor")["importance"].mean().sort_values(ascending=False).index
+    """Boxplots of permutation importance per grid factor, most important first (D13).
+
+    As the authors' boxplot, only the grid factors are drawn: the members' distances to the
+    geodesic are features of the model (A13) but not factors of the grid."""
+    factors = importance[~importance["factor"].str.startswith("to_geodesic")]
+    order = factors.groupby("factor")["importance"].mean().sort_values(ascending=False).index
     ax.boxplot([importance.loc[importance["factor"] == f, "importance"].to_numpy() for f in order],
                widths=0.6)
     ax.set_xticks(np.arange(1, len(order) + 1), list(order), rotation=30, ha="right")
