@@ -14,6 +14,7 @@ from lowdim.config import CornersConfig
 from lowdim.corners import (
     balanced_subset,
     convergence,
+    convergence_metrics,
     joint_set,
     phase_data,
     phase_specs,
@@ -158,3 +159,18 @@ def test_a_corner_run_equal_to_a_normal_run_sits_at_half_the_spread():
     assert set(table["run_id"]) == {"p2"}
     np.testing.assert_allclose(table["to_normal"], table["normal_spread"] / 2, rtol=1e-6)
     assert (table["normal_spread"] > 0).all()
+
+
+def test_accuracies_below_a_corner_runs_start_are_not_compared():
+    rng = np.random.default_rng(2)
+    main_index, main_probs = _fake_main(rng)
+    rows = pd.DataFrame({"kind": "corner_run", "run_id": "p2", "corner": "subsample-0",
+                         "phase": 2, "checkpoint": [0, 1, 2], "seed": 42,
+                         "train_error": [0.4, 0.3, 0.1]})
+    probs = rng.dirichlet(np.ones(10), size=(3, 12)).astype(np.float32)
+    index, joint = joint_set([(rows, probs)], main_index, main_probs, "fc", {}, 10, 4)
+    grid = np.linspace(0.1, 1.0, 10)
+    table = convergence(index, joint, grid, bc_floor=1e-8)
+    assert np.array_equal(np.isnan(table["to_normal"]), grid < 0.6)
+    metrics = convergence_metrics(table, index)["subsample-0"]
+    assert metrics["to_normal_at_0.5"] is None and metrics["to_normal_at_1"] > 0

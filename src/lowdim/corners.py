@@ -207,6 +207,8 @@ def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray, *,
     Runs are reindexed by training accuracy (1 - train error on the true labels). For each corner
     run and grid value s: `to_normal`, the median d_B to the normal runs at s; `normal_spread`,
     the median d_B between two different normal runs at s (the tube the corner joins or not).
+    `to_normal` is NaN below the accuracy a corner run starts from (reindexing would hold its
+    first checkpoint there, comparing it with less trained normal runs).
     Long table: corner, run_id, seed, s, to_normal, normal_spread.
     """
     rows_of = trajectory_rows(index)
@@ -228,16 +230,19 @@ def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray, *,
     tables = []
     for r in np.flatnonzero(~normal):
         meta = first.loc[rows_of[run_ids[r]][0]]
+        reached = grid >= accuracy[rows_of[run_ids[r]][0]]
         tables.append(pd.DataFrame({
             "corner": meta["corner"], "run_id": run_ids[r], "seed": int(meta["seed"]), "s": grid,
-            "to_normal": np.median(tensor[:, r, n_idx], axis=1), "normal_spread": spread}))
+            "to_normal": np.where(reached, np.median(tensor[:, r, n_idx], axis=1), np.nan),
+            "normal_spread": spread}))
     return pd.concat(tables, ignore_index=True)
 
 
 def convergence_metrics(table: pd.DataFrame, index: pd.DataFrame,
                         at: Sequence[float] = (0.5, 1.0)) -> dict[str, dict[str, float]]:
     """Per corner: median distance to the normal runs and its ratio to the normal spread at the
-    grid values nearest to `at`, and the final train error of its phase-2 runs."""
+    grid values nearest to `at` (None where its runs start beyond that accuracy), and the final
+    train error of its phase-2 runs."""
     out = {}
     grid = np.sort(table["s"].unique())
     final = (index[(index["kind"] == "corner_run") & (index["phase"] == 2)]
@@ -247,11 +252,13 @@ def convergence_metrics(table: pd.DataFrame, index: pd.DataFrame,
         for s in at:
             nearest = grid[np.argmin(np.abs(grid - s))]
             here = group[group["s"] == nearest]
-            to_normal = float(here["to_normal"].mean())
+            to_normal = float(here["to_normal"].mean())  # NaN when no run has reached s
             spread = float(here["normal_spread"].iloc[0])
-            entry[f"to_normal_at_{s:g}"] = round(to_normal, 6)
+            known = np.isfinite(to_normal)
+            entry[f"to_normal_at_{s:g}"] = round(to_normal, 6) if known else None
             entry[f"normal_spread_at_{s:g}"] = round(spread, 6)
-            entry[f"ratio_at_{s:g}"] = round(to_normal / spread, 4) if spread > 0 else None
+            ratio = to_normal / spread if known and spread > 0 else None
+            entry[f"ratio_at_{s:g}"] = None if ratio is None else round(ratio, 4)
         entry["final_train_error"] = round(
             float(final.loc[final["corner"] == corner, "train_error"].mean()), 6)
         out[corner] = entry
