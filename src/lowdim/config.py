@@ -22,6 +22,8 @@ AUGMENTATIONS = ("none", "simple")
 DEVICES = ("auto", "cpu", "cuda")
 REINDEX_BY = ("accuracy", "progress")
 FIGURE_FORMATS = ("pdf", "png", "svg")
+CORNER_KINDS = ("uniform", "subsample")
+TEACHERS = ("fc", "random")
 
 
 class ConfigError(ValueError):
@@ -106,6 +108,48 @@ class TrajectoriesConfig:
 
 
 @dataclass(frozen=True)
+class CornersConfig:
+    """Initialization corners (PAPER.md B7, D16): phase 1 reaches a far corner (random labels, or
+    a small balanced subset), phase 2 continues on the true labels."""
+
+    arch: str = "fc"                    # must be in grid.arch: its normal runs are the baseline
+    optimizer: str = "sgdn"
+    base_lr: float = 0.1                # scaled by batch_size / train.lr_reference_batch_size
+    batch_size: int = 64
+    kinds: tuple[str, ...] = CORNER_KINDS
+    iseeds: tuple[int, ...] = (0, 1, 2)  # one corner per iseed and kind
+    subsample_size: int = 200           # balanced: the same count of every class
+    phase1_epochs: int = 16
+    phase2_epochs: int = 16
+    seeds: tuple[int, ...] = (42,)
+    geodesic_points: int = 20           # points of each ignorance -> corner geodesic
+    grid_points: int = 50               # equal-progress grid of the convergence analysis
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Sloppy synthetic data (PAPER.md B8, D17): fc students on Gaussian inputs whose covariance
+    eigenvalues decay at rate c, labelled by a random teacher."""
+
+    c: tuple[float, ...] = (0.0, 0.001, 0.5)
+    d: int = 200
+    n_train: int = 500
+    n_test: int = 200
+    num_classes: int = 5
+    teacher: str = "fc"                 # fc (argmax of a random tanh network) | random labels
+    teacher_widths: tuple[int, ...] = (50,)
+    data_seed: int = 5                  # the authors' synthetic-data seed
+    student_widths: tuple[int, ...] = (64, 32)
+    optimizers: tuple[str, ...] = ("sgdn", "adam")
+    lr: dict[str, float] = field(default_factory=lambda: {"sgdn": 0.05, "adam": 0.001})
+    batch_size: int = 50
+    epochs: int = 10
+    seeds: tuple[int, ...] = (42, 43)
+    ncorners: int = 2                   # perturbed-init iseeds 0..ncorners-1; 0 skips them
+    geodesic_points: int = 20
+
+
+@dataclass(frozen=True)
 class FiguresConfig:
     """Rendering settings shared by every figure notebook."""
 
@@ -126,6 +170,8 @@ class Config:
     distances: DistancesConfig = field(default_factory=DistancesConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     trajectories: TrajectoriesConfig = field(default_factory=TrajectoriesConfig)
+    corners: CornersConfig = field(default_factory=CornersConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     figures: FiguresConfig = field(default_factory=FiguresConfig)
 
 
@@ -271,6 +317,8 @@ def _check_values(config: Config) -> None:
     for i, k in enumerate(config.embedding.stress_dims):
         _positive(k, f"embedding.stress_dims[{i}]")
     _check_trajectories(config)
+    _check_corners(config)
+    _check_synthetic(config.synthetic)
     for i, fmt in enumerate(config.figures.formats):
         _one_of(fmt, FIGURE_FORMATS, f"figures.formats[{i}]")
     _positive(config.figures.dpi, "figures.dpi")
@@ -384,6 +432,62 @@ def _check_size_pair(pair: tuple[str, ...], config: Config) -> None:
     if not large > small:
         raise ConfigError(f"{key} = {list(pair)}: {pair[1]} has {large:,} parameters, not more "
                           f"than {pair[0]}'s {small:,}; list the smaller network first")
+
+
+def _check_corners(config: Config) -> None:
+    corners = config.corners
+    if corners.arch not in config.grid.arch:
+        raise ConfigError(f"corners.arch = {corners.arch!r} is not in grid.arch "
+                          f"({', '.join(config.grid.arch)}): the corner runs are compared with "
+                          "the normal runs of that architecture, so add it there")
+    _one_of(corners.optimizer, OPTIMIZERS, "corners.optimizer")
+    for key in ("base_lr", "batch_size", "subsample_size", "phase1_epochs", "phase2_epochs",
+                "geodesic_points", "grid_points"):
+        _positive(getattr(corners, key), f"corners.{key}")
+    for i, kind in enumerate(corners.kinds):
+        _one_of(kind, CORNER_KINDS, f"corners.kinds[{i}]")
+    for i, iseed in enumerate(corners.iseeds):
+        if not 0 <= iseed < 2**32:
+            raise ConfigError(f"corners.iseeds[{i}] = {iseed}: an iseed must be in [0, 2**32)")
+    classes = DATASET_SHAPES[config.data.dataset][1]
+    if corners.subsample_size % classes:
+        raise ConfigError(f"corners.subsample_size = {corners.subsample_size}: a balanced subset "
+                          f"needs a multiple of the {classes} classes")
+    _unique(corners, ("kinds", "iseeds", "seeds"), "corners")
+
+
+def _check_synthetic(syn: SyntheticConfig) -> None:
+    for i, c in enumerate(syn.c):
+        if not c >= 0:
+            raise ConfigError(f"synthetic.c[{i}] = {c}: the decay rate must be >= 0 (0 is "
+                              "isotropic)")
+    for key in ("d", "n_train", "n_test", "batch_size", "epochs", "geodesic_points"):
+        _positive(getattr(syn, key), f"synthetic.{key}")
+    if syn.num_classes < 2:
+        raise ConfigError(f"synthetic.num_classes = {syn.num_classes}: must be at least 2")
+    _one_of(syn.teacher, TEACHERS, "synthetic.teacher")
+    for name in ("teacher_widths", "student_widths"):
+        for i, width in enumerate(getattr(syn, name)):
+            _positive(width, f"synthetic.{name}[{i}]")
+    for i, opt in enumerate(syn.optimizers):
+        _one_of(opt, OPTIMIZERS, f"synthetic.optimizers[{i}]")
+        if opt not in syn.lr:
+            raise ConfigError(f"synthetic.lr has no entry for optimizer {opt!r}: add {opt}: lr")
+    for opt, lr in syn.lr.items():
+        _one_of(opt, OPTIMIZERS, f"synthetic.lr.{opt}")
+        if not lr > 0:
+            raise ConfigError(f"synthetic.lr.{opt} = {lr}: a learning rate must be positive")
+    if syn.ncorners < 0:
+        raise ConfigError(f"synthetic.ncorners = {syn.ncorners}: must be >= 0 (0 skips the "
+                          "perturbed-initialization corners)")
+    _unique(syn, ("c", "optimizers", "seeds"), "synthetic")
+
+
+def _unique(section: Any, keys: tuple[str, ...], name: str) -> None:
+    for key in keys:
+        values = getattr(section, key)
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{name}.{key} = {list(values)} repeats a value: list each once")
 
 
 def _check_train(train: TrainConfig) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,6 +114,7 @@ class RunResult:
     diverged_at_step: int | None = None
     seconds: float = 0.0
     iters_per_epoch: int = 0
+    final_state: dict[str, torch.Tensor] | None = None  # the weights at the end, when asked for
 
     def record(self, step: int, evaluations: dict[str, Evaluation]) -> None:
         """Append one checkpoint."""
@@ -160,14 +161,23 @@ class DeviceData:
 
 def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
               augment_padding: int | None = None,
-              on_step: Callable[[int, int], None] | None = None) -> RunResult:
-    """Train one run from its spec; stops early and marks the run diverged on a NaN/inf loss."""
+              on_step: Callable[[int, int], None] | None = None,
+              initial_state: Mapping[str, torch.Tensor] | None = None,
+              keep_state: bool = False) -> RunResult:
+    """Train one run from its spec; stops early and marks the run diverged on a NaN/inf loss.
+
+    `initial_state` (a state dict) replaces the initial weights, so a run continues from another
+    run's end with a fresh optimizer and schedule (the corner runs, B7); `keep_state` stores the
+    final weights in `RunResult.final_state`.
+    """
     device = data.train_images.device
     seed_everything(spec.seed)
     n_train, *shape = data.train_images.shape
     model = build_model(spec.arch, tuple(shape), data.num_classes,
                         **spec.model_size).to(device)
     apply_init(model, spec.init, torch.Generator().manual_seed(spec.seed))
+    if initial_state is not None:
+        model.load_state_dict(initial_state)
     optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.weight_decay)
     iters = math.ceil(n_train / spec.batch_size)
     total = spec.epochs * iters
@@ -210,4 +220,6 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
             if on_step is not None:
                 on_step(step, total)
     result.seconds = time.perf_counter() - started
+    if keep_state:
+        result.final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return result
