@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,3 +59,11 @@ def git_commit(repo: Path, message: str, init: bool = False) -> None:
     run_command(["git", "add", "-A"], repo)
     run_command(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message],
                 repo)
+
+
+def stages_reading(dvc_yaml: Path, section: str) -> set[str]:
+    """Stages of dvc.yaml that list the params section `section` (so a change to it reruns them)."""
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    return {name for name, stage in stages.items()
+            if any(p == section or (isinstance(p, str) and p.startswith(f"{section}."))
+                   for p in stage.get("params", []))}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import copy_repository, git_commit, run_command
+from conftest import ROOT, copy_repository, git_commit, run_command, stages_reading
 
 pytestmark = pytest.mark.slow
 
@@ -26,11 +26,12 @@ def repo(root, tmp_path_factory) -> Path:
 
 def test_repro_then_clean_status_then_noop(repo):
     first = _run(["dvc", "repro"], repo)
-    for stage in ("data", "train", "predictions", "distances", "embedding", "fig02_embedding",
-                  "figS01_spectrum", "figS02_distance_to_truth"):
+    for stage in ("data", "train", "predictions", "distances", "embedding", "trajectories",
+                  "fig02_embedding", "figS01_spectrum", "fig16_larger_networks"):
         assert f"Running stage '{stage}'" in first
     for product in ("figures/fig02_embedding.pdf", "figures/figS01_spectrum.png",
-                    "metrics/embedding.json", "data/predictions/index.parquet"):
+                    "metrics/embedding.json", "metrics/trajectories.json",
+                    "data/predictions/index.parquet", "data/trajectories/train_tensor.npy"):
         assert (repo / product).is_file(), product
 
     status = _run(["dvc", "status"], repo)
@@ -55,7 +56,9 @@ def test_figure_parameter_reruns_only_figures(repo):
     (repo / "params.yaml").write_text(params)
     out = _run(["dvc", "repro"], repo)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"fig02_embedding", "figS01_spectrum", "figS02_distance_to_truth"}
+    figures = stages_reading(ROOT / "dvc.yaml", "figures")
+    assert len(figures) >= 16 and all(name.startswith("fig") for name in figures)
+    assert ran == figures
     # `dvc plots diff` puts the committed and the re-rendered figure side by side.
     diff = json.loads(run_command(["dvc", "plots", "diff", "HEAD", "--json"], repo).stdout)
     revisions = {r for entry in diff["data"]["figures/fig02_embedding.png"]

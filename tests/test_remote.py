@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_repository, git_commit, run_command
+from conftest import ROOT, copy_repository, git_commit, run_command, stages_reading
 
 pytestmark = pytest.mark.slow
 boto3 = pytest.importorskip("boto3")
@@ -21,7 +21,7 @@ moto_server = pytest.importorskip("moto.server")
 pytest.importorskip("dvc_s3")
 
 BUCKET = "lowdim-test"
-FIGURES = {"fig02_embedding", "figS01_spectrum", "figS02_distance_to_truth"}
+FIGURES = stages_reading(ROOT / "dvc.yaml", "figures")  # what a figure-setting change reruns
 
 
 def _free_port() -> int:
