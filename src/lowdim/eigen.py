@@ -320,7 +320,7 @@ def lanczos_eigenpairs(
     return lam[order], vec[:, order]
 
 
-SOLVERS = {"randomized": block_krylov_eigenpairs, "lanczos": lanczos_eigenpairs}
+ITERATIVE_SOLVERS = {"randomized": block_krylov_eigenpairs, "lanczos": lanczos_eigenpairs}
 
 
 def top_eigenpairs(
@@ -337,8 +337,8 @@ def top_eigenpairs(
 
     W is never formed: each product reads D in row slabs (``centred_product``).
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}: use one of {', '.join(SOLVERS)}")
+    if solver not in ITERATIVE_SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}: use one of {', '.join(ITERATIVE_SOLVERS)}")
     m = d.shape[0]
 
     def apply_w(x: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ from lowdim.eigen import (
 
 ZERO_EIG_RTOL = 1e-10
 SOLVERS = ("auto", "dense", "lanczos", "randomized")
-AUTO_DENSE_MAX = 2000  # auto: dense eigh up to this many points (about a second on 2 cores)
+AUTO_DENSE_MAX = 2000  # auto: dense eigh up to this many points (a second or two on 2 cores)
 
 
 def _check_square(d: np.ndarray, name: str = "d") -> np.ndarray:
