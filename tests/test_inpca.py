@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
+from lowdim import eigen, store
+from lowdim import inpca as inpca_module
+from lowdim.config import ConfigError, config_from_dict
 from lowdim.distances import bhattacharyya_reference
 from lowdim.inpca import (
     Embedding,
@@ -187,3 +193,141 @@ def test_bad_input_messages(rng):
         explained_stress(np.array([3.0, 2.0]), np.sqrt(13.0))
     with pytest.raises(ValueError, match=r"frobenius_sq must be a finite number >= 0"):
         explained_stress(np.array([1.0]), -1.0)
+
+
+# ---- iterative solvers (lowdim.eigen): matrix-free W, streaming ||W||_F^2 ---------------------
+
+SMALL_BLOCKS = 8 * 8 * 6 * 8  # tiles of 8 x 8 and slabs of a few rows: many ragged blocks
+
+
+def minkowski_plus_noise(rng: np.random.Generator, m: int) -> np.ndarray:
+    """(m, m) signed squared distances (two time-like axes) plus symmetric noise: full rank,
+    distinct eigenvalues, both signs among the leading ones."""
+    x = rng.normal(size=(m, 5)) * np.array([6.0, 5.0, 4.0, 3.0, 2.0])
+    noise = rng.normal(scale=0.5, size=(m, m))
+    d = sq_dists(x, np.array([1.0, -1.0, 1.0, -1.0, 1.0])) + noise + noise.T
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+def peaked_bhattacharyya(rng: np.random.Generator, m: int) -> np.ndarray:
+    """(m, m) d_B of confident predictions on a few samples (not a Euclidean matrix)."""
+    p = rng.dirichlet(np.full(5, 0.05), size=(m, 4))
+    d = bhattacharyya_reference(p)
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+def test_centred_product_equals_dense_w_times_x(rng):
+    d = peaked_bhattacharyya(rng, 45) + 3.0
+    stats = eigen.streaming_stats(d, SMALL_BLOCKS)
+    assert stats.symmetric
+    w = double_centre(d)
+    x = rng.normal(size=(45, 3))
+    np.testing.assert_allclose(eigen.centred_product(d, x, stats, SMALL_BLOCKS), w @ x,
+                               rtol=1e-12, atol=1e-12 * np.abs(w @ x).max())
+    np.testing.assert_allclose(eigen.centred_product(d, x[:, 0], stats), w @ x[:, 0],
+                               atol=1e-12 * np.abs(w @ x).max())
+    # slightly asymmetric (within tolerance): the product is with (D + D^T)/2, as double_centre
+    skew = d + 1e-8 * np.triu(rng.normal(size=d.shape), 1)
+    stats = eigen.streaming_stats(skew, SMALL_BLOCKS)
+    assert not stats.symmetric
+    np.testing.assert_allclose(eigen.centred_product(skew, x, stats, SMALL_BLOCKS),
+                               double_centre(skew) @ x, atol=1e-12 * np.abs(w @ x).max())
+
+
+def test_streaming_frobenius_equals_dense(rng):
+    # a large offset makes the terms of the identity cancel: the shift keeps it exact
+    for offset in (0.0, 1e4):
+        d = peaked_bhattacharyya(rng, 37) + offset
+        stats = eigen.streaming_stats(d, SMALL_BLOCKS)
+        w = double_centre(d)
+        assert stats.frobenius_sq == pytest.approx(float((w**2).sum()), rel=1e-10)
+        np.testing.assert_allclose(stats.row_means, d.mean(axis=1), rtol=1e-13)
+        assert stats.grand_mean == pytest.approx(d.mean(), rel=1e-13)
+        assert stats.d_frobenius == pytest.approx(np.linalg.norm(d), rel=1e-10)
+
+
+@pytest.mark.parametrize("solver", ["randomized", "lanczos"])
+def test_iterative_solvers_equal_dense_eigh(rng, solver):
+    d = minkowski_plus_noise(rng, 150)
+    dense = inpca(d, 6, solver="dense")
+    emb = inpca(d, 6, solver=solver, n_eigenvalues=12, block_bytes=SMALL_BLOCKS * 40)
+    lam = emb.eigenvalues
+    assert lam.shape == (12,) and emb.coords.shape == (150, 6)
+    assert (lam < 0).any() and (lam > 0).any()  # both signs among the top 12
+    np.testing.assert_allclose(lam, dense.eigenvalues[:12], rtol=1e-10)
+    assert emb.frobenius_sq == pytest.approx(dense.frobenius_sq, rel=1e-12)
+    np.testing.assert_allclose(emb.explained_stress, dense.explained_stress[:12], atol=1e-12)
+    sign = np.sign((emb.coords * dense.coords).sum(axis=0))
+    np.testing.assert_allclose(emb.coords, dense.coords * sign, atol=1e-8)
+    np.testing.assert_allclose(emb.column_means, dense.column_means, rtol=1e-13)
+    np.testing.assert_array_equal(emb.signs, np.sign(lam[:6]))
+    np.testing.assert_allclose(project(d, emb), emb.coords, atol=1e-8)
+
+
+def test_randomized_solver_restarts_and_finds_null_directions(rng):
+    # rank 3 W asked for 5 eigenpairs: two are null, accepted at the rounding level
+    x = rng.normal(size=(80, 3)) * np.array([4.0, 2.0, 1.0])
+    d = sq_dists(x)
+    dense = inpca(d, 5, solver="dense")
+    emb = inpca(d, 5, solver="randomized")
+    np.testing.assert_allclose(emb.eigenvalues[:3], dense.eigenvalues[:3], rtol=1e-10)
+    assert np.abs(emb.eigenvalues[3:]).max() < 1e-9 * emb.eigenvalues[0]
+    np.testing.assert_array_equal(emb.signs, [1.0, 1.0, 1.0, 0.0, 0.0])
+    # a basis capped at 16 columns forces thick restarts
+    d = peaked_bhattacharyya(rng, 120)
+    w = double_centre(d)
+    lam, u = eigen.block_krylov_eigenpairs(lambda v: w @ v, 120, 6, block_size=4, max_basis=16)
+    expected = inpca(d, 6, solver="dense").eigenvalues[:6]
+    np.testing.assert_allclose(lam, expected, rtol=1e-10)
+    np.testing.assert_allclose(w @ u, u * lam, atol=1e-9 * abs(lam[0]))
+
+
+def test_memory_mapped_input_gives_same_result(rng, tmp_path):
+    d = peaked_bhattacharyya(rng, 90)
+    np.save(tmp_path / "train.npy", d)
+    mapped = store.load_distance_matrix(tmp_path, "train", mmap=True)
+    assert isinstance(mapped, np.memmap)
+    for solver in ("randomized", "dense"):
+        a = inpca(d, 4, solver=solver, block_bytes=SMALL_BLOCKS)
+        b = inpca(mapped, 4, solver=solver, block_bytes=SMALL_BLOCKS)
+        np.testing.assert_allclose(b.eigenvalues, a.eigenvalues, rtol=1e-13)
+        np.testing.assert_allclose(b.coords, a.coords, atol=1e-12)
+        assert b.frobenius_sq == pytest.approx(a.frobenius_sq, rel=1e-13)
+
+
+def test_auto_solver_is_dense_for_small_matrices_only(rng, monkeypatch):
+    d = peaked_bhattacharyya(rng, 60)
+    assert inpca(d, 3).eigenvalues.shape == (60,)  # dense: every eigenvalue
+    monkeypatch.setattr(inpca_module, "AUTO_DENSE_MAX", 50)
+    assert inpca(d, 3, n_eigenvalues=5).eigenvalues.shape == (5,)  # iterative: the top 5
+    assert inpca(d, 3, n_eigenvalues=15).eigenvalues.shape == (60,)  # a quarter: dense again
+
+
+def test_solver_bad_input_messages(rng):
+    d = peaked_bhattacharyya(rng, 30)
+    with pytest.raises(ValueError, match=r"solver = 'fast' is not known: use one of auto, dense"):
+        inpca(d, 3, solver="fast")
+    with pytest.raises(ValueError, match=r"n_eigenvalues must be an integer >= 1, got 0"):
+        inpca(d, 3, n_eigenvalues=0)
+    with pytest.raises(ValueError, match=r"computes fewer than M = 30 eigenpairs, got .* = 30"):
+        inpca(d, 40, solver="lanczos")
+    bad = d.copy()
+    bad[4, 7] = bad[7, 4] = np.inf
+    with pytest.raises(ValueError, match=r"d contains NaN or infinite values"):
+        inpca(bad, 3, solver="randomized", block_bytes=SMALL_BLOCKS)
+    bad = d.copy()
+    bad[20, 3] += 1.0
+    with pytest.raises(ValueError, match=r"d must be symmetric: max \|d - d.T\| = 1 exceeds"):
+        inpca(bad, 3, solver="randomized", block_bytes=SMALL_BLOCKS)
+    with pytest.raises(ValueError, match=r"must be a square \(M, M\) matrix, got shape \(30, 29\)"):
+        inpca(d[:, 1:], 3, solver="randomized")
+    with pytest.raises(ValueError, match=r"unknown solver 'arpack': use one of randomized"):
+        eigen.top_eigenpairs(d, 3, eigen.streaming_stats(d), solver="arpack")
+    w = double_centre(d)
+    with pytest.raises(RuntimeError, match=r"did not converge after 8 vector products"):
+        eigen.block_krylov_eigenpairs(lambda v: w @ v, 30, 5, block_size=8, max_products=8)
+    with pytest.raises(ConfigError, match=r"embedding.solver = 'eigsh': must be one of auto"):
+        config_from_dict({**yaml.safe_load(Path("profiles/tiny.yaml").read_text()),
+                          "embedding": {"solver": "eigsh"}})

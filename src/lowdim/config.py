@@ -92,6 +92,7 @@ class EmbeddingConfig:
 
     n_components: int = 50
     stress_dims: tuple[int, ...] = (1, 2, 3, 10, 50)
+    solver: Literal["auto", "dense", "lanczos", "randomized"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,21 @@ eigenvalues are "time-like" axes of a Minkowski embedding: D_ij = sum_k sign(lam
 
 Numerical choices:
 
-- D is checked for symmetry (max |D - D^T| <= ``SYM_RTOL`` * max |D|) and then symmetrized exactly,
-  so the dense symmetric solver sees the matrix it was given, not only one triangle of it.
+- D is checked for symmetry (max |D - D^T| <= ``eigen.SYM_RTOL`` * max |D|) and then symmetrized
+  exactly, so the solvers see the matrix they were given, not only one triangle of it (the
+  iterative ones multiply by (D + D^T)/2 unless D is exactly symmetric).
 - Eigenvectors get a deterministic sign: the entry of largest magnitude is positive.
 - Components whose |lambda| <= ``ZERO_EIG_RTOL`` * max |lambda| (at least the constant direction
   that double centring always removes) are null: out-of-sample projection returns 0 on them instead
   of dividing by ~0.
 - Explained stress follows the definition of A5 with ||W||_F^2 from the whole matrix.
+- Solvers (``solver``): ``dense`` is ``scipy.linalg.eigh`` of the formed W (every eigenvalue; the
+  oracle of the tests); ``randomized`` (randomized block Krylov) and ``lanczos`` (ARPACK) compute
+  only the top eigenpairs by |lambda| and never form W (``lowdim.eigen``): D is read in blocks,
+  so a memory-mapped D (``np.load(path, mmap_mode="r")``) keeps memory bounded, and ||W||_F^2
+  comes from one streaming pass over D, so the explained stress needs no full spectrum.
+  ``auto`` is dense up to ``AUTO_DENSE_MAX`` points (or when a quarter of the spectrum or more is
+  asked for) and randomized above.
 """
 
 from __future__ import annotations
@@ -22,31 +30,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
-SYM_RTOL = 1e-6
+from lowdim.eigen import (
+    DEFAULT_BLOCK_BYTES,
+    DEFAULT_TOL,
+    asymmetry_message,
+    check_matrix,
+    dense_eigenpairs,
+    streaming_stats,
+    top_eigenpairs,
+)
+
 ZERO_EIG_RTOL = 1e-10
+SOLVERS = ("auto", "dense", "lanczos", "randomized")
+AUTO_DENSE_MAX = 2000  # auto: dense eigh up to this many points (a second or two on 2 cores)
 
 
 def _check_square(d: np.ndarray, name: str = "d") -> np.ndarray:
     """Validate an (M, M) finite, symmetric matrix; return it as float64, symmetrized exactly."""
-    d = np.asarray(d)
-    if d.ndim != 2 or d.shape[0] != d.shape[1]:
-        raise ValueError(f"{name} must be a square (M, M) matrix, got shape {d.shape}")
-    if d.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.issubdtype(d.dtype, np.number) or np.iscomplexobj(d):
-        raise ValueError(f"{name} must be a real numeric matrix, got dtype {d.dtype}")
-    d = d.astype(np.float64)
+    check_matrix(d, name)
+    d = np.asarray(d, dtype=np.float64)
     if not np.isfinite(d).all():
         raise ValueError(f"{name} contains NaN or infinite values")
-    asym = np.abs(d - d.T).max()
-    scale = np.abs(d).max()
-    if asym > SYM_RTOL * scale:
-        raise ValueError(
-            f"{name} must be symmetric: max |d - d.T| = {asym:.3g} exceeds {SYM_RTOL:g} x max |d| "
-            f"= {SYM_RTOL * scale:.3g}"
-        )
+    message = asymmetry_message(name, float(np.abs(d - d.T).max()), float(np.abs(d).max()))
+    if message:
+        raise ValueError(message)
     return 0.5 * (d + d.T)
 
 
@@ -62,10 +70,12 @@ def double_centre(d: np.ndarray) -> np.ndarray:
 class Embedding:
     """InPCA result for M base points with k = min(n_components, M) kept components."""
 
-    eigenvalues: np.ndarray  # (K,) all eigenvalues of W, sorted by |lambda| descending, both signs
+    # (K,) eigenvalues of W sorted by |lambda| descending, both signs: all K = M from the dense
+    # solver, the top K >= k from an iterative one
+    eigenvalues: np.ndarray
     coords: np.ndarray  # (M, k) = U[:, :k] * sqrt(|lambda[:k]|)
     explained_stress: np.ndarray  # (K,) chi_k for k = 1..K
-    frobenius_sq: float  # ||W||_F^2 from the whole matrix
+    frobenius_sq: float  # ||W||_F^2 from the whole matrix (whatever K is)
     column_means: np.ndarray  # (M,) column means of D, for out-of-sample projection
     grand_mean: float  # mean of all entries of D
     eigenvectors: np.ndarray  # (M, k) unit eigenvectors matching coords
@@ -107,34 +117,81 @@ def explained_stress(eigenvalues: np.ndarray, frobenius_sq: float) -> np.ndarray
     return 1.0 - np.sqrt(np.clip(1.0 - cum / frobenius_sq, 0.0, None))
 
 
-def inpca(d: np.ndarray, n_components: int = 50) -> Embedding:
+def inpca(
+    d: np.ndarray,
+    n_components: int = 50,
+    *,
+    solver: str = "auto",
+    n_eigenvalues: int | None = None,
+    tol: float = DEFAULT_TOL,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Embedding:
     """(M, M) symmetric distance matrix -> Embedding with k = min(n_components, M) components.
 
-    Dense ``scipy.linalg.eigh`` of the whole centred matrix, so every eigenvalue is kept in
-    ``.eigenvalues`` (for the spectrum and explained stress); n_components > M is clamped to M.
+    ``solver``: one of ``SOLVERS`` (see the module docstring). The dense solver keeps every
+    eigenvalue in ``.eigenvalues``; the iterative ones (``lanczos``, ``randomized``) compute the
+    top ``n_eigenvalues`` (default and minimum: k) by |lambda| to residual ``tol`` and read D in
+    blocks of ``block_bytes``, so D may be memory-mapped. n_components > M is clamped to M.
     """
-    if isinstance(n_components, bool) or int(n_components) != n_components or n_components < 1:
-        raise ValueError(f"n_components must be an integer >= 1, got {n_components!r}")
-    d = _check_square(d)
+    d = d if isinstance(d, np.ndarray) else np.asarray(d)  # np.memmap stays memory-mapped
+    k, solver = _check_options(d, n_components, solver, n_eigenvalues)
+    m = d.shape[0]
+    if solver == "dense":
+        return _dense_inpca(d, k)
+    count = max(k, n_eigenvalues or k)
+    if count >= m:
+        raise ValueError(
+            f"solver {solver!r} computes fewer than M = {m} eigenpairs, got n_components / "
+            f"n_eigenvalues = {count}: ask for fewer or use solver='dense'"
+        )
+    stats = streaming_stats(d, block_bytes)
+    lam, u = top_eigenpairs(d, count, stats, solver=solver, tol=tol, block_bytes=block_bytes)
+    return _embedding(lam, u[:, :k], stats.frobenius_sq, stats.row_means, stats.grand_mean)
+
+
+def _check_options(d: np.ndarray, n_components: int, solver: str,
+                   n_eigenvalues: int | None) -> tuple[int, str]:
+    """Validate the arguments of ``inpca``; return k and the solver that ``auto`` stands for."""
+    for name, value in (("n_components", n_components), ("n_eigenvalues", n_eigenvalues)):
+        if value is None and name == "n_eigenvalues":
+            continue
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver = {solver!r} is not known: use one of {', '.join(SOLVERS)}")
+    check_matrix(d)
     m = d.shape[0]
     k = min(int(n_components), m)
+    if solver == "auto":
+        wanted = max(k, n_eigenvalues or k)
+        solver = "dense" if m <= AUTO_DENSE_MAX or 4 * wanted >= m else "randomized"
+    return k, solver
+
+
+def _dense_inpca(d: np.ndarray, k: int) -> Embedding:
+    """(M, M) D, k -> Embedding from the dense eigendecomposition of the formed W."""
+    d = _check_square(d)
     w = double_centre(d)
-    lam, vec = scipy.linalg.eigh(w)
-    order = np.argsort(-np.abs(lam), kind="stable")
-    lam = lam[order]
-    u = vec[:, order[:k]]
+    lam, vec = dense_eigenpairs(w)
+    frob = float(np.einsum("ij,ij->", w, w))
+    col_means = d.mean(axis=0)
+    return _embedding(lam, vec[:, :k], frob, col_means, float(col_means.mean()))
+
+
+def _embedding(lam: np.ndarray, u: np.ndarray, frob: float, col_means: np.ndarray,
+               grand_mean: float) -> Embedding:
+    """(K,) eigenvalues by |lambda|, (M, k) their leading eigenvectors -> Embedding."""
+    k = u.shape[1]
     # Deterministic sign per axis: the largest-magnitude entry of each eigenvector is positive.
     pivot = np.abs(u).argmax(axis=0)
     u = u * np.where(u[pivot, np.arange(k)] < 0, -1.0, 1.0)
-    frob = float(np.einsum("ij,ij->", w, w))
-    col_means = d.mean(axis=0)
     return Embedding(
         eigenvalues=lam,
         coords=u * np.sqrt(np.abs(lam[:k])),
         explained_stress=explained_stress(lam, frob),
         frobenius_sq=frob,
         column_means=col_means,
-        grand_mean=float(col_means.mean()),
+        grand_mean=grand_mean,
         eigenvectors=u,
     )
 

@@ -28,9 +28,10 @@ def save_distances(matrices: Mapping[str, np.ndarray], reference: pd.DataFrame,
         reference.to_parquet(tmp / REFERENCE, index=False)
 
 
-def load_distance_matrix(directory: str | Path, space: str) -> np.ndarray:
-    """The (M, M) distance matrix of one prediction space."""
-    return np.load(Path(directory) / f"{space}.npy", allow_pickle=False)
+def load_distance_matrix(directory: str | Path, space: str, mmap: bool = False) -> np.ndarray:
+    """The (M, M) distance matrix of one prediction space; memory-mapped (read-only) if `mmap`."""
+    return np.load(Path(directory) / f"{space}.npy", allow_pickle=False,
+                   mmap_mode="r" if mmap else None)
 
 
 def load_reference(directory: str | Path) -> pd.DataFrame:

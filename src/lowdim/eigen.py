@@ -1,0 +1,357 @@
+"""Top eigenpairs of the double-centred matrix W = -1/2 L D L without forming W (PAPER.md A4-A5).
+
+Everything here reads D (M x M, in memory or memory-mapped with ``np.load(mmap_mode="r")``) in
+blocks of at most ``block_bytes``, so apart from O(M x basis) vectors, memory does not grow with M:
+
+- ``streaming_stats``: one pass over D in square tiles gives the row means, the grand mean,
+  ||W||_F^2 (by the identity derived there) and the symmetry and finiteness checks.
+- ``centred_product``: W X from one product D X plus O(M) work per column.
+- ``block_krylov_eigenpairs`` (solver ``randomized``): a randomized block Krylov method (block
+  Lanczos from a random start block, full reorthogonalization, thick restarts). Each step reads D
+  once for a whole block of vectors (a matrix-matrix product), which is why it beats
+  single-vector Lanczos on large D.
+- ``lanczos_eigenpairs`` (solver ``lanczos``): ARPACK's implicitly restarted Lanczos
+  (``scipy.sparse.linalg.eigsh``, which="LM") on the same product.
+
+Both find the k eigenvalues of largest |lambda|, of either sign. Convergence is by residual:
+an eigenpair (theta, u) is accepted when ||W u - theta u|| <= tol |theta| (ARPACK's criterion too),
+which bounds |theta - lambda| by tol |theta| and, with a gap g to the rest of the spectrum, by
+(tol theta)^2 / g.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from math import isqrt
+
+import numpy as np
+import scipy.linalg
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+SYM_RTOL = 1e-6  # max |D - D^T| allowed, relative to max |D|
+DEFAULT_BLOCK_BYTES = 64 * 2**20  # memory bound of one block of D read at a time
+DEFAULT_TOL = 1e-10
+# A residual this small (times ||D||_F) is at the rounding level of one product: accept it even
+# when |theta| is tiny (null directions of a rank-deficient W never get below tol |theta|).
+ROUNDING_RESIDUAL = 1e3 * np.finfo(np.float64).eps
+
+Operator = Callable[[np.ndarray], np.ndarray]
+
+
+def check_matrix(d: np.ndarray, name: str = "d") -> None:
+    """Raise ValueError unless d is a non-empty, real numeric, square (M, M) array."""
+    shape, dtype = np.shape(d), getattr(d, "dtype", np.asarray(d).dtype)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"{name} must be a square (M, M) matrix, got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(f"{name} must be a real numeric matrix, got dtype {dtype}")
+
+
+def asymmetry_message(name: str, asym: float, scale: float) -> str | None:
+    """The error message when max |d - d.T| = asym is too large against max |d| = scale."""
+    if asym <= SYM_RTOL * scale:
+        return None
+    return (
+        f"{name} must be symmetric: max |d - d.T| = {asym:.3g} exceeds {SYM_RTOL:g} x max |d| "
+        f"= {SYM_RTOL * scale:.3g}"
+    )
+
+
+@dataclass(frozen=True)
+class CentringStats:
+    """What one streaming pass over D gives: enough for products with W and for ||W||_F^2."""
+
+    row_means: np.ndarray  # (M,) row means of S = (D + D^T)/2 (= its column means)
+    grand_mean: float  # mean of all entries of D
+    frobenius_sq: float  # ||W||_F^2, W = -1/2 L S L
+    d_frobenius: float  # ||S||_F: the scale of rounding errors in one product
+    symmetric: bool  # D == D^T exactly, so products need D x only
+
+
+def _tiles(m: int, block_bytes: int) -> list[slice]:
+    """Split range(m) so that a few (t, t) float64 tiles fit in block_bytes."""
+    side = max(1, isqrt(block_bytes // (6 * 8)))  # two tiles read, their mean, temporaries
+    return [slice(i, min(i + side, m)) for i in range(0, m, side)]
+
+
+def _slabs(m: int, block_bytes: int) -> list[slice]:
+    """Split range(m) into row slabs of at most block_bytes of float64 each (at least one row)."""
+    rows = max(1, block_bytes // (8 * m))
+    return [slice(i, min(i + rows, m)) for i in range(0, m, rows)]
+
+
+def streaming_stats(d: np.ndarray, block_bytes: int = DEFAULT_BLOCK_BYTES,
+                    name: str = "d") -> CentringStats:
+    """(M, M) D, read in tiles -> CentringStats; checks finiteness and symmetry on the way.
+
+    With S = (D + D^T)/2 (= D for symmetric input), row means r_i = (1/M) sum_j S_ij and grand mean
+    g = (1/M^2) sum_ij S_ij, the centred matrix is L S L = S - r 1^T - 1 r^T + g 1 1^T, so
+
+        ||L S L||_F^2 = sum_ij (S_ij - r_i - r_j + g)^2
+                      = ||S||_F^2 - 2 sum_ij S_ij (r_i + r_j - g) + sum_ij (r_i + r_j - g)^2.
+
+    Using sum_j S_ij = M r_i and sum_i r_i = M g:
+        sum_ij S_ij (r_i + r_j - g) = 2 M sum_i r_i^2 - M^2 g^2,
+        sum_ij (r_i + r_j - g)^2    = 2 M sum_i r_i^2 + 2 M^2 g^2 + M^2 g^2 - 4 M^2 g^2
+                                    = 2 M sum_i r_i^2 - M^2 g^2,
+    hence, with row sums s_i = M r_i and total T = M^2 g,
+
+        ||W||_F^2 = 1/4 ||L S L||_F^2 = 1/4 (||S||_F^2 - 2 M sum_i r_i^2 + M^2 g^2)
+                  = 1/4 (||S||_F^2 - (2/M) sum_i s_i^2 + T^2 / M^2).
+
+    W does not change when a constant c is added to every entry of S (L 1 = 0), so the sums are
+    taken over S - c with c the mean of the first tile: this keeps the three terms, which cancel,
+    from growing with the mean distance. One pass over D; each tile pair (a, b), a <= b, is read
+    once together with its mirror (b, a), which is what the symmetry check needs.
+    """
+    check_matrix(d, name)
+    m = d.shape[0]
+    tiles = _tiles(m, block_bytes)
+    row_sums = np.zeros(m)
+    sq_sum = 0.0
+    asym = scale = 0.0
+    shift = None
+    for a, ra in enumerate(tiles):
+        for rb in tiles[a:]:
+            upper = np.asarray(d[ra, rb], dtype=np.float64)
+            lower = upper.T if rb == ra else np.asarray(d[rb, ra], dtype=np.float64).T
+            if shift is None:
+                shift = float(upper.mean())
+            with np.errstate(invalid="ignore", over="ignore"):  # checked just below
+                diff = upper - lower
+                tile = upper + lower
+                tile *= 0.5
+                tile -= shift
+                tile_sq = float(np.einsum("ij,ij->", tile, tile))
+            if not np.isfinite(tile_sq):  # NaN and inf propagate into the sum of squares
+                _raise_not_finite(upper, lower, name)
+            asym = max(asym, float(diff.max()), -float(diff.min()))
+            scale = max(scale, float(upper.max()), -float(upper.min()),
+                        float(lower.max()), -float(lower.min()))
+            weight = 1.0 if rb == ra else 2.0  # an off-diagonal tile stands for its mirror too
+            sq_sum += weight * tile_sq
+            row_sums[ra] += tile.sum(axis=1)
+            if rb != ra:
+                row_sums[rb] += tile.sum(axis=0)
+    message = asymmetry_message(name, asym, scale)
+    if message:
+        raise ValueError(message)
+    total = float(row_sums.sum())
+    frob = 0.25 * (sq_sum - 2.0 / m * float(row_sums @ row_sums) + total**2 / m**2)
+    # ||S||_F^2 from the shifted sums: ||S - c||^2 + 2 c sum(S - c) + c^2 M^2
+    d_frob_sq = sq_sum + 2.0 * shift * total + shift**2 * m * m
+    return CentringStats(
+        row_means=row_sums / m + shift,
+        grand_mean=total / m**2 + shift,
+        frobenius_sq=max(frob, 0.0),  # rounding can leave -tiny for W = 0
+        d_frobenius=float(np.sqrt(max(d_frob_sq, 0.0))),
+        symmetric=asym == 0.0,
+    )
+
+
+def _raise_not_finite(upper: np.ndarray, lower: np.ndarray, name: str) -> None:
+    """Raise the right message for a tile whose sum of squares is not finite."""
+    if not (np.isfinite(upper).all() and np.isfinite(lower).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    raise ValueError(f"{name} has entries too large to square in float64 (max |d| "
+                     f"{max(np.abs(upper).max(), np.abs(lower).max()):.3g}): rescale it")
+
+
+def d_product(d: np.ndarray, x: np.ndarray, symmetric: bool = True,
+              block_bytes: int = DEFAULT_BLOCK_BYTES) -> np.ndarray:
+    """(M, M) D, (M, b) X -> (M, b) S X with S = (D + D^T)/2, reading D in row slabs."""
+    m = d.shape[0]
+    y = np.zeros((m, x.shape[1]))
+    for rows in _slabs(m, block_bytes):
+        slab = np.asarray(d[rows], dtype=np.float64)
+        if symmetric:
+            y[rows] = slab @ x
+        else:  # S x = (D x + D^T x) / 2: the slab's rows and, transposed, its columns
+            y[rows] += 0.5 * (slab @ x)
+            y += 0.5 * (slab.T @ x[rows])
+    return y
+
+
+def centred_product(d: np.ndarray, x: np.ndarray, stats: CentringStats,
+                    block_bytes: int = DEFAULT_BLOCK_BYTES) -> np.ndarray:
+    """(M, M) D, (M,) or (M, b) x, its stats -> W x of the same shape, W = -1/2 L S L.
+
+    L S L = S - r 1^T - 1 r^T + g 1 1^T (r row means, g grand mean), so
+    W x = -1/2 (S x - r (1^T x) - 1 (r^T x) + g 1 (1^T x)): one product with D, O(M) per column.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    single = x.ndim == 1
+    xb = x[:, None] if single else x
+    r, g = stats.row_means, stats.grand_mean
+    col_sums = xb.sum(axis=0)
+    sx = d_product(d, xb, stats.symmetric, block_bytes)
+    wx = -0.5 * (sx - np.outer(r, col_sums) - (r @ xb)[None, :] + g * col_sums[None, :])
+    return wx[:, 0] if single else wx
+
+
+# --------------------------------------------------------------------------- solvers
+
+
+def _by_magnitude(values: np.ndarray) -> np.ndarray:
+    """(n,) -> (n,) indices sorting by |value| descending (stable, so ties keep their order)."""
+    return np.argsort(-np.abs(values), kind="stable")
+
+
+def _project_out(x: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """(M, b) x, (M, s) orthonormal basis -> x minus its component in the basis (twice, CGS2)."""
+    for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to working precision
+        x = x - basis @ (basis.T @ x)
+    return x
+
+
+def _orthonormal_block(y: np.ndarray, basis: np.ndarray, width: int,
+                       rng: np.random.Generator) -> np.ndarray:
+    """(M, b) y, (M, s) orthonormal basis -> (M, width) orthonormal columns orthogonal to it.
+
+    Columns of y that are (numerically) inside the basis, as when W has a smaller rank than the
+    basis, are replaced by random directions, so the result always has `width` columns.
+    """
+    candidates = y[:, :width]
+    good = np.empty((y.shape[0], 0))
+    for _ in range(4):
+        scale = np.linalg.norm(candidates, axis=0)
+        q, r = np.linalg.qr(_project_out(candidates, np.hstack([basis, good])))
+        strong = np.abs(np.diag(r)) > 1e-10 * scale
+        good = np.hstack([good, q[:, strong]])
+        if good.shape[1] == width:  # once more against the basis: QR mixes in weak columns
+            return np.linalg.qr(_project_out(good, basis))[0]
+        candidates = rng.standard_normal((y.shape[0], width - good.shape[1]))
+    raise RuntimeError("could not extend the Krylov basis: fewer free directions than the block")
+
+
+def block_krylov_eigenpairs(
+    apply_w: Operator,
+    m: int,
+    k: int,
+    *,
+    tol: float = DEFAULT_TOL,
+    floor: float = 0.0,
+    block_size: int | None = None,
+    max_basis: int | None = None,
+    max_products: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric (m, m) operator X -> W X, k -> (k,) eigenvalues by |lambda|, (m, k) eigenvectors.
+
+    Randomized block Krylov: from a random (m, b) block, grow an orthonormal basis V of
+    span{Q, W Q, W^2 Q, ...} one block at a time (each step one product W Q_j, full
+    reorthogonalization), keep W V alongside, and after each step take Ritz pairs of V^T W V.
+    A pair is converged when ||W u - theta u|| <= max(tol |theta|, floor). When the basis reaches
+    ``max_basis`` columns it is restarted from the leading Ritz vectors (thick restart), which
+    keeps memory at O(m max_basis). Raises RuntimeError after ``max_products`` columns multiplied.
+    """
+    if not 1 <= k < m:
+        raise ValueError(f"k must be in [1, M - 1] = [1, {m - 1}] for an iterative solver, got {k}")
+    rng = np.random.default_rng(seed)
+    b = block_size or min(max(8, k // 3), 32)
+    b = min(b, m - k)
+    keep_count = min(k + max(b, k // 2), m)  # Ritz vectors kept on restart
+    max_basis = min(m, max(max_basis or 3 * k + 6 * b, keep_count + b))
+    max_products = max_products or max(100 * max_basis, 20 * m)
+    basis = np.empty((m, max_basis))
+    image = np.empty((m, max_basis))  # W @ basis
+    gram = np.zeros((max_basis, max_basis))  # basis^T W basis
+    s, products = 0, 0
+    q = _orthonormal_block(rng.standard_normal((m, b)), basis[:, :0], b, rng)
+    while True:
+        w_q = apply_w(q)
+        products += q.shape[1]
+        new = slice(s, s + q.shape[1])
+        basis[:, new], image[:, new] = q, w_q
+        gram[: new.stop, new] = basis[:, : new.stop].T @ w_q
+        gram[new, : s] = gram[: s, new].T
+        s = new.stop
+        theta, vecs = np.linalg.eigh(0.5 * (gram[:s, :s] + gram[:s, :s].T))
+        order = _by_magnitude(theta)
+        top = order[:k]
+        u = basis[:, :s] @ vecs[:, top]
+        residual = np.linalg.norm(image[:, :s] @ vecs[:, top] - u * theta[top], axis=0)
+        if np.all(residual <= np.maximum(tol * np.abs(theta[top]), floor)) or s == m:
+            return theta[top], u
+        if products >= max_products:
+            raise RuntimeError(
+                f"randomized eigensolver did not converge after {products} vector products "
+                f"(largest residual {residual.max():.3g}): raise tol, ask for fewer components, "
+                "or use solver='lanczos' or 'dense'"
+            )
+        width = min(b, m - s) if s < m else 0
+        if s + width > max_basis:  # thick restart: keep the leading Ritz vectors
+            keep = order[:keep_count]
+            q = _orthonormal_block(w_q, basis[:, :s], b, rng)  # before the basis shrinks
+            basis[:, : len(keep)] = u_keep = basis[:, :s] @ vecs[:, keep]
+            image[:, : len(keep)] = image[:, :s] @ vecs[:, keep]
+            gram[:] = 0.0
+            gram[np.arange(len(keep)), np.arange(len(keep))] = theta[keep]
+            s = u_keep.shape[1]
+            q = q[:, : min(b, m - s, max_basis - s)]
+        else:
+            q = _orthonormal_block(w_q, basis[:, :s], width, rng)
+
+
+def lanczos_eigenpairs(
+    apply_w: Operator, m: int, k: int, *, tol: float = DEFAULT_TOL, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric (m, m) operator X -> W X, k -> (k,) eigenvalues by |lambda|, (m, k) eigenvectors.
+
+    ARPACK's implicitly restarted Lanczos (``eigsh``, which="LM": largest magnitude, both signs)
+    with a seeded start vector, so the result is reproducible.
+    """
+    if not 1 <= k < m:
+        raise ValueError(f"k must be in [1, M - 1] = [1, {m - 1}] for an iterative solver, got {k}")
+    op = LinearOperator((m, m), matvec=lambda x: apply_w(x.reshape(m, 1))[:, 0],
+                        matmat=apply_w, dtype=np.float64)
+    v0 = np.random.default_rng(seed).standard_normal(m)
+    try:
+        lam, vec = eigsh(op, k=k, which="LM", tol=tol, v0=v0)
+    except ArpackNoConvergence as err:
+        raise RuntimeError(
+            f"Lanczos (ARPACK) did not converge for {k} eigenpairs ({err}): raise tol, ask for "
+            "fewer components, or use solver='randomized' or 'dense'"
+        ) from None
+    order = _by_magnitude(lam)
+    return lam[order], vec[:, order]
+
+
+ITERATIVE_SOLVERS = {"randomized": block_krylov_eigenpairs, "lanczos": lanczos_eigenpairs}
+
+
+def top_eigenpairs(
+    d: np.ndarray,
+    k: int,
+    stats: CentringStats,
+    *,
+    solver: str = "randomized",
+    tol: float = DEFAULT_TOL,
+    seed: int = 0,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(M, M) D, k, its stats -> (k,) eigenvalues of W by |lambda| descending, (M, k) eigenvectors.
+
+    W is never formed: each product reads D in row slabs (``centred_product``).
+    """
+    if solver not in ITERATIVE_SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}: use one of {', '.join(ITERATIVE_SOLVERS)}")
+    m = d.shape[0]
+
+    def apply_w(x: np.ndarray) -> np.ndarray:
+        return centred_product(d, x, stats, block_bytes)
+
+    if solver == "lanczos":
+        return lanczos_eigenpairs(apply_w, m, k, tol=tol, seed=seed)
+    floor = ROUNDING_RESIDUAL * stats.d_frobenius
+    return block_krylov_eigenpairs(apply_w, m, k, tol=tol, floor=floor, seed=seed)
+
+
+def dense_eigenpairs(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M, M) symmetric W -> (M,) all eigenvalues by |lambda| descending, (M, M) eigenvectors."""
+    lam, vec = scipy.linalg.eigh(w)
+    order = _by_magnitude(lam)
+    return lam[order], vec[:, order]
