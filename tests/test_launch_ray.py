@@ -6,7 +6,8 @@ processes and its own short temporary directory. Every process of a node is foun
 directory (or descends from one that names it) and killed by pid: `ray stop` would kill every
 Ray process of the machine, other people's clusters included. On Linux Ray replaces 127.0.0.1
 by the machine's own address (`services.resolve_ip_for_localhost`), so the test checks that
-every node's address belongs to this machine; usage statistics are off.
+every node's address belongs to this machine; usage statistics are off, and the cluster uses
+token authentication with a token of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -27,6 +29,14 @@ from pathlib import Path
 
 import pytest
 import torch
+
+# Set for the nodes and for the driver in this process, before Ray is imported (Ray reads its
+# configuration once, at import): no usage statistics, and token authentication with this
+# cluster's own token, never ~/.ray/auth_token (which a local ray.init() creates, and which a
+# head node started afterwards would otherwise pick up).
+CLUSTER_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+               "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+os.environ.update(CLUSTER_ENV)
 
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
@@ -72,10 +82,10 @@ def _short_dir(base: Path, name: str) -> Path:
 
 
 def _ray_env() -> dict[str, str]:
-    """The environment of every node: this checkout's package, no usage stats, fast failure
-    detection so a killed node is noticed in about a second."""
+    """The environment of every node: this checkout's package, the cluster's settings, and fast
+    failure detection so a killed node is noticed in about a second."""
     src = str(Path(__file__).resolve().parents[1] / "src")
-    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+    return {**os.environ, **CLUSTER_ENV,
             "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p),
             "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "2",
             "RAY_memory_monitor_refresh_ms": "0"}
@@ -92,6 +102,20 @@ def _ray_start(args: list[str], temp_dir: Path) -> subprocess.Popen:
 def _started(proc: subprocess.Popen) -> None:
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, f"{' '.join(proc.args)} failed:\n{out[-3000:]}"
+
+
+def _wait_for_port(port: int, starting: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Return once the head's GCS accepts connections on `port`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if starting.poll() not in (None, 0) or time.monotonic() > deadline:
+                _started(starting)  # reports its output
+                raise AssertionError(f"the head never listened on port {port}") from None
+            time.sleep(0.2)
 
 
 def node_processes(temp_dir: Path) -> list[psutil.Process]:
@@ -157,14 +181,14 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """The two-node cluster, started once for this module and always killed afterwards."""
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # the driver in this process, too
     base = tmp_path_factory.mktemp("r")
     port = _free_port()
     nodes = Cluster(f"127.0.0.1:{port}", _short_dir(base, "h"), _short_dir(base, "w"))
     try:
         head = _ray_start(["--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                            "--include-dashboard=false"], nodes.head_dir)
-        worker = nodes.start_worker()  # it waits for the head's GCS by itself
+        _wait_for_port(port, head)
+        worker = nodes.start_worker()  # while the head starts its other processes
         _started(head)
         _started(worker)
         yield nodes

@@ -365,8 +365,7 @@ def _check_train(train: TrainConfig) -> None:
 def _check_ray(ray: RayConfig) -> None:
     if ray.address is not None and not ray.address.strip():
         raise ConfigError(f"train.ray.address = {ray.address!r}: use auto (the running "
-                          "cluster), host:port, ray://host:port, or null (start a local Ray "
-                          "instance)")
+                          "cluster), host:port, or null (start a local Ray instance)")
     for name in ("num_cpus", "num_gpus"):
         value = getattr(ray, name)
         if value < 0 or (value > 1 and not float(value).is_integer()):

@@ -129,15 +129,17 @@ def train_bundle(specs: list[RunSpec], prepared: Prepared, fingerprint: str,
 
 
 def connect(address: str | None) -> bool:
-    """Connect to the cluster at `address` ("auto", host:port, ray://...), or start a local
-    Ray instance when it is None; True when this call did either (so the caller shuts it down)."""
+    """Connect to the cluster at `address` ("auto" or host:port), or start a local Ray instance
+    when it is None; True when this call did either (so the caller shuts it down)."""
     import ray
 
     if ray.is_initialized():
         return False
     try:
-        ray.init(address="local" if address is None else address, include_dashboard=False,
-                 log_to_driver=True)
+        if address is None:
+            ray.init(address="local", include_dashboard=False)
+        else:
+            ray.init(address=address)
     except ConnectionError as err:
         raise ConnectionError(
             f"no Ray cluster at train.ray.address = {address!r} ({err}). Start one "
