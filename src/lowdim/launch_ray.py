@@ -20,8 +20,9 @@ import hashlib
 import logging
 import platform
 import traceback
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,44 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
+@dataclass
+class _Ledger:
+    """The driver's record of a launch: what each returning outcome means for the run store."""
+
+    store: Path
+    fingerprint: str
+    max_retries: int
+    bar: tqdm
+    trained: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    attempts: Counter = field(default_factory=Counter)
+
+    def record(self, spec: RunSpec, outcome: Outcome) -> bool:
+        """Write a trained run, or count a failed attempt (and record a run out of attempts);
+        True when the run should be submitted again."""
+        if outcome.result is not None:
+            write_run(self.store, outcome.result, self.fingerprint)
+            log.info("run %s written (trained on node %s)", spec.run_id, outcome.node)
+            self.trained.append(spec.run_id)
+            if outcome.result.status == "diverged":
+                self.diverged.append(spec.run_id)
+            self.bar.update(1)
+            return False
+        self.attempts[spec.run_id] += 1
+        attempt, error = self.attempts[spec.run_id], outcome.error[-ERROR_CHARS:]
+        if attempt <= self.max_retries:
+            log.warning("run %s: attempt %d of %d failed%s: %s; retrying", spec.run_id, attempt,
+                        self.max_retries + 1, f" on node {outcome.node}" if outcome.node else "",
+                        outcome.summary)
+            return True
+        log.error("run %s: failed all %d attempts; last error:\n%s", spec.run_id, attempt, error)
+        write_failure(self.store, spec, self.fingerprint, error, attempt)
+        self.failed[spec.run_id] = outcome.summary
+        self.bar.update(1)
+        return False
+
+
 def launch_ray(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path,
                train: TrainConfig, *, progress: bool = True) -> LaunchSummary:
     """Train every pending spec as Ray tasks and write each run as its task returns.
@@ -176,68 +215,51 @@ def launch_ray(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path,
     """
     import ray
 
-    cfg = train.ray
     fingerprint = data_fingerprint(prepared)
     todo = pending(specs, store, fingerprint)
     todo_ids = {s.run_id for s in todo}
     skipped = [s.run_id for s in specs if s.run_id not in todo_ids]
-    trained: list[str] = []
+    with tqdm(total=len(todo), desc="runs", unit="run", disable=not progress) as bar:
+        ledger = _Ledger(Path(store), fingerprint, train.ray.max_retries, bar)
+        if todo:
+            started_here = connect(train.ray.address)
+            try:
+                warn_if_unschedulable(train.ray, ray.nodes())
+                _run_tasks(todo, prepared, train, ledger)
+            finally:
+                if started_here:
+                    ray.shutdown()
     diverged = [i for i in skipped if read_meta(store, i)["status"] == "diverged"]
-    failed: dict[str, str] = {}
-    if todo:
-        started_here = connect(cfg.address)
-        try:
-            warn_if_unschedulable(cfg, ray.nodes())
-            task = ray.remote(train_bundle).options(
-                num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, max_retries=0,
-                retry_exceptions=False, name="lowdim.train_bundle")
-            data_ref = ray.put(prepared)
-            versions = environment_versions()
-
-            def submit(bundle: list[RunSpec]) -> Any:
-                return task.remote(bundle, data_ref, fingerprint, train, versions)
-
-            attempts = dict.fromkeys(todo_ids, 0)
-            in_flight = {submit(b): b for b in bundles(todo, cfg.runs_per_task)}
-            log.info("submitted %d runs as %d Ray tasks (%s CPUs, %s GPUs each)", len(todo),
-                     len(in_flight), cfg.num_cpus, cfg.num_gpus)
-            bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress)
-            while in_flight:
-                (ref,), _ = ray.wait(list(in_flight), num_returns=1)
-                bundle = in_flight.pop(ref)
-                retry = []
-                for spec, outcome in zip(bundle, _outcomes(ref, bundle), strict=True):
-                    if outcome.result is not None:
-                        write_run(store, outcome.result, fingerprint)
-                        log.info("run %s written (trained on node %s)", spec.run_id,
-                                 outcome.node)
-                        trained.append(spec.run_id)
-                        if outcome.result.status == "diverged":
-                            diverged.append(spec.run_id)
-                        bar.update(1)
-                        continue
-                    attempts[spec.run_id] += 1
-                    error = outcome.error[-ERROR_CHARS:]
-                    if attempts[spec.run_id] <= cfg.max_retries:
-                        log.warning("run %s: attempt %d of %d failed%s: %s; retrying",
-                                    spec.run_id, attempts[spec.run_id], cfg.max_retries + 1,
-                                    f" on node {outcome.node}" if outcome.node else "",
-                                    outcome.summary)
-                        retry.append(spec)
-                    else:
-                        log.error("run %s: failed all %d attempts; last error:\n%s", spec.run_id,
-                                  attempts[spec.run_id], error)
-                        write_failure(store, spec, fingerprint, error, attempts[spec.run_id])
-                        failed[spec.run_id] = outcome.summary
-                        bar.update(1)
-                in_flight.update({submit(b): b for b in bundles(retry, cfg.runs_per_task)})
-            bar.close()
-        finally:
-            if started_here:
-                ray.shutdown()
-    summary = LaunchSummary(trained=trained, skipped=skipped, diverged=diverged, failed=failed)
-    check_failures(summary, len(specs), cfg.max_failed_fraction)
+    summary = LaunchSummary(trained=ledger.trained, skipped=skipped,
+                            diverged=ledger.diverged + diverged, failed=ledger.failed)
+    check_failures(summary, len(specs), train.ray.max_failed_fraction)
     return summary
+
+
+def _run_tasks(todo: list[RunSpec], prepared: Prepared, train: TrainConfig,
+               ledger: _Ledger) -> None:
+    """Submit `todo` in bundles, record each outcome as its task returns, resubmit retries."""
+    import ray
+
+    cfg = train.ray
+    task = ray.remote(train_bundle).options(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus,
+                                            max_retries=0, retry_exceptions=False,
+                                            name="lowdim.train_bundle")
+    data_ref = ray.put(prepared)  # once, into the object store: no shared filesystem needed
+    versions = environment_versions()
+
+    def submit(bundle: list[RunSpec]) -> Any:
+        return task.remote(bundle, data_ref, ledger.fingerprint, train, versions)
+
+    in_flight = {submit(b): b for b in bundles(todo, cfg.runs_per_task)}
+    log.info("submitted %d runs as %d Ray tasks (%s CPUs, %s GPUs each)", len(todo),
+             len(in_flight), cfg.num_cpus, cfg.num_gpus)
+    while in_flight:
+        (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+        bundle = in_flight.pop(ref)
+        retry = [spec for spec, outcome in zip(bundle, _outcomes(ref, bundle), strict=True)
+                 if ledger.record(spec, outcome)]
+        in_flight.update({submit(b): b for b in bundles(retry, cfg.runs_per_task)})
 
 
 def _outcomes(ref: Any, bundle: list[RunSpec]) -> list[Outcome]:
