@@ -134,3 +134,58 @@ def test_missing_required_key(root):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match=r"parameter file .*absent\.yaml does not exist"):
         load_config(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("profile", ["quick", "tiny", "fashion-mnist", "cifar10-paper"])
+def test_profiles_train_locally_by_default(root, profile):
+    assert load_config(root / "profiles" / f"{profile}.yaml").train.backend == "local"
+
+
+@pytest.mark.parametrize("ray, message", [
+    ({"num_gpus": 1.5}, r"train\.ray\.num_gpus = 1\.5: must be a fraction in \[0, 1\] or a "
+                        r"whole number"),
+    ({"num_cpus": -1}, r"train\.ray\.num_cpus = -1\.0: must be a fraction in \[0, 1\]"),
+    ({"num_cpus": 0, "num_gpus": 0}, r"train\.ray\.num_cpus and train\.ray\.num_gpus are both "
+                                     r"0: a task must reserve some CPU or GPU"),
+    ({"runs_per_task": 0}, r"train\.ray\.runs_per_task = 0: must be positive"),
+    ({"max_retries": -1}, r"train\.ray\.max_retries = -1: must be >= 0"),
+    ({"max_failed_fraction": 1.0}, r"train\.ray\.max_failed_fraction = 1\.0: must be in \[0, "
+                                   r"1\)"),
+    ({"address": " "}, r"train\.ray\.address = ' ': use auto \(the running cluster\)"),
+    ({"adress": "auto"}, r"unknown parameter key train\.ray\.adress \(did you mean "
+                         r"'address'\?\)"),
+])
+def test_bad_ray_values_are_named(root, ray, message):
+    raw = _quick(root)
+    raw["train"]["ray"].update(ray)
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
+
+
+def test_unknown_backend_is_named(root):
+    raw = _quick(root)
+    raw["train"]["backend"] = "slurm"
+    with pytest.raises(ConfigError, match=r"train\.backend = 'slurm': must be one of local, ray"):
+        config_from_dict(raw)
+
+
+@pytest.mark.parametrize("device, num_gpus, message", [
+    ("cpu", 0.5, r"train\.ray\.num_gpus = 0\.5 but train\.device = 'cpu'"),
+    ("cuda", 0, r"train\.device = 'cuda' but train\.ray\.num_gpus = 0: Ray hides GPUs"),
+])
+def test_ray_device_and_gpus_must_agree(root, device, num_gpus, message):
+    raw = _quick(root)
+    raw["train"].update(device=device, backend="ray")
+    raw["train"]["ray"]["num_gpus"] = num_gpus
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
+    raw["train"]["backend"] = "local"  # the ray section is not used, so not checked against it
+    assert config_from_dict(raw).train.ray.num_gpus == num_gpus
+
+
+def test_ray_section_accepts_fractional_gpus_and_a_local_instance(root):
+    raw = _quick(root)
+    raw["train"]["backend"] = "ray"
+    raw["train"]["ray"].update(address=None, num_gpus=0.25, num_cpus=2)
+    ray = config_from_dict(raw).train.ray
+    assert (ray.address, ray.num_gpus, ray.num_cpus) == (None, 0.25, 2.0)

@@ -60,14 +60,28 @@ class GridConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """The Ray backend: which cluster, resources per task, runs per task, retries, failures."""
+
+    address: str | None = "auto"   # "auto": the running cluster (RAY_ADDRESS); None: start one
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0          # fractions let several small networks share one GPU
+    runs_per_task: int = 1
+    max_retries: int = 2           # resubmissions of a run after a failed attempt
+    max_failed_fraction: float = 0.0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """How each run trains: learning-rate scaling, device, evaluation batch size."""
+    """How each run trains: learning-rate scaling, device, evaluation batch size, backend."""
 
     lr_reference_batch_size: int = 200
     eval_batch_size: int = 1000
     device: Literal["auto", "cpu", "cuda"] = "auto"
     augment_padding: int | None = None
     threads: int | None = None
+    backend: Literal["local", "ray"] = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 @dataclass(frozen=True)
@@ -498,6 +512,38 @@ def _check_train(train: TrainConfig) -> None:
         raise ConfigError(f"train.augment_padding = {train.augment_padding}: must be >= 0")
     if train.threads is not None:
         _positive(train.threads, "train.threads")
+    _check_ray(train.ray)
+    if train.backend == "ray":
+        _check_ray_device(train.ray, train.device)
+
+
+def _check_ray(ray: RayConfig) -> None:
+    if ray.address is not None and not ray.address.strip():
+        raise ConfigError(f"train.ray.address = {ray.address!r}: use auto (the running "
+                          "cluster), host:port, or null (start a local Ray instance)")
+    for name in ("num_cpus", "num_gpus"):
+        value = getattr(ray, name)
+        if value < 0 or (value > 1 and not float(value).is_integer()):
+            raise ConfigError(f"train.ray.{name} = {value}: must be a fraction in [0, 1] or a "
+                              "whole number (Ray's rule for resource requests)")
+    if ray.num_cpus == 0 and ray.num_gpus == 0:
+        raise ConfigError("train.ray.num_cpus and train.ray.num_gpus are both 0: a task must "
+                          "reserve some CPU or GPU, or Ray would start every run at once")
+    _positive(ray.runs_per_task, "train.ray.runs_per_task")
+    if ray.max_retries < 0:
+        raise ConfigError(f"train.ray.max_retries = {ray.max_retries}: must be >= 0")
+    if not 0.0 <= ray.max_failed_fraction < 1.0:
+        raise ConfigError(f"train.ray.max_failed_fraction = {ray.max_failed_fraction}: must be "
+                          "in [0, 1) (0: any failed run fails the stage)")
+
+
+def _check_ray_device(ray: RayConfig, device: str) -> None:
+    if device == "cpu" and ray.num_gpus > 0:
+        raise ConfigError(f"train.ray.num_gpus = {ray.num_gpus} but train.device = 'cpu': "
+                          "set num_gpus to 0, or device to auto or cuda")
+    if device == "cuda" and ray.num_gpus == 0:
+        raise ConfigError("train.device = 'cuda' but train.ray.num_gpus = 0: Ray hides GPUs "
+                          "from tasks that reserve none; set num_gpus (e.g. 0.25)")
 
 
 def _positive(value: int | float, key: str) -> None:

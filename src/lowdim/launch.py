@@ -1,20 +1,25 @@
-"""Run many specs with a backend (local for now), resumably: complete runs are never redone."""
+"""Run many specs with a backend (local, or Ray in `launch_ray`), resumably: complete runs are
+never redone."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from lowdim.atomic import atomic_directory
+from lowdim.config import TrainConfig
 from lowdim.data import Prepared
 from lowdim.grid import RunSpec
-from lowdim.runs import is_complete, read_meta, write_run
-from lowdim.train import DeviceData, train_run
+from lowdim.runs import META, is_complete, read_meta, write_run
+from lowdim.train import DeviceData, resolve_device, train_run
 
 
 def data_fingerprint(prepared: Prepared) -> str:
@@ -28,11 +33,13 @@ def data_fingerprint(prepared: Prepared) -> str:
 
 @dataclass(frozen=True)
 class LaunchSummary:
-    """What a launch did: runs trained now, runs found complete, runs that diverged."""
+    """What a launch did: runs trained now, runs found complete, runs that diverged, and runs
+    that failed every attempt (run id to its last error; the Ray backend only)."""
 
     trained: list[str]
     skipped: list[str]
     diverged: list[str]
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def pending(specs: Sequence[RunSpec], store: str | Path, fingerprint: str) -> list[RunSpec]:
@@ -69,3 +76,44 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
             diverged.append(spec.run_id)
     diverged += [i for i in skipped if read_meta(store, i)["status"] == "diverged"]
     return LaunchSummary(trained=trained, skipped=skipped, diverged=diverged)
+
+
+def launch(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path, train: TrainConfig,
+           *, progress: bool = True) -> LaunchSummary:
+    """Train every pending spec with the backend named by `train.backend` (local or ray)."""
+    if train.backend == "ray":
+        from lowdim.launch_ray import launch_ray  # Ray is imported only when it is used
+
+        return launch_ray(specs, prepared, store, train, progress=progress)
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    return launch_local(specs, prepared, store, resolve_device(train.device),
+                        eval_batch_size=train.eval_batch_size,
+                        augment_padding=train.augment_padding, progress=progress)
+
+
+def write_failure(store: str | Path, spec: RunSpec, fingerprint: str, error: str,
+                  attempts: int) -> Path:
+    """Record a run that failed every attempt: meta.json with status "failed" and the error,
+    and no predictions, so it never counts as complete and the next launch retries it."""
+    final = Path(store) / spec.run_id
+    meta = {"run_id": spec.run_id, "spec": spec.to_dict(), "data_fingerprint": fingerprint,
+            "status": "failed", "attempts": attempts, "failure": error}
+    with atomic_directory(final) as tmp:
+        (tmp / META).write_text(json.dumps(meta, indent=1))
+    return final
+
+
+def check_failures(summary: LaunchSummary, total: int, max_failed_fraction: float) -> None:
+    """Raise RuntimeError with a summary when more than `max_failed_fraction` of `total` runs
+    failed; otherwise return (logging nothing: the launcher already logged each failure)."""
+    if not summary.failed or len(summary.failed) <= max_failed_fraction * total:
+        return
+    allowed = math.floor(max_failed_fraction * total)
+    listed = "\n".join(f"  {run_id}: {error}" for run_id, error in summary.failed.items())
+    raise RuntimeError(
+        f"{len(summary.failed)} of {total} runs failed every attempt, more than the {allowed} "
+        f"that train.ray.max_failed_fraction = {max_failed_fraction:g} allows; "
+        f"{len(summary.trained)} trained now, {len(summary.skipped)} were already complete. "
+        f"Failed runs (status 'failed' in the run store; the next launch retries them):\n{listed}"
+    )
