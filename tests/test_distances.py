@@ -19,7 +19,7 @@ from lowdim.distances import (
     truth_point,
 )
 
-# Fast (float32 roots and logs, float64 accumulation) vs float64 reference: stated tolerance.
+# Every method (float32 roots and coefficients) vs the float64 reference: stated tolerance.
 FAST_ATOL = 1e-6
 
 
@@ -38,10 +38,14 @@ def rng() -> np.random.Generator:
 def _single_thread():
     # On a shared, oversubscribed CPU every OpenMP parallel region can wait a scheduler time
     # slice (~8 ms); the many small blocks used here would then dominate the test time.
-    before = torch.get_num_threads()
+    import numba
+
+    before = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(1)
+    numba.set_num_threads(1)
     yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])
 
 
 def test_zero_diagonal_symmetry_nonnegative(rng):
@@ -96,12 +100,13 @@ def test_distance_to_ignorance_closed_form(rng):
     np.testing.assert_allclose(got, expected, atol=FAST_ATOL)
 
 
+@pytest.mark.parametrize("method", ["reference", "fused"])
 @pytest.mark.parametrize("sample_step", [1, 2, 3])
 @pytest.mark.parametrize("max_block_bytes", [256 * 2**20, 60_000, 6000])
-def test_fast_matches_reference(rng, sample_step, max_block_bytes):
+def test_fast_matches_reference(rng, sample_step, max_block_bytes, method):
     p = dirichlet(rng, 41, 203, 10, alpha=0.3)
     q = dirichlet(rng, 17, 203, 10, alpha=0.3)
-    kw = dict(sample_step=sample_step, max_block_bytes=max_block_bytes)
+    kw = dict(sample_step=sample_step, max_block_bytes=max_block_bytes, method=method)
     ref = bhattacharyya_reference(p, sample_step=sample_step)
     np.fill_diagonal(ref, 0.0)
     np.testing.assert_allclose(bhattacharyya(p, **kw), ref, rtol=0, atol=FAST_ATOL)
@@ -109,9 +114,10 @@ def test_fast_matches_reference(rng, sample_step, max_block_bytes):
     np.testing.assert_allclose(bhattacharyya(p, q, **kw), ref_pq, rtol=0, atol=FAST_ATOL)
 
 
-def test_explicit_block_sizes_match_reference(rng):
+@pytest.mark.parametrize("method", ["reference", "fused"])
+def test_explicit_block_sizes_match_reference(rng, method):
     p = dirichlet(rng, 23, 97, 5, alpha=0.2)
-    fast = bhattacharyya(p, block_rows=4, sample_chunk=7, sample_step=2)
+    fast = bhattacharyya(p, block_rows=4, sample_chunk=7, sample_step=2, method=method)
     ref = bhattacharyya_reference(p, sample_step=2)
     np.fill_diagonal(ref, 0.0)
     np.testing.assert_allclose(fast, ref, rtol=0, atol=FAST_ATOL)
@@ -231,3 +237,4 @@ def test_rejects_bad_parameters(rng):
         bhattacharyya(p, block_rows=0)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
         truth_point(np.array([0, 3]), 3)
+
