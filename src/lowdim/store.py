@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lowdim.atomic import atomic_directory
+from lowdim.atomic import atomic_directory, atomic_file
 from lowdim.inpca import Embedding
 
 REFERENCE = "reference.parquet"
@@ -61,3 +61,28 @@ def stress_metrics(emb: Embedding, dims: Sequence[int]) -> dict[str, float]:
     available = len(emb.explained_stress)
     return {f"explained_stress_{k}": round(float(emb.explained_stress[k - 1]), 6)
             for k in dims if k <= available}
+
+
+class BlockCache:
+    """Distance blocks on disk, one float64 `.npy` per key: <root>/<namespace>/<key[:2]>/<key>.npy.
+
+    A plain directory outside the DVC outputs (see `lowdim.distance_blocks`): deleting it is
+    always safe. Blocks are written atomically and read with allow_pickle=False.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, namespace: str, key: str) -> Path:
+        """Where the block `key` of `namespace` lives."""
+        return self.root / namespace / key[:2] / f"{key}.npy"
+
+    def load(self, namespace: str, key: str) -> np.ndarray | None:
+        """The stored block, or None when there is none."""
+        path = self.path(namespace, key)
+        return np.load(path, allow_pickle=False) if path.is_file() else None
+
+    def save(self, namespace: str, key: str, block: np.ndarray) -> None:
+        """Store a block atomically (an interrupted write leaves no file under the key)."""
+        with atomic_file(self.path(namespace, key)) as tmp:
+            np.save(tmp, np.ascontiguousarray(block, dtype=np.float64))
