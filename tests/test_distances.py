@@ -260,7 +260,9 @@ def test_cold_cache_equals_full_computation(rng, tmp_path):
     assert np.array_equal(d, bhattacharyya(p, sample_step=2, method="fused"))
     assert stats == BlockStats(units=3, blocks=6, cached=0, computed=6,
                                pairs_computed=12 * 13 // 2)
-    assert len(list(tmp_path.rglob("*.npy"))) == 6
+    (segment,) = tmp_path.rglob("*.npz")  # one file per computation, not per block
+    with np.load(segment, allow_pickle=False) as z:
+        assert len(z.files) == 6
 
 
 def test_adding_runs_computes_only_their_blocks(rng, tmp_path):
@@ -282,6 +284,7 @@ def test_adding_runs_computes_only_their_blocks(rng, tmp_path):
     assert np.array_equal(again, d) and stats.computed == 0 and stats.pairs_computed == 0
     fewer, stats = cached_bhattacharyya(grown[4:], grown_labels[4:], cache, sample_step=2)
     assert np.array_equal(fewer, d[4:, 4:]) and stats.computed == 0  # run a removed
+    assert len(list(tmp_path.rglob("*.npz"))) == 2
 
 
 def test_cache_keys_include_the_sample_set(rng, tmp_path):
@@ -309,7 +312,7 @@ def test_reference_method_skips_the_cache(rng, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="lowdim.distance_blocks"):
         d, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path), method="reference")
     assert "without the block cache" in caplog.text
-    assert not list(tmp_path.rglob("*.npy")) and stats.computed == 3
+    assert not list(tmp_path.iterdir()) and stats.computed == 3
     np.testing.assert_allclose(d, bhattacharyya_reference(p) * ~np.eye(8, dtype=bool),
                                atol=FAST_ATOL)
 
@@ -330,8 +333,14 @@ def test_incremental_bad_input(rng, tmp_path):
         cached_bhattacharyya(p, labels[:-1], None)
     with pytest.raises(ValueError, match=r"sample_step must be an integer >= 1"):
         cached_bhattacharyya(p, labels, None, sample_step=0)
-    d, _ = cached_bhattacharyya(p, labels, BlockCache(tmp_path))
-    for path in tmp_path.rglob("*.npy"):  # a damaged cache is recomputed, not trusted
-        np.save(path, np.zeros((1, 1)))
-    again, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path))
+    cache = BlockCache(tmp_path)
+    d, _ = cached_bhattacharyya(p, labels, cache)
+    (segment,) = tmp_path.rglob("*.npz")
+    with np.load(segment, allow_pickle=False) as z:  # blocks of the wrong shape: recomputed
+        damaged = [(key, np.zeros((1, 1))) for key in z.files]
+    cache.save(segment.parent.name, damaged, segment.stem)
+    again, stats = cached_bhattacharyya(p, labels, cache)
+    assert stats.computed == 3 and np.array_equal(again, d)
+    segment.write_bytes(b"not a zip file")  # an unreadable segment is ignored
+    again, stats = cached_bhattacharyya(p, labels, cache)
     assert stats.computed == 3 and np.array_equal(again, d)

@@ -125,14 +125,14 @@ def cached_bhattacharyya(
     units = find_units(p, labels)
     namespace = f"{engine.name}_step{sample_step}_floor{bc_floor!r}_n{p.shape[1]}_c{p.shape[2]}"
     out = np.empty((len(p), len(p)), dtype=np.float64)
-    pairs = [(a, b) for a in range(len(units)) for b in range(a, len(units))]
-    missing = []
-    for a, b in pairs:
-        block = None if cache is None else _load(cache, namespace, units[a], units[b])
-        if block is None:
-            missing.append((a, b))
-        else:
-            _put(out, units[a].rows, units[b].rows, block)
+    pairs = {_block_key(units[a], units[b]): (a, b)
+             for a in range(len(units)) for b in range(a, len(units))}
+    index = {} if cache is None else cache.index(namespace)
+    missing = [pair for key, pair in pairs.items() if key not in index]
+    found = [key for key in pairs if key in index]
+    for key, block in ([] if cache is None else cache.load(index, found)):
+        if not _put_cached(out, units, pairs[key], block):
+            missing.append(pairs[key])
     fresh, partners = _rows_to_compute(missing)
     rows_f = _rows(units, fresh)
     rows_o = _rows(units, partners)
@@ -142,9 +142,10 @@ def cached_bhattacharyya(
         _put(out, ri, rj, block)
     for ri, rj, block in distance_blocks(p, rows_f, rows_o, **kw):
         _put(out, ri, rj, block)
-    if cache is not None:
-        for a, b in missing:
-            _save(cache, namespace, units[a], units[b], out)
+    if cache is not None and missing:
+        keys = sorted(_block_key(units[a], units[b]) for a, b in missing)
+        name = hashlib.blake2b("".join(keys).encode(), digest_size=16).hexdigest()
+        cache.save(namespace, ((key, _stored(out, units, pairs[key])) for key in keys), name)
     stats = BlockStats(units=len(units), blocks=len(pairs), cached=len(pairs) - len(missing),
                        computed=len(missing),
                        pairs_computed=len(rows_f) * (len(rows_f) + 1) // 2
@@ -180,26 +181,27 @@ def _put(out: np.ndarray, rows_i: np.ndarray, rows_j: np.ndarray, block: np.ndar
     out[np.ix_(rows_j, rows_i)] = block.T
 
 
-def _ordered(u: Unit, v: Unit) -> tuple[Unit, Unit, str]:
-    """The pair in key order (so either order finds the block) and the block's file key."""
+def _block_key(u: Unit, v: Unit) -> str:
+    """The cache key of the block of units u and v, the same for either order."""
+    first, second = sorted((u.key, v.key))
+    return hashlib.blake2b(f"{first}|{second}".encode(), digest_size=16).hexdigest()
+
+
+def _stored(out: np.ndarray, units: list[Unit], pair: tuple[int, int]) -> np.ndarray:
+    """The block of a unit pair as stored: rows of the unit whose key sorts first."""
+    u, v = (units[i] for i in pair)
     first, second = (u, v) if u.key <= v.key else (v, u)
-    key = hashlib.blake2b(f"{first.key}|{second.key}".encode(), digest_size=16).hexdigest()
-    return first, second, key
+    return out[np.ix_(first.rows, second.rows)]
 
 
-def _load(cache: BlockCache, namespace: str, u: Unit, v: Unit) -> np.ndarray | None:
-    """The cached block of rows u x rows v, or None."""
-    first, second, key = _ordered(u, v)
-    block = cache.load(namespace, key)
-    if block is None:
-        return None
+def _put_cached(out: np.ndarray, units: list[Unit], pair: tuple[int, int],
+                block: np.ndarray) -> bool:
+    """Write a cached block into the matrix; False (and a warning) when its shape is wrong."""
+    u, v = (units[i] for i in pair)
+    first, second = (u, v) if u.key <= v.key else (v, u)
     if block.shape != (len(first.rows), len(second.rows)):
-        log.warning("cached block %s has shape %s instead of %s: recomputing it", key,
-                    block.shape, (len(first.rows), len(second.rows)))
-        return None
-    return block if first is u else block.T
-
-
-def _save(cache: BlockCache, namespace: str, u: Unit, v: Unit, out: np.ndarray) -> None:
-    first, second, key = _ordered(u, v)
-    cache.save(namespace, key, out[np.ix_(first.rows, second.rows)])
+        log.warning("a cached block of %s and %s has shape %s instead of %s: recomputing it",
+                    first.label, second.label, block.shape, (len(first.rows), len(second.rows)))
+        return False
+    _put(out, first.rows, second.rows, block)
+    return True
