@@ -9,8 +9,9 @@ Adding runs to a grid then computes only the blocks that involve a new (or chang
 
 Why the cache is a plain directory and not a DVC output: it is memoization, not a product. Only
 deterministic engines (the fused kernels, whose value for a pair depends on nothing but its two
-rows, bit for bit) use it, so the assembled matrix has the same bytes with or without it, and the
-stage's declared outputs stay a function of its declared inputs. As a ``persist: true`` output it
+rows, bit for bit) use it, so on a given machine the assembled matrix has the same bytes with or
+without it (across CPU types, numpy's vectorized log may differ in the last bit), and the stage's
+declared outputs stay a function of its declared inputs. As a ``persist: true`` output it
 would instead be hashed at every run, stored a second time in the DVC cache and the remote (it
 holds as many numbers as the matrices themselves) and pulled by every reader, who never needs it.
 So the distances stage reads and writes ``data/cache/distances`` (git-ignored, outside every DVC

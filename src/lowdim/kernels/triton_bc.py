@@ -78,6 +78,9 @@ def accumulate(a: torch.Tensor, b: torch.Tensor, n_offset: int, bc_floor: float,
     """Advance the state over one chunk: a (S, C, M1), b (S, C, M2) roots; upper: j >= i only."""
     s, c, m1 = a.shape
     m2 = b.shape[2]
+    if max(a.numel(), b.numel(), prod.numel()) >= 2**31:  # the kernel's offsets are int32
+        raise ValueError(f"a block of {a.numel()} x {b.numel()} roots is too large for the Triton "
+                         "kernel's 32-bit offsets: lower max_block_bytes")
     grid = (triton.cdiv(m1, BLOCK), triton.cdiv(m2, BLOCK))
     _kernel[grid](a, b, prod, expo, m1, m2, s, c, a.stride(0), a.stride(1), b.stride(0),
                   b.stride(1), prod.stride(0), n_offset, bc_floor, group,
@@ -92,9 +95,9 @@ if triton is not None:
                 UPPER: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr):
         pid_i = tl.program_id(0)
         pid_j = tl.program_id(1)
-        # Symmetric input: a tile whose largest j is below its smallest i is never needed.
-        if UPPER and (pid_j + 1) * BLOCK_J <= pid_i * BLOCK_I:
-            return
+        if UPPER:  # symmetric input: a tile whose largest j is below its smallest i is not needed
+            if (pid_j + 1) * BLOCK_J <= pid_i * BLOCK_I:
+                return
         offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
         offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
         mask_i = offs_i < m1
