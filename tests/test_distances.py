@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from lowdim.distance_blocks import BlockStats, cached_bhattacharyya, unit_labels
 from lowdim.distances import (
     BC_FLOOR,
     _block_bytes,
@@ -18,8 +21,9 @@ from lowdim.distances import (
     ignorance_point,
     truth_point,
 )
+from lowdim.store import BlockCache
 
-# Fast (float32 roots and logs, float64 accumulation) vs float64 reference: stated tolerance.
+# Every method (float32 roots and coefficients) vs the float64 reference: stated tolerance.
 FAST_ATOL = 1e-6
 
 
@@ -38,10 +42,14 @@ def rng() -> np.random.Generator:
 def _single_thread():
     # On a shared, oversubscribed CPU every OpenMP parallel region can wait a scheduler time
     # slice (~8 ms); the many small blocks used here would then dominate the test time.
-    before = torch.get_num_threads()
+    import numba
+
+    before = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(1)
+    numba.set_num_threads(1)
     yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])
 
 
 def test_zero_diagonal_symmetry_nonnegative(rng):
@@ -96,12 +104,13 @@ def test_distance_to_ignorance_closed_form(rng):
     np.testing.assert_allclose(got, expected, atol=FAST_ATOL)
 
 
+@pytest.mark.parametrize("method", ["reference", "fused"])
 @pytest.mark.parametrize("sample_step", [1, 2, 3])
 @pytest.mark.parametrize("max_block_bytes", [256 * 2**20, 60_000, 6000])
-def test_fast_matches_reference(rng, sample_step, max_block_bytes):
+def test_fast_matches_reference(rng, sample_step, max_block_bytes, method):
     p = dirichlet(rng, 41, 203, 10, alpha=0.3)
     q = dirichlet(rng, 17, 203, 10, alpha=0.3)
-    kw = dict(sample_step=sample_step, max_block_bytes=max_block_bytes)
+    kw = dict(sample_step=sample_step, max_block_bytes=max_block_bytes, method=method)
     ref = bhattacharyya_reference(p, sample_step=sample_step)
     np.fill_diagonal(ref, 0.0)
     np.testing.assert_allclose(bhattacharyya(p, **kw), ref, rtol=0, atol=FAST_ATOL)
@@ -109,9 +118,10 @@ def test_fast_matches_reference(rng, sample_step, max_block_bytes):
     np.testing.assert_allclose(bhattacharyya(p, q, **kw), ref_pq, rtol=0, atol=FAST_ATOL)
 
 
-def test_explicit_block_sizes_match_reference(rng):
+@pytest.mark.parametrize("method", ["reference", "fused"])
+def test_explicit_block_sizes_match_reference(rng, method):
     p = dirichlet(rng, 23, 97, 5, alpha=0.2)
-    fast = bhattacharyya(p, block_rows=4, sample_chunk=7, sample_step=2)
+    fast = bhattacharyya(p, block_rows=4, sample_chunk=7, sample_step=2, method=method)
     ref = bhattacharyya_reference(p, sample_step=2)
     np.fill_diagonal(ref, 0.0)
     np.testing.assert_allclose(fast, ref, rtol=0, atol=FAST_ATOL)
@@ -231,3 +241,106 @@ def test_rejects_bad_parameters(rng):
         bhattacharyya(p, block_rows=0)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
         truth_point(np.array([0, 3]), 3)
+
+
+# ---- incremental distances with a block cache --------------------------------------------------
+
+
+def grid_of_runs(rng: np.random.Generator, names: list[str], checkpoints: int = 4,
+                 n: int = 30, c: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """(runs x checkpoints, n, c) probabilities with exact zeros, and each row's run label."""
+    p = dirichlet(rng, len(names) * checkpoints, n, c, alpha=0.3)
+    p[::3, :5] = truth_point(rng.integers(0, c, size=5), c)
+    return p, np.repeat(names, checkpoints)
+
+
+def test_cold_cache_equals_full_computation(rng, tmp_path):
+    p, labels = grid_of_runs(rng, ["a", "b", "c"])
+    d, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path), sample_step=2)
+    assert np.array_equal(d, bhattacharyya(p, sample_step=2, method="fused"))
+    assert stats == BlockStats(units=3, blocks=6, cached=0, computed=6,
+                               pairs_computed=12 * 13 // 2)
+    (segment,) = tmp_path.rglob("*.npz")  # one file per computation, not per block
+    with np.load(segment, allow_pickle=False) as z:
+        assert len(z.files) == 6
+
+
+def test_adding_runs_computes_only_their_blocks(rng, tmp_path):
+    cache = BlockCache(tmp_path)
+    p, labels = grid_of_runs(rng, ["a", "b", "c", "d", "e"])
+    cached_bhattacharyya(p, labels, cache, sample_step=2)
+    new, new_labels = grid_of_runs(rng, ["n1", "n2"])
+    changed = p.copy()
+    changed[labels == "c"] = dirichlet(rng, 4, 30, 10)  # run c retrained: its content changed
+    # New runs land between old ones, as a new seed does in the grid order.
+    grown = np.concatenate([changed[:8], new[:4], changed[8:], new[4:]])
+    grown_labels = np.concatenate([labels[:8], new_labels[:4], labels[8:], new_labels[4:]])
+    d, stats = cached_bhattacharyya(grown, grown_labels, cache, sample_step=2)
+    assert np.array_equal(d, bhattacharyya(grown, sample_step=2, method="fused"))
+    # 7 units: 28 blocks; the 4 unchanged runs give 10 cached blocks, the 3 new ones 18 more.
+    assert (stats.blocks, stats.cached, stats.computed) == (28, 10, 18)
+    assert stats.pairs_computed == 12 * 13 // 2 + 12 * 16  # new x new once, new x old
+    again, stats = cached_bhattacharyya(grown, grown_labels, cache, sample_step=2)
+    assert np.array_equal(again, d) and stats.computed == 0 and stats.pairs_computed == 0
+    fewer, stats = cached_bhattacharyya(grown[4:], grown_labels[4:], cache, sample_step=2)
+    assert np.array_equal(fewer, d[4:, 4:]) and stats.computed == 0  # run a removed
+    assert len(list(tmp_path.rglob("*.npz"))) == 2
+
+
+def test_cache_keys_include_the_sample_set(rng, tmp_path):
+    cache = BlockCache(tmp_path)
+    p, labels = grid_of_runs(rng, ["a", "b"])
+    cached_bhattacharyya(p, labels, cache, sample_step=2)
+    d, stats = cached_bhattacharyya(p, labels, cache, sample_step=1)
+    assert stats.computed == 3 and np.array_equal(d, bhattacharyya(p, method="fused"))
+    d, stats = cached_bhattacharyya(p, labels, cache, sample_step=2, bc_floor=1e-4)
+    assert stats.computed == 3
+    assert np.array_equal(d, bhattacharyya(p, sample_step=2, bc_floor=1e-4, method="fused"))
+
+
+def test_memory_mapped_predictions_with_the_cache(rng, tmp_path):
+    p, labels = grid_of_runs(rng, ["a", "b", "c"])
+    np.save(tmp_path / "train.npy", p)
+    mapped = np.load(tmp_path / "train.npy", mmap_mode="r", allow_pickle=False)
+    d, stats = cached_bhattacharyya(mapped, labels, BlockCache(tmp_path / "cache"),
+                                    max_block_bytes=200_000)  # several blocks of rows
+    assert np.array_equal(d, bhattacharyya(p, method="fused")) and stats.computed == 6
+
+
+def test_reference_method_skips_the_cache(rng, tmp_path, caplog):
+    p, labels = grid_of_runs(rng, ["a", "b"])
+    with caplog.at_level(logging.WARNING, logger="lowdim.distance_blocks"):
+        d, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path), method="reference")
+    assert "without the block cache" in caplog.text
+    assert not list(tmp_path.iterdir()) and stats.computed == 3
+    np.testing.assert_allclose(d, bhattacharyya_reference(p) * ~np.eye(8, dtype=bool),
+                               atol=FAST_ATOL)
+
+
+def test_unit_labels_from_the_index():
+    index = pd.DataFrame({"row": range(5), "kind": ["run", "run", "ignorance", "truth", "geodesic"],
+                          "run_id": ["r1", "r2", None, None, None]})
+    assert list(unit_labels(index)) == ["r1", "r2", "ignorance", "truth", "geodesic"]
+    with pytest.raises(ValueError, match=r"the index has no 'run_id' column"):
+        unit_labels(index.drop(columns="run_id"))
+    with pytest.raises(ValueError, match=r"some run rows of the index have no run_id"):
+        unit_labels(index.assign(run_id=None))
+
+
+def test_incremental_bad_input(rng, tmp_path):
+    p, labels = grid_of_runs(rng, ["a", "b"])
+    with pytest.raises(ValueError, match=r"labels must give one label per row of p: 8 rows"):
+        cached_bhattacharyya(p, labels[:-1], None)
+    with pytest.raises(ValueError, match=r"sample_step must be an integer >= 1"):
+        cached_bhattacharyya(p, labels, None, sample_step=0)
+    cache = BlockCache(tmp_path)
+    d, _ = cached_bhattacharyya(p, labels, cache)
+    (segment,) = tmp_path.rglob("*.npz")
+    with np.load(segment, allow_pickle=False) as z:  # blocks of the wrong shape: recomputed
+        damaged = [(key, np.zeros((1, 1))) for key in z.files]
+    cache.save(segment.parent.name, damaged, segment.stem)
+    again, stats = cached_bhattacharyya(p, labels, cache)
+    assert stats.computed == 3 and np.array_equal(again, d)
+    segment.write_bytes(b"not a zip file")  # an unreadable segment is ignored
+    again, stats = cached_bhattacharyya(p, labels, cache)
+    assert stats.computed == 3 and np.array_equal(again, d)

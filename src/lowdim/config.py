@@ -98,6 +98,8 @@ class DistancesConfig:
     sample_step: int = 2
     bc_floor: float = 1e-8
     max_block_mib: int = 256
+    method: Literal["auto", "reference", "fused"] = "auto"  # see lowdim.distances
+    cache: bool = True     # reuse cached blocks of unchanged run pairs (lowdim.distance_blocks)
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,18 @@ written atomically.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import logging
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lowdim.atomic import atomic_directory
+from lowdim.atomic import atomic_directory, atomic_file
 from lowdim.inpca import Embedding
+
+log = logging.getLogger(__name__)
 
 REFERENCE = "reference.parquet"
 
@@ -89,3 +93,56 @@ def load_table(directory: str | Path, name: str) -> pd.DataFrame:
 def load_array(directory: str | Path, name: str) -> np.ndarray:
     """An array written by `save_products`."""
     return np.load(Path(directory) / f"{name}.npy", allow_pickle=False)
+
+class BlockCache:
+    """Distance blocks on disk, in segment files: <root>/<namespace>/<segment>.npz.
+
+    Each computation that adds blocks writes one segment (an uncompressed npz whose members are
+    named by block key), so the file count grows with the number of incremental runs, not with
+    the number of blocks. A plain directory outside the DVC outputs (see
+    `lowdim.distance_blocks`): deleting it is always safe. Segments are written atomically,
+    block by block (memory does not hold them all), and read with allow_pickle=False.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def index(self, namespace: str) -> dict[str, Path]:
+        """Block key -> segment holding it, over every readable segment of `namespace`.
+
+        A key found in several segments maps to the newest: a block rewritten after a damaged
+        copy was found wins over it.
+        """
+        found = {}
+        segments = (self.root / namespace).glob("[!.]*.npz")  # not temporary files
+        for path in sorted(segments, key=lambda f: (f.stat().st_mtime_ns, f.name)):
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    names = zf.namelist()
+            except (OSError, zipfile.BadZipFile) as err:
+                log.warning("ignoring unreadable cache segment %s (%s); delete it", path, err)
+                continue
+            found.update({name.removesuffix(".npy"): path for name in names})
+        return found
+
+    def load(self, index: Mapping[str, Path], keys: Iterable[str]
+             ) -> Iterator[tuple[str, np.ndarray]]:
+        """(key, block) for each of `keys`, reading each segment once."""
+        by_segment: dict[Path, list[str]] = {}
+        for key in keys:
+            by_segment.setdefault(index[key], []).append(key)
+        for path, wanted in by_segment.items():
+            with np.load(path, allow_pickle=False) as npz:
+                for key in wanted:
+                    yield key, npz[key]
+
+    def save(self, namespace: str, blocks: Iterable[tuple[str, np.ndarray]], name: str) -> Path:
+        """Write (key, block) pairs as the segment `name` of `namespace`, atomically."""
+        final = self.root / namespace / f"{name}.npz"
+        with atomic_file(final) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED,
+                                                         allowZip64=True) as zf:
+            for key, block in blocks:
+                with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(block, np.float64),
+                                              allow_pickle=False)
+        return final
