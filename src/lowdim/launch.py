@@ -1,9 +1,11 @@
-"""Run many specs with a backend (local for now), resumably: complete runs are never redone."""
+"""Run many specs with a backend (local for now), resumably: complete runs are never redone.
+
+The local backend trains one run at a time, or compatible runs in packs (lowdim.packed)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +15,15 @@ from tqdm import tqdm
 
 from lowdim.data import Prepared
 from lowdim.grid import RunSpec
+from lowdim.packed import (
+    SpeedOptions,
+    check_speed_options,
+    float32_mode,
+    train_packs,
+    uses_packing,
+)
 from lowdim.runs import is_complete, read_meta, write_run
-from lowdim.train import DeviceData, train_run
+from lowdim.train import DeviceData, RunResult, train_run
 
 
 def data_fingerprint(prepared: Prepared) -> str:
@@ -42,15 +51,45 @@ def pending(specs: Sequence[RunSpec], store: str | Path, fingerprint: str) -> li
 
 def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path,
                  device: torch.device, *, eval_batch_size: int = 1000,
-                 augment_padding: int | None = None, progress: bool = True) -> LaunchSummary:
-    """Train every pending spec one after the other on `device`, writing each run as it ends."""
+                 augment_padding: int | None = None, progress: bool = True,
+                 pack_size: int | str = 1,
+                 speed: SpeedOptions | None = None) -> LaunchSummary:
+    """Train every pending spec on `device`, writing each run as it ends.
+
+    Compatible runs train together in packs of up to `pack_size` ('auto': 1 on a CPU, sized to
+    free memory on CUDA; see lowdim.packed); with 1 and no `speed` option, one `train_run` at a
+    time, as before packing existed.
+    """
+    speed = speed or SpeedOptions()
+    check_speed_options(speed, device)
     fingerprint = data_fingerprint(prepared)
     todo = pending(specs, store, fingerprint)
     todo_ids = {s.run_id for s in todo}
     skipped = [s.run_id for s in specs if s.run_id not in todo_ids]
     data = DeviceData.from_prepared(prepared, device)
     trained, diverged = [], []
-    runs_bar = tqdm(todo, desc="runs", unit="run", disable=not progress)
+    with float32_mode(device, speed.tf32):
+        if uses_packing(pack_size, speed, device):
+            results = train_packs(todo, data, pack_size=pack_size, options=speed,
+                                  eval_batch_size=eval_batch_size,
+                                  augment_padding=augment_padding, progress=progress)
+        else:
+            results = one_at_a_time(todo, data, eval_batch_size=eval_batch_size,
+                                    augment_padding=augment_padding, progress=progress)
+        for result in results:
+            write_run(store, result, fingerprint)
+            trained.append(result.spec.run_id)
+            if result.status == "diverged":
+                diverged.append(result.spec.run_id)
+    diverged += [i for i in skipped if read_meta(store, i)["status"] == "diverged"]
+    return LaunchSummary(trained=trained, skipped=skipped, diverged=diverged)
+
+
+def one_at_a_time(specs: Sequence[RunSpec], data: DeviceData, *, eval_batch_size: int = 1000,
+                  augment_padding: int | None = None,
+                  progress: bool = True) -> Iterator[RunResult]:
+    """Train `specs` one after the other with `train_run`, yielding each result as it ends."""
+    runs_bar = tqdm(specs, desc="runs", unit="run", disable=not progress)
     for spec in runs_bar:
         runs_bar.set_postfix_str(spec.run_id)
         steps_bar = tqdm(desc="steps", unit="step", leave=False, mininterval=2.0,
@@ -63,9 +102,4 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
         result = train_run(spec, data, eval_batch_size=eval_batch_size,
                            augment_padding=augment_padding, on_step=on_step)
         steps_bar.close()
-        write_run(store, result, fingerprint)
-        trained.append(spec.run_id)
-        if result.status == "diverged":
-            diverged.append(spec.run_id)
-    diverged += [i for i in skipped if read_meta(store, i)["status"] == "diverged"]
-    return LaunchSummary(trained=trained, skipped=skipped, diverged=diverged)
+        yield result
