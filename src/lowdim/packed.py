@@ -476,6 +476,7 @@ def auto_pack_size(spec: RunSpec, data: DeviceData, options: SpeedOptions = Spee
     if device.type != "cuda":
         return 1
     per_run = measure_run_bytes(spec, data, options, eval_batch_size)
+    torch.cuda.empty_cache()  # the probes' cached blocks are free for the pack
     free, _total = torch.cuda.mem_get_info(device)
     return pack_size_for_memory(free, per_run)
 

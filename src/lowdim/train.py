@@ -82,7 +82,7 @@ def iterations_per_epoch(n_train: int, batch_size: int) -> int:
 
 def init_model(spec: RunSpec, input_shape: tuple[int, ...], num_classes: int,
                device: torch.device) -> torch.nn.Module:
-    """The run's freshly initialised model on `device`: seeded by the spec (B4), built on the CPU."""
+    """The run's seeded (B4), freshly initialised model, built on the CPU, moved to `device`."""
     seed_everything(spec.seed)
     model = build_model(spec.arch, tuple(input_shape), num_classes, **spec.model_size)
     # Initialised before the move, so the CPU generator draws the same weights on any device.
