@@ -19,7 +19,7 @@ from lowdim.packed import (
     compatible_groups,
     optimizer_update,
     pack_size_for_memory,
-    scheduled_lr,
+    per_run_column,
     split_evenly,
     train_pack,
     uses_packing,
@@ -119,6 +119,7 @@ def test_packed_fc_matches_in_float32(data, optimizer):
         assert_same_run(train_run(spec, data), result, error_slack=1 / 60)
 
 
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap fallback
 def test_channels_last_changes_no_result(data, float64):
     specs = [_spec("allcnn", "sgdn", k) for k in range(2)]
     packed = train_pack(specs, data, options=SpeedOptions(channels_last=True))
@@ -154,9 +155,11 @@ def test_optimizer_update_is_torch_optim_per_row(optimizer):
     grads = torch.randn(4, 3, 7, generator=rng, dtype=torch.float64)
     base_lrs, decays = [0.1, 0.05, 0.2], [0.0, 1e-3, 0.5]
     flat, slots = start.clone(), {}
-    for step in range(4):
-        lrs = [scheduled_lr(lr, step, 4) for lr in base_lrs]
-        optimizer_update(optimizer, flat, grads[step], slots, lrs, decays, step)
+    cpu = torch.device("cpu")
+    for step in range(4):  # as PackTrainer.train_step does it
+        lr = per_run_column(base_lrs, cpu) * cosine_factor(step, 4)
+        optimizer_update(optimizer, flat, grads[step], slots, lr, per_run_column(decays, cpu),
+                         step)
     for p in range(3):
         param = torch.nn.Parameter(start[p].clone())
         opt = make_optimizer(optimizer, [param], base_lrs[p], decays[p])
@@ -168,12 +171,13 @@ def test_optimizer_update_is_torch_optim_per_row(optimizer):
         torch.testing.assert_close(flat[p], param.detach(), rtol=0, atol=1e-14)
 
 
-def test_scheduled_lr_is_the_lambda_lr_schedule():
+def test_per_run_lr_is_the_lambda_lr_schedule():
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=0.037)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_factor(s, 9))
-    for step in range(11):
-        assert scheduled_lr(0.037, step, 9) == opt.param_groups[0]["lr"]
+    base = per_run_column([0.037, 0.1], torch.device("cpu"))
+    for step in range(11):  # the float64 product is the Python float LambdaLR sets
+        assert (base * cosine_factor(step, 9))[0, 0].item() == opt.param_groups[0]["lr"]
         opt.step()
         schedule.step()
 

@@ -161,11 +161,6 @@ def uses_packing(pack_size: int | str, options: SpeedOptions, device: torch.devi
 # --------------------------------------------------------------------------- pack state
 
 
-def scheduled_lr(base_lr: float, step: int, total: int) -> float:
-    """The lr of optimizer step `step` (0-based): what LambdaLR(cosine_factor) sets, B3."""
-    return base_lr * cosine_factor(step, total)
-
-
 def _stacked_rows(models: Sequence[torch.nn.Module]) -> torch.Tensor:
     """Every parameter of each model, flattened in module order: (P, N)."""
     return torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()])
@@ -181,6 +176,9 @@ class PackState:
     buffers: dict[str, torch.Tensor]   # name -> (P, *shape), BatchNorm statistics
     order_rngs: list[torch.Generator]
     augment_rngs: list[torch.Generator]
+    base_lr: torch.Tensor              # (P, 1) float64, before the cosine factor
+    weight_decay: torch.Tensor | None  # (P, 1) float64; None when every run has none
+    first_bad_step: torch.Tensor       # (P,) int64: first step with a non-finite loss, or -1
     slots: dict[str, torch.Tensor] = field(default_factory=dict)  # optimizer state, (P, N)
     order: torch.Tensor | None = None  # (P, n_train) this epoch's sample order
 
@@ -196,39 +194,42 @@ class PackState:
         self.order_rngs = [self.order_rngs[i] for i in rows]
         self.augment_rngs = [self.augment_rngs[i] for i in rows]
         self.flat = self.flat.detach()[index].requires_grad_(True)
+        self.base_lr, self.first_bad_step = self.base_lr[index], self.first_bad_step[index]
+        if self.weight_decay is not None:
+            self.weight_decay = self.weight_decay[index]
         self.buffers = {k: v[index] for k, v in self.buffers.items()}
         self.slots = {k: v[index] for k, v in self.slots.items()}
         if self.order is not None:
             self.order = self.order[index]
 
 
-def _row_column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
-    """Per-run scalars as a (P, 1) column of `like`'s dtype and device (cast from float64)."""
-    return torch.tensor(values, dtype=torch.float64).to(like.device, like.dtype).view(-1, 1)
+def per_run_column(values: Sequence[float], device: torch.device) -> torch.Tensor:
+    """Per-run scalars as a (P, 1) float64 column on `device`."""
+    return torch.tensor(values, dtype=torch.float64).view(-1, 1).to(device)
 
 
 def optimizer_update(name: str, flat: torch.Tensor, grad: torch.Tensor,
-                     slots: dict[str, torch.Tensor], lrs: Sequence[float],
-                     weight_decays: Sequence[float], step: int) -> None:
-    """One torch.optim step on stacked rows (P, N) in place, run p with lrs[p] and decay[p].
+                     slots: dict[str, torch.Tensor], lr: torch.Tensor,
+                     weight_decay: torch.Tensor | None, step: int) -> None:
+    """One torch.optim step on stacked rows (P, N) in place; lr, weight_decay: (P, 1) float64.
 
     The single-tensor algorithms of torch.optim: `sgd` (no momentum), `sgdn` (momentum 0.9,
     Nesterov, no dampening) and `adam` (default betas and eps, coupled L2 decay); `step` counts
-    the steps already taken (0 for the first).
+    the steps already taken (0 for the first); weight_decay None means 0 for every run. The
+    per-run scalars are computed in float64 and rounded once, as torch.optim's Python floats are.
     """
     with torch.no_grad():
-        if any(wd != 0 for wd in weight_decays):
-            grad = grad.addcmul(flat, _row_column(weight_decays, flat))  # grad + wd * param
+        if weight_decay is not None:
+            grad = grad.addcmul(flat, weight_decay.to(flat.dtype))  # grad + wd * param
         if name == "sgd":
-            flat.addcmul_(grad, _row_column([-lr for lr in lrs], flat))
+            flat.addcmul_(grad, (-lr).to(flat.dtype))
         elif name == "sgdn":
             buf = slots.get("momentum")
             if buf is None:
                 buf = slots["momentum"] = grad.clone()
             else:
                 buf.mul_(NESTEROV_MOMENTUM).add_(grad)
-            flat.addcmul_(grad.add(buf, alpha=NESTEROV_MOMENTUM), _row_column([-lr for lr in lrs],
-                                                                               flat))
+            flat.addcmul_(grad.add(buf, alpha=NESTEROV_MOMENTUM), (-lr).to(flat.dtype))
         elif name == "adam":
             beta1, beta2 = ADAM_BETAS
             exp_avg = slots.setdefault("exp_avg", torch.zeros_like(flat))
@@ -237,7 +238,7 @@ def optimizer_update(name: str, flat: torch.Tensor, grad: torch.Tensor,
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             t = float(step + 1)
             bias_correction1, bias_correction2 = 1 - beta1**t, 1 - beta2**t
-            neg_step_size = _row_column([-lr / bias_correction1 for lr in lrs], flat)
+            neg_step_size = (-lr / bias_correction1).to(flat.dtype)
             denom = (exp_avg_sq.sqrt() / bias_correction2**0.5).add_(ADAM_EPS)
             flat.add_(exp_avg * neg_step_size / denom)
         else:
@@ -317,6 +318,10 @@ class PackTrainer:
             buffers={name: torch.stack([dict(m.named_buffers())[name] for m in models])
                      for name, _ in models[0].named_buffers()},
             order_rngs=[g[0] for g in generators], augment_rngs=[g[1] for g in generators],
+            base_lr=per_run_column([s.lr for s in specs], self.device),
+            weight_decay=(per_run_column([s.weight_decay for s in specs], self.device)
+                          if any(s.weight_decay != 0 for s in specs) else None),
+            first_bad_step=torch.full((len(specs),), -1, dtype=torch.long, device=self.device),
         )
         self.results = list(self.state.results)  # every run, in the order of `specs`
         self.shapes = [(name, p.shape) for name, p in models[0].named_parameters()]
@@ -371,25 +376,28 @@ class PackTrainer:
             x = _pack_channels_last(x)
         self.template.train()
         losses = self._train_losses(state.flat, state.buffers, x, self.data.train_labels[batch])
-        finite = torch.isfinite(losses).tolist()
-        keep = [p for p, ok in enumerate(finite) if ok]
-        if keep:
-            target = losses.sum() if len(keep) == len(finite) else losses[keep].sum()
-            (grad,) = torch.autograd.grad(target, state.flat)
-        for p, ok in enumerate(finite):
-            if not ok:  # as train_run: the run ends before this step, its checkpoints kept
-                result = state.results[p]
-                result.status, result.diverged_at_step = "diverged", self.step + 1
-                result.seconds = time.perf_counter() - self.started
-        if len(keep) < len(finite):
-            state.keep(keep)
-            if not keep:
-                return
-            grad = grad[torch.tensor(keep, device=grad.device)]
-        lrs = [scheduled_lr(s.lr, self.step, self.total) for s in state.specs]
-        optimizer_update(self.spec.optimizer, state.flat, grad, state.slots, lrs,
-                         [s.weight_decay for s in state.specs], self.step)
+        # Noted on the device, read at the next check: no host sync per step. A run with a
+        # non-finite loss only spoils its own rows (every op is per run) until it is dropped.
+        state.first_bad_step = torch.where(
+            (state.first_bad_step < 0) & ~torch.isfinite(losses), self.step, state.first_bad_step)
+        (grad,) = torch.autograd.grad(losses.sum(), state.flat)
+        optimizer_update(self.spec.optimizer, state.flat, grad, state.slots,
+                         state.base_lr * cosine_factor(self.step, self.total),
+                         state.weight_decay, self.step)
         self.step += 1
+
+    def drop_diverged(self) -> None:
+        """End the runs whose loss became non-finite since the last check, as train_run ends
+        them: status diverged at that step, checkpoints up to it (one host sync)."""
+        first_bad = self.state.first_bad_step.tolist()
+        if all(step < 0 for step in first_bad):
+            return
+        seconds = time.perf_counter() - self.started
+        for result, step in zip(self.state.results, first_bad, strict=True):
+            if step >= 0:
+                result.status, result.diverged_at_step = "diverged", step + 1
+                result.seconds = seconds
+        self.state.keep([p for p, step in enumerate(first_bad) if step < 0])
 
     @torch.no_grad()
     def evaluate(self, space: str) -> list[Evaluation]:
@@ -428,7 +436,8 @@ def train_pack(specs: Sequence[RunSpec], data: DeviceData, *, eval_batch_size: i
                on_step: Callable[[int, int], None] | None = None) -> list[RunResult]:
     """Train compatible runs together; each result as `train_run` would give it, in spec order.
 
-    `seconds` of a run is the pack's wall time (up to its divergence for a diverged run).
+    `seconds` of a run is the pack's wall time (for a diverged run, until its divergence was
+    noticed: at the next checkpoint or epoch end).
     """
     trainer = PackTrainer(specs, data, eval_batch_size=eval_batch_size,
                           augment_padding=augment_padding, options=options)
@@ -438,12 +447,16 @@ def train_pack(specs: Sequence[RunSpec], data: DeviceData, *, eval_batch_size: i
             trainer.begin_epoch()
             for i in range(trainer.iters):
                 trainer.train_step(i)
-                if not trainer.active:
-                    return trainer.finish()
                 if trainer.step in trainer.checkpoints:
+                    trainer.drop_diverged()
+                    if not trainer.active:
+                        return trainer.finish()
                     trainer.checkpoint()
                 if on_step is not None:
                     on_step(trainer.step, trainer.total)
+            trainer.drop_diverged()  # at least once an epoch, so a diverged pack stops early
+            if not trainer.active:
+                return trainer.finish()
     return trainer.finish()
 
 
