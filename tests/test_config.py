@@ -189,3 +189,32 @@ def test_ray_section_accepts_fractional_gpus_and_a_local_instance(root):
     raw["train"]["ray"].update(address=None, num_gpus=0.25, num_cpus=2)
     ray = config_from_dict(raw).train.ray
     assert (ray.address, ray.num_gpus, ray.num_cpus) == (None, 0.25, 2.0)
+
+
+@pytest.mark.parametrize("profile", ["quick", "tiny", "fashion-mnist", "cifar10-paper"])
+def test_profiles_pack_automatically_with_every_speed_option_off(root, profile):
+    train = load_config(root / "profiles" / f"{profile}.yaml").train
+    assert train.pack_size == "auto"
+    assert not (train.channels_last or train.compile or train.tf32 or train.bf16)
+
+
+@pytest.mark.parametrize("value", ["auto", 1, 16])
+def test_pack_size_is_auto_or_a_count(root, value):
+    raw = _quick(root)
+    raw["train"]["pack_size"] = value
+    assert config_from_dict(raw).train.pack_size == value
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("pack_size", "big", r"train\.pack_size = 'big': must be auto or a whole number"),
+    ("pack_size", 2.5, r"train\.pack_size = 2\.5: must be auto or a whole number"),
+    ("pack_size", True, r"train\.pack_size = True: must be auto or a whole number"),
+    ("pack_size", 0, r"train\.pack_size = 0: must be positive"),
+    ("compile", "yes", r"train\.compile = 'yes': must be true or false"),
+    ("bf16", 1, r"train\.bf16 = 1: must be true or false"),
+])
+def test_bad_packing_values_are_named(root, key, value, message):
+    raw = _quick(root)
+    raw["train"][key] = value
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)

@@ -73,7 +73,8 @@ class RayConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How each run trains: learning-rate scaling, device, evaluation batch size, backend."""
+    """How each run trains: learning-rate scaling, device, evaluation batch size, backend,
+    packing and the GPU speed options (README "Fast training on a GPU")."""
 
     lr_reference_batch_size: int = 200
     eval_batch_size: int = 1000
@@ -82,6 +83,12 @@ class TrainConfig:
     threads: int | None = None
     backend: Literal["local", "ray"] = "local"
     ray: RayConfig = field(default_factory=RayConfig)
+    # Runs trained together in one step; auto = 1 on a CPU, sized to free memory on CUDA.
+    pack_size: Literal["auto"] | int = "auto"
+    channels_last: bool = False  # speed only: NHWC convolutions
+    compile: bool = False        # speed only: torch.compile the packed step
+    tf32: bool = False           # CUDA only: TF32 tensor cores (10-bit mantissa products)
+    bf16: bool = False           # CUDA only, opt-in: bfloat16 autocast, changes the maths
 
 
 @dataclass(frozen=True)
@@ -277,7 +284,14 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key)
+        if len(inner) == 1:
+            return _coerce(inner[0], value, key)
+        for alternative in inner:  # the first alternative that accepts the value
+            try:
+                return _coerce(alternative, value, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key} = {value!r}: must be {' or '.join(map(_describe, inner))}")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key} = {value!r}: must be one of {', '.join(map(str, args))}")
@@ -293,6 +307,14 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r}: must be a mapping")
         return {str(k): _coerce(args[1], v, _join(key, k)) for k, v in value.items()}
     return _scalar(hint, value, key)
+
+
+def _describe(hint: Any) -> str:
+    """What a value of type `hint` looks like, for messages: 'auto', 'a whole number'."""
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(map(str, typing.get_args(hint)))
+    return {int: "a whole number", float: "a number", str: "a string",
+            bool: "true or false"}.get(hint, str(hint))
 
 
 def _scalar(hint: Any, value: Any, key: str) -> Any:
@@ -514,6 +536,8 @@ def _check_train(train: TrainConfig) -> None:
         raise ConfigError(f"train.augment_padding = {train.augment_padding}: must be >= 0")
     if train.threads is not None:
         _positive(train.threads, "train.threads")
+    if train.pack_size != "auto":
+        _positive(train.pack_size, "train.pack_size")
     _check_ray(train.ray)
     if train.backend == "ray":
         _check_ray_device(train.ray, train.device)

@@ -1,12 +1,14 @@
 """Run many specs with a backend (local, or Ray in `launch_ray`), resumably: complete runs are
-never redone."""
+never redone.
+
+The local backend trains one run at a time, or compatible runs in packs (lowdim.packed)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +20,15 @@ from lowdim.atomic import atomic_directory
 from lowdim.config import TrainConfig
 from lowdim.data import Prepared
 from lowdim.grid import RunSpec
+from lowdim.packed import (
+    SpeedOptions,
+    check_speed_options,
+    float32_mode,
+    train_packs,
+    uses_packing,
+)
 from lowdim.runs import META, is_complete, read_meta, write_run
-from lowdim.train import DeviceData, resolve_device, train_run
+from lowdim.train import DeviceData, RunResult, resolve_device, train_run
 
 
 def data_fingerprint(prepared: Prepared) -> str:
@@ -49,15 +58,45 @@ def pending(specs: Sequence[RunSpec], store: str | Path, fingerprint: str) -> li
 
 def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path,
                  device: torch.device, *, eval_batch_size: int = 1000,
-                 augment_padding: int | None = None, progress: bool = True) -> LaunchSummary:
-    """Train every pending spec one after the other on `device`, writing each run as it ends."""
+                 augment_padding: int | None = None, progress: bool = True,
+                 pack_size: int | str = 1,
+                 speed: SpeedOptions | None = None) -> LaunchSummary:
+    """Train every pending spec on `device`, writing each run as it ends.
+
+    Compatible runs train together in packs of up to `pack_size` ('auto': 1 on a CPU, sized to
+    free memory on CUDA; see lowdim.packed); with 1 and no `speed` option, one `train_run` at a
+    time, as before packing existed.
+    """
+    speed = speed or SpeedOptions()
+    check_speed_options(speed, device)
     fingerprint = data_fingerprint(prepared)
     todo = pending(specs, store, fingerprint)
     todo_ids = {s.run_id for s in todo}
     skipped = [s.run_id for s in specs if s.run_id not in todo_ids]
     data = DeviceData.from_prepared(prepared, device)
     trained, diverged = [], []
-    runs_bar = tqdm(todo, desc="runs", unit="run", disable=not progress)
+    with float32_mode(device, speed.tf32):
+        if uses_packing(pack_size, speed, device):
+            results = train_packs(todo, data, pack_size=pack_size, options=speed,
+                                  eval_batch_size=eval_batch_size,
+                                  augment_padding=augment_padding, progress=progress)
+        else:
+            results = one_at_a_time(todo, data, eval_batch_size=eval_batch_size,
+                                    augment_padding=augment_padding, progress=progress)
+        for result in results:
+            write_run(store, result, fingerprint)
+            trained.append(result.spec.run_id)
+            if result.status == "diverged":
+                diverged.append(result.spec.run_id)
+    diverged += [i for i in skipped if read_meta(store, i)["status"] == "diverged"]
+    return LaunchSummary(trained=trained, skipped=skipped, diverged=diverged)
+
+
+def one_at_a_time(specs: Sequence[RunSpec], data: DeviceData, *, eval_batch_size: int = 1000,
+                  augment_padding: int | None = None,
+                  progress: bool = True) -> Iterator[RunResult]:
+    """Train `specs` one after the other with `train_run`, yielding each result as it ends."""
+    runs_bar = tqdm(specs, desc="runs", unit="run", disable=not progress)
     for spec in runs_bar:
         runs_bar.set_postfix_str(spec.run_id)
         steps_bar = tqdm(desc="steps", unit="step", leave=False, mininterval=2.0,
@@ -70,12 +109,7 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
         result = train_run(spec, data, eval_batch_size=eval_batch_size,
                            augment_padding=augment_padding, on_step=on_step)
         steps_bar.close()
-        write_run(store, result, fingerprint)
-        trained.append(spec.run_id)
-        if result.status == "diverged":
-            diverged.append(spec.run_id)
-    diverged += [i for i in skipped if read_meta(store, i)["status"] == "diverged"]
-    return LaunchSummary(trained=trained, skipped=skipped, diverged=diverged)
+        yield result
 
 
 def launch(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path, train: TrainConfig,
@@ -89,7 +123,8 @@ def launch(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path, trai
         torch.set_num_threads(train.threads)
     return launch_local(specs, prepared, store, resolve_device(train.device),
                         eval_batch_size=train.eval_batch_size,
-                        augment_padding=train.augment_padding, progress=progress)
+                        augment_padding=train.augment_padding, progress=progress,
+                        pack_size=train.pack_size, speed=SpeedOptions.from_config(train))
 
 
 def write_failure(store: str | Path, spec: RunSpec, fingerprint: str, error: str,

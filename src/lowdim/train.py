@@ -75,6 +75,33 @@ def cosine_factor(step: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
+def iterations_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps per epoch: every sample once, the last batch possibly smaller."""
+    return math.ceil(n_train / batch_size)
+
+
+def init_model(spec: RunSpec, input_shape: tuple[int, ...], num_classes: int,
+               device: torch.device) -> torch.nn.Module:
+    """The run's seeded (B4), freshly initialised model, built on the CPU, moved to `device`."""
+    seed_everything(spec.seed)
+    model = build_model(spec.arch, tuple(input_shape), num_classes, **spec.model_size)
+    # Initialised before the move, so the CPU generator draws the same weights on any device.
+    apply_init(model, spec.init, torch.Generator().manual_seed(spec.seed))
+    return model.to(device)
+
+
+def run_generators(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+    """The run's two RNG streams: data order (CPU) and augmentation draws (on `device`)."""
+    order_rng = torch.Generator().manual_seed(seed)
+    augment_rng = torch.Generator(device=device).manual_seed(seed + 1)
+    return order_rng, augment_rng
+
+
+def epoch_order(n_train: int, order_rng: torch.Generator, device: torch.device) -> torch.Tensor:
+    """One epoch's shuffled sample indices (n_train,) int64 on `device`, drawn on the CPU."""
+    return torch.randperm(n_train, generator=order_rng).to(device)
+
+
 @dataclass
 class Evaluation:
     """Predictions of one checkpoint on one evaluation subset."""
@@ -82,6 +109,13 @@ class Evaluation:
     probs: np.ndarray  # (N, C) float16
     loss: float        # mean cross-entropy
     error: float       # mean 0/1 error
+
+
+def summarize(log_probs: torch.Tensor, labels: torch.Tensor) -> Evaluation:
+    """Probabilities (float16), mean cross-entropy and 0/1 error of log-probabilities (N, C)."""
+    loss = F.nll_loss(log_probs, labels).item()
+    error = (log_probs.argmax(dim=1) != labels).float().mean().item()
+    return Evaluation(log_probs.exp().cpu().numpy().astype(np.float16), loss, error)
 
 
 @torch.no_grad()
@@ -95,9 +129,7 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
         for i in range(0, len(images), batch_size)
     ])
     model.train(was_training)
-    loss = F.nll_loss(log_probs, labels).item()
-    error = (log_probs.argmax(dim=1) != labels).float().mean().item()
-    return Evaluation(log_probs.exp().cpu().numpy().astype(np.float16), loss, error)
+    return summarize(log_probs, labels)
 
 
 @dataclass
@@ -171,20 +203,16 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
     final weights in `RunResult.final_state`.
     """
     device = data.train_images.device
-    seed_everything(spec.seed)
     n_train, *shape = data.train_images.shape
-    model = build_model(spec.arch, tuple(shape), data.num_classes,
-                        **spec.model_size).to(device)
-    apply_init(model, spec.init, torch.Generator().manual_seed(spec.seed))
+    model = init_model(spec, tuple(shape), data.num_classes, device)
     if initial_state is not None:
         model.load_state_dict(initial_state)
     optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.weight_decay)
-    iters = math.ceil(n_train / spec.batch_size)
+    iters = iterations_per_epoch(n_train, spec.batch_size)
     total = spec.epochs * iters
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_factor(s, total))
     checkpoints = set(checkpoint_steps(spec.epochs, iters).tolist())
-    order_rng = torch.Generator().manual_seed(spec.seed)
-    augment_rng = torch.Generator(device=device).manual_seed(spec.seed + 1)
+    order_rng, augment_rng = run_generators(spec.seed, device)
     padding = default_padding(shape[1]) if augment_padding is None else augment_padding
 
     result = RunResult(spec=spec, iters_per_epoch=iters)
@@ -198,7 +226,7 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
     model.train()
     step = 0
     for _epoch in range(spec.epochs):
-        order = torch.randperm(n_train, generator=order_rng).to(device)
+        order = epoch_order(n_train, order_rng, device)
         for i in range(iters):
             batch = order[i * spec.batch_size:(i + 1) * spec.batch_size]
             images = data.train_images[batch]
