@@ -21,13 +21,16 @@ which bounds |theta - lambda| by tol |theta| and, with a gap g to the rest of th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from math import isqrt
 
 import numpy as np
 import scipy.linalg
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+from threadpoolctl import ThreadpoolController
 
 SYM_RTOL = 1e-6  # max |D - D^T| allowed, relative to max |D|
 DEFAULT_BLOCK_BYTES = 64 * 2**20  # memory bound of one block of D read at a time
@@ -35,6 +38,8 @@ DEFAULT_TOL = 1e-10
 # A residual this small (times ||D||_F) is at the rounding level of one product: accept it even
 # when |theta| is tiny (null directions of a rank-deficient W never get below tol |theta|).
 ROUNDING_RESIDUAL = 1e3 * np.finfo(np.float64).eps
+
+THREADED_PRODUCT_MIN = 2**26  # products with D smaller than this stay on one BLAS thread
 
 Operator = Callable[[np.ndarray], np.ndarray]
 
@@ -320,6 +325,37 @@ def lanczos_eigenpairs(
     return lam[order], vec[:, order]
 
 
+@cache
+def _blas() -> ThreadpoolController:
+    """The BLAS libraries loaded by numpy and scipy (found once: the lookup is slow)."""
+    return ThreadpoolController()
+
+
+@contextmanager
+def _small_algebra_on_one_thread() -> Iterator[Callable[[Operator, int], Operator]]:
+    """Run a solver's own small dense algebra on one BLAS thread; yield a wrapper for W products.
+
+    The Ritz steps (QR, eigh of the small projected matrix, basis updates) gain nothing from
+    threads, and on a shared machine a second BLAS thread that waits for a busy core makes them
+    many times slower. Products with D keep the caller's thread count when they are large enough
+    (``THREADED_PRODUCT_MIN`` multiply-adds) to gain from it.
+    """
+    blas = _blas().select(user_api="blas")
+    threads = max([int(info["num_threads"]) for info in blas.info()] or [1])
+
+    def threaded(apply_w: Operator, m: int) -> Operator:
+        def run(x: np.ndarray) -> np.ndarray:
+            width = 1 if x.ndim == 1 else x.shape[1]
+            if threads == 1 or m * m * width < THREADED_PRODUCT_MIN:
+                return apply_w(x)
+            with blas.limit(limits=threads):
+                return apply_w(x)
+        return run
+
+    with blas.limit(limits=1):
+        yield threaded
+
+
 ITERATIVE_SOLVERS = {"randomized": block_krylov_eigenpairs, "lanczos": lanczos_eigenpairs}
 
 
@@ -344,10 +380,11 @@ def top_eigenpairs(
     def apply_w(x: np.ndarray) -> np.ndarray:
         return centred_product(d, x, stats, block_bytes)
 
-    if solver == "lanczos":
-        return lanczos_eigenpairs(apply_w, m, k, tol=tol, seed=seed)
-    floor = ROUNDING_RESIDUAL * stats.d_frobenius
-    return block_krylov_eigenpairs(apply_w, m, k, tol=tol, floor=floor, seed=seed)
+    with _small_algebra_on_one_thread() as threaded:
+        if solver == "lanczos":
+            return lanczos_eigenpairs(threaded(apply_w, m), m, k, tol=tol, seed=seed)
+        floor = ROUNDING_RESIDUAL * stats.d_frobenius
+        return block_krylov_eigenpairs(threaded(apply_w, m), m, k, tol=tol, floor=floor, seed=seed)
 
 
 def dense_eigenpairs(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
