@@ -290,7 +290,7 @@ def block_krylov_eigenpairs(
         width = min(b, m - s) if s < m else 0
         if s + width > max_basis:  # thick restart: keep the leading Ritz vectors
             keep = order[:keep_count]
-            q = _orthonormal_block(w_q, basis[:, :s], b, rng)  # before the basis shrinks
+            q = _orthonormal_block(w_q, basis[:, :s], min(b, m - s), rng)  # before it shrinks
             basis[:, : len(keep)] = u_keep = basis[:, :s] @ vecs[:, keep]
             image[:, : len(keep)] = image[:, :s] @ vecs[:, keep]
             gram[:] = 0.0
