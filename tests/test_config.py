@@ -218,3 +218,34 @@ def test_bad_packing_values_are_named(root, key, value, message):
     raw["train"][key] = value
     with pytest.raises(ConfigError, match=message):
         config_from_dict(raw)
+
+
+def test_studies_section_has_defaults_and_profiles_set_it(root):
+    cfg = load_config(root / "profiles" / "quick.yaml")
+    assert (cfg.studies.averaging.arch, cfg.studies.averaging.optimizer) == ("allcnn", "sgdn")
+    assert cfg.studies.tangents.centres == (0.2, 0.8) and cfg.studies.tangents.width == 0.05
+    raw = _quick(root)
+    del raw["studies"]
+    assert config_from_dict(raw).studies.joint.enabled is True
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("averaging", "arch", "resnet", r"studies\.averaging\.arch = 'resnet' is not in grid\.arch"),
+    ("averaging", "optimizer", None, r"studies\.averaging\.arch and studies\.averaging\.optimizer "
+                                     r"name one configuration together"),
+    ("averaging", "bhattacharyya_iterations", 0,
+     r"studies\.averaging\.bhattacharyya_iterations = 0: must be positive"),
+    ("tangents", "width", -0.1, r"studies\.tangents\.width = -0\.1: must be positive"),
+    ("tangents", "centres", [0.8, 0.2], r"studies\.tangents\.centres = \[0\.8, 0\.2\]: give two "
+                                        r"progress values \[start, end\]"),
+    ("tangents", "centres", [0.2], r"studies\.tangents\.centres = \[0\.2\]"),
+    ("tangents", "dims", 0, r"studies\.tangents\.dims = 0: must be positive"),
+    ("joint", "enabled", "yes", r"studies\.joint\.enabled = 'yes': must be true or false"),
+    ("joint", "enable", True, r"unknown parameter key studies\.joint\.enable \(did you mean "
+                              r"'enabled'\?\)"),
+])
+def test_bad_studies_values_are_named(root, section, key, value, message):
+    raw = _quick(root)
+    raw["studies"][section][key] = value
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)

@@ -180,3 +180,29 @@ def test_interactive_page_renders_offline(executed, space):
         assert arch in report.legend
     assert {"geodesic", "P₀ (ignorance)", "P* (truth)"} <= set(report.legend)
     assert report.external_requests == ()
+
+
+def test_special_study_products(executed):
+    from lowdim.centroids import AVERAGING_METHODS
+
+    index = pd.read_parquet(executed / "predictions" / "index.parquet")
+    # Averaging: runs, P0 and P*, then six averages of K checkpoints, embedded together.
+    points = pd.read_parquet(executed / "studies" / "averaging" / "points.parquet")
+    k = points["checkpoint"][points["kind"] == "average"].max() + 1
+    assert len(points) == (index["kind"] != "geodesic").sum() + len(AVERAGING_METHODS) * k
+    with np.load(executed / "studies" / "averaging" / "train_embedding.npz") as z:
+        assert z["coords"].shape[0] == len(points)
+    averaging = json.loads((executed / "metrics" / "averaging.json").read_text())
+    assert set(averaging["test"]) == set(AVERAGING_METHODS)
+    # Tangents: explained distance of the basis on at most its three axes, true InPCA on more.
+    explained = pd.read_parquet(executed / "studies" / "tangents" / "explained.parquet")
+    assert explained.groupby(["space", "method"])["k"].max().to_dict() == {
+        (s, m): k for s in ("train", "test") for m, k in (("tangent basis", 3), ("true InPCA", 8))}
+    assert explained["explained"].between(-1, 1).all()
+    # Joint: the union-of-samples embedding keeps one point per row of the index.
+    joint = json.loads((executed / "metrics" / "joint.json").read_text())
+    assert joint["samples"] == {"train": 60, "test": 45}  # tiny: 120 and 90 samples, step 2
+    for name in ("bhattacharyya_joint", "euclidean_train", "euclidean_joint"):
+        assert 0 < joint["explained_stress"][name]["explained_stress_1"] <= 1
+    with np.load(executed / "studies" / "joint" / "bhattacharyya_joint.npz") as z:
+        assert z["coords"].shape[0] == len(index)

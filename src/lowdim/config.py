@@ -174,6 +174,41 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class AveragingConfig:
+    """Averaging methods (PAPER.md A9, D19): whose seeds are averaged, and how."""
+
+    arch: str | None = None       # with optimizer: the configuration averaged; null: the first
+    optimizer: str | None = None  # configuration (sorted run ids) with at least two runs
+    bhattacharyya_iterations: int = 100  # concave-convex iterations of the centroid (authors: 100)
+
+
+@dataclass(frozen=True)
+class TangentsConfig:
+    """Tangent bases (PAPER.md A14, D18): kernel averages near the start and the end."""
+
+    width: float = 0.05                    # Gaussian kernel width in progress lambda
+    centres: tuple[float, ...] = (0.2, 0.8)  # [start, end] progress centres
+    outlier_loss: float = 4.0              # checkpoints with train loss >= this are left out
+    dims: int = 8                          # axes of the true InPCA in the comparison
+
+
+@dataclass(frozen=True)
+class JointConfig:
+    """Joint train+test embedding (D8) and the Euclidean comparison (D20)."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class StudiesConfig:
+    """The paper's special studies beyond the main grid."""
+
+    averaging: AveragingConfig = field(default_factory=AveragingConfig)
+    tangents: TangentsConfig = field(default_factory=TangentsConfig)
+    joint: JointConfig = field(default_factory=JointConfig)
+
+
+@dataclass(frozen=True)
 class FiguresConfig:
     """Rendering settings shared by every figure notebook."""
 
@@ -196,6 +231,7 @@ class Config:
     trajectories: TrajectoriesConfig = field(default_factory=TrajectoriesConfig)
     corners: CornersConfig = field(default_factory=CornersConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    studies: StudiesConfig = field(default_factory=StudiesConfig)
     figures: FiguresConfig = field(default_factory=FiguresConfig)
 
 
@@ -358,6 +394,7 @@ def _check_values(config: Config) -> None:
     _check_trajectories(config)
     _check_corners(config)
     _check_synthetic(config.synthetic)
+    _check_studies(config)
     for i, fmt in enumerate(config.figures.formats):
         _one_of(fmt, FIGURE_FORMATS, f"figures.formats[{i}]")
     _positive(config.figures.dpi, "figures.dpi")
@@ -451,6 +488,25 @@ def _check_trajectories(config: Config) -> None:
         )
     if traj.size_pair is not None:
         _check_size_pair(traj.size_pair, config)
+
+
+def _check_studies(config: Config) -> None:
+    avg, tan = config.studies.averaging, config.studies.tangents
+    for name, axis in (("arch", config.grid.arch), ("optimizer", config.grid.optimizer)):
+        value = getattr(avg, name)
+        if value is not None and value not in axis:
+            raise ConfigError(f"studies.averaging.{name} = {value!r} is not in grid.{name} "
+                              f"({', '.join(axis)}): pick one of those, or null")
+    if (avg.arch is None) != (avg.optimizer is None):
+        raise ConfigError("studies.averaging.arch and studies.averaging.optimizer name one "
+                          "configuration together: set both, or both to null")
+    _positive(avg.bhattacharyya_iterations, "studies.averaging.bhattacharyya_iterations")
+    _positive(tan.width, "studies.tangents.width")
+    _positive(tan.outlier_loss, "studies.tangents.outlier_loss")
+    _positive(tan.dims, "studies.tangents.dims")
+    if len(tan.centres) != 2 or not 0.0 <= tan.centres[0] < tan.centres[1] <= 1.0:
+        raise ConfigError(f"studies.tangents.centres = {list(tan.centres)}: give two progress "
+                          "values [start, end] with 0 <= start < end <= 1, e.g. [0.2, 0.8]")
 
 
 def _check_size_pair(pair: tuple[str, ...], config: Config) -> None:
