@@ -159,8 +159,8 @@ def test_index_notebook_shows_the_pipeline(executed):
 def test_place_a_model_places_a_new_run(executed):
     nb = json.loads((executed / "executed" / "90_place_a_model.ipynb").read_text())
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
-    # the demonstration: the tiny grid's first run (fc, sgdn, seed 42) with a new seed
-    assert "checkpoints of new run fc, sgdn, seed 1042" in text
+    # the demonstration: the tiny grid's first run (fc, sgdn) with a seed the grid never used
+    assert "checkpoints of new run fc, sgdn, seed 1043" in text  # max(grid.seed) + 1000
     assert any("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
 
 
