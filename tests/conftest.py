@@ -19,6 +19,20 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture
+def single_thread():
+    """torch and numba on one thread for the test, restored after it."""
+    import numba
+    import torch
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    yield
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])
+
+
 @pytest.fixture(scope="session")
 def tiny_prepared():
     """Digits with small evaluation subsets: enough to train a few steps."""

@@ -26,18 +26,11 @@ from lowdim.distances import (
 ATOL = 1e-6  # every method vs the float64 oracle, and fused vs reference
 ROOT = Path(__file__).resolve().parents[1]
 
+# One thread each: on a shared, oversubscribed CPU every parallel region can wait a scheduler
+# time slice, and the many small blocks used here would dominate the test time.
+pytestmark = pytest.mark.usefixtures("single_thread")
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # On a shared, oversubscribed CPU a parallel region can wait a scheduler time slice.
-    import numba
 
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    numba.set_num_threads(before[1])
 
 
 def hard_probabilities(rng: np.random.Generator, m: int, n: int, c: int) -> np.ndarray:

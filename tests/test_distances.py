@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from lowdim.distance_blocks import BlockStats, cached_bhattacharyya, unit_labels
 from lowdim.distances import (
@@ -26,6 +25,10 @@ from lowdim.store import BlockCache
 # Every method (float32 roots and coefficients) vs the float64 reference: stated tolerance.
 FAST_ATOL = 1e-6
 
+# One thread each: on a shared, oversubscribed CPU every parallel region can wait a scheduler
+# time slice, and the many small blocks used here would dominate the test time.
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def dirichlet(rng: np.random.Generator, m: int, n: int, c: int, alpha: float = 0.5) -> np.ndarray:
     """(m, n, c) float32 random probabilities, renormalized in float32."""
@@ -38,18 +41,6 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # On a shared, oversubscribed CPU every OpenMP parallel region can wait a scheduler time
-    # slice (~8 ms); the many small blocks used here would then dominate the test time.
-    import numba
-
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    numba.set_num_threads(before[1])
 
 
 def test_zero_diagonal_symmetry_nonnegative(rng):

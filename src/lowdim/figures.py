@@ -21,13 +21,20 @@ def embedding_panel(ax: plt.Axes, index: pd.DataFrame, emb: Embedding, i: int, j
     for arch, rows in index[runs].groupby("arch", sort=True):
         ax.scatter(x[rows["row"]], y[rows["row"]], s=4, alpha=0.6, lw=0,
                    color=plotting.arch_color(arch), label=arch, rasterized=True)
+    draw_reference_points(ax, index, x, y)
+    pc_axes(ax, emb, i, j)
+
+
+def draw_reference_points(ax: plt.Axes, index: pd.DataFrame, x: np.ndarray, y: np.ndarray,
+                          *, labels: bool = True, zorder: int = 5) -> None:
+    """The geodesic from P0 (black line) and the P0 and P* markers (red), at coordinates x, y."""
     geo = index.index[index["kind"].isin(["ignorance", "geodesic"])]  # the path starts at P0
     ax.plot(x[geo], y[geo], color=plotting.GEODESIC_COLOR, lw=1.2, label="geodesic")
     for kind, marker in (("ignorance", "o"), ("truth", "*")):
         row = index.index[index["kind"] == kind]
+        label = {"ignorance": "P₀", "truth": "P*"}[kind] if labels else None
         ax.scatter(x[row], y[row], s=90, marker=marker, color=plotting.REFERENCE_COLOR,
-                   edgecolor="black", zorder=5, label={"ignorance": "P₀", "truth": "P*"}[kind])
-    pc_axes(ax, emb, i, j)
+                   edgecolor="black", zorder=zorder, label=label)
 
 
 def spectrum_panel(ax: plt.Axes, emb: Embedding, top: int = 50) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from lowdim import plotting
 from lowdim.centroids import AVERAGING_METHODS, METHOD_LABELS
-from lowdim.figures import pc_axes
+from lowdim.figures import draw_reference_points, pc_axes
 from lowdim.inpca import Embedding
 from lowdim.tangents import BASIS_NAMES
 
@@ -48,12 +48,7 @@ def corners_embedding_panel(ax: plt.Axes, index: pd.DataFrame, emb: Embedding, i
             end = index.index[(index["kind"] == "corner_truth") & (index["corner"] == name)]
             ax.scatter(x[end], y[end], s=70, marker="*", color=colors[name], edgecolor="black",
                        zorder=5)
-    geo = index.index[index["kind"].isin(["ignorance", "geodesic"])]
-    ax.plot(x[geo], y[geo], color=plotting.GEODESIC_COLOR, lw=1.2, label="geodesic")
-    for kind, marker in (("ignorance", "o"), ("truth", "*")):
-        row = index.index[index["kind"] == kind]
-        ax.scatter(x[row], y[row], s=90, marker=marker, color=plotting.REFERENCE_COLOR,
-                   edgecolor="black", zorder=6, label={"ignorance": "P₀", "truth": "P*"}[kind])
+    draw_reference_points(ax, index, x, y, zorder=6)
     pc_axes(ax, emb, i, j)
 
 
@@ -114,12 +109,7 @@ def students_embedding_panel(ax: plt.Axes, index: pd.DataFrame, emb: Embedding) 
     for k, (opt, rows) in enumerate(runs.groupby("optimizer", sort=True)):
         ax.scatter(x[rows["row"]], y[rows["row"]], s=5, lw=0, alpha=0.7,
                    color=palette[k % len(palette)], label=opt, rasterized=True)
-    geo = index.index[index["kind"].isin(["ignorance", "geodesic"])]
-    ax.plot(x[geo], y[geo], color=plotting.GEODESIC_COLOR, lw=1.2, label="geodesic")
-    for kind, marker in (("ignorance", "o"), ("truth", "*")):
-        row = index.index[index["kind"] == kind]
-        ax.scatter(x[row], y[row], s=90, marker=marker, color=plotting.REFERENCE_COLOR,
-                   edgecolor="black", zorder=5)
+    draw_reference_points(ax, index, x, y, labels=False)
     pc_axes(ax, emb, 0, 1)
     ax.legend(fontsize=7)
 
