@@ -49,6 +49,15 @@ def _spec(arch: str = "fc", optimizer: str = "sgdn", k: int = 0, **kw) -> RunSpe
     return RunSpec(**base)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread is as fast, and does not stall when other jobs share the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def data(tiny_prepared):
     """The first 600 training images: 3 steps per epoch at batch 256, the last one of 88."""
