@@ -1,5 +1,5 @@
 """Training and evaluation throughput of the paper's six architectures at the paper's sizes
-(PAPER.md B2), on CIFAR-shaped random input, with FLOP counts and the paper grid's cost.
+(docs/study.md B2), on CIFAR-shaped random input, with FLOP counts and the paper grid's cost.
 
 For each architecture: images/s of a training step (forward, backward, SGD-Nesterov step) and
 of eval-mode inference, measured on this machine's device; conv and matmul FLOPs per image of
@@ -29,8 +29,8 @@ from lowdim.models import PAPER_ARCHITECTURES, build_model, parameter_count
 
 SHAPE = (3, 32, 32)
 CLASSES = 10
-TRAIN_IMAGES, TEST_IMAGES, EPOCHS, CHECKPOINTS = 50_000, 10_000, 200, 67  # PAPER.md B3-B5
-GRID_RUNS = 2_296  # PAPER.md B6
+TRAIN_IMAGES, TEST_IMAGES, EPOCHS, CHECKPOINTS = 50_000, 10_000, 200, 67  # docs/study.md B3-B5
+GRID_RUNS = 2_296  # docs/study.md B6
 
 
 def random_batch(batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Trajectory analyses (PAPER.md A10-A13, A15, D9, D14): closed forms, constructed cases."""
+"""Trajectory analyses (docs/study.md A10-A13, A15, D9, D14): closed forms, constructed cases."""
 
 from __future__ import annotations
 

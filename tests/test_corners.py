@@ -1,4 +1,4 @@
-"""Initialization corners (PAPER.md B7): relabelling, balanced subsets, the two phases, the corner
+"""Initialization corners (docs/study.md B7): relabelling, balanced subsets, the two phases, the corner
 geodesics and the convergence analysis."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bhattacharyya distances: closed forms (PAPER.md A2), fast kernel vs reference, bad input."""
+"""Bhattacharyya distances: closed forms (docs/study.md A2), fast kernel vs reference, bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mean per-sample Euclidean distance of probability vectors (PAPER.md D20)."""
+"""Mean per-sample Euclidean distance of probability vectors (docs/study.md D20)."""
 
 from __future__ import annotations
 

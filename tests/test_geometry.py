@@ -1,4 +1,4 @@
-"""Geodesics, progress and trajectories (PAPER.md A3, A6-A9, A15): closed forms, bad input."""
+"""Geodesics, progress and trajectories (docs/study.md A3, A6-A9, A15): closed forms, bad input."""
 
 from __future__ import annotations
 

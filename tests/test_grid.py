@@ -18,7 +18,7 @@ def _grid(**axes) -> GridConfig:
 
 
 def test_paper_lr_scaling_rule():
-    # PAPER.md B3: sgd 0.1 at bs 200 -> 0.25 at 500, 0.5 at 1000; adam 1e-3 -> 2.5e-3 at 500.
+    # docs/study.md B3: sgd 0.1 at bs 200 -> 0.25 at 500, 0.5 at 1000; adam 1e-3 -> 2.5e-3 at 500.
     assert scaled_lr(0.1, 500, 200) == pytest.approx(0.25)
     assert scaled_lr(0.1, 1000, 200) == pytest.approx(0.5)
     assert scaled_lr(0.001, 500, 200) == pytest.approx(0.0025)

@@ -1,4 +1,4 @@
-"""InPCA (PAPER.md A4, A5): classical MDS limit, signed spectra, stress, projection, bad input."""
+"""InPCA (docs/study.md A4, A5): classical MDS limit, signed spectra, stress, projection, bad input."""
 
 from __future__ import annotations
 

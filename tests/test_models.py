@@ -26,7 +26,7 @@ SMALL = {
     "vit": {"dim": 32, "depth": 1, "heads": 2, "dim_head": 16, "mlp_dim": 32, "patch_size": 4},
 }
 
-# PAPER.md B2's table, to the digits it gives: (scale, digits, value) means
+# docs/study.md B2's table, to the digits it gives: (scale, digits, value) means
 # round(count / scale, digits) == value.
 PAPER_COUNTS = {
     "fc": (1e6, 2, 3.84),
@@ -37,7 +37,7 @@ PAPER_COUNTS = {
     "vit": (1e6, 2, 9.52),
 }
 
-# Exact counts worked out by hand from the PAPER.md B2 definitions (regression guard).
+# Exact counts worked out by hand from the docs/study.md B2 definitions (regression guard).
 EXACT_COUNTS = {
     "fc": 3_837_066,
     "allcnn": 399_486,

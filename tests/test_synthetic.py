@@ -1,4 +1,4 @@
-"""Synthetic sloppy data (PAPER.md B8): the input spectrum, the teacher, determinism."""
+"""Synthetic sloppy data (docs/study.md B8): the input spectrum, the teacher, determinism."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The synthetic study's students (PAPER.md B8): perturbed initialization, the float training
+"""The synthetic study's students (docs/study.md B8): perturbed initialization, the float training
 loop and the analysis set of one c."""
 
 from __future__ import annotations

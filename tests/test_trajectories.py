@@ -1,4 +1,4 @@
-"""The trajectory set: run table, reindexing index, averages and the geodesic (PAPER.md A6-A9)."""
+"""The trajectory set: run table, reindexing index, averages and the geodesic (docs/study.md A6-A9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Trajectory-level analyses on the distance tensor at equal progress (PAPER.md A10-A13, A15, D9,
+"""Trajectory-level analyses on the distance tensor at equal progress (docs/study.md A10-A13, A15, D9,
 D14).
 
 Inputs are the (G, R, R) tensor of ``lowdim.geometry.trajectory_distance_tensor`` and a table with

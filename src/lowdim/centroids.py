@@ -1,4 +1,4 @@
-"""Six ways to average a set of models at equal checkpoint index (PAPER.md A9, App. E.4).
+"""Six ways to average a set of models at equal checkpoint index (docs/study.md A9, App. E.4).
 
 Each method takes S models' probabilities (S, N, C) and returns one (N, C) model, renormalized per
 sample (float64):
@@ -170,7 +170,7 @@ def jeffreys_centroid(
 ) -> np.ndarray:
     """(S, N, C) -> (N, C) Jeffreys (symmetric KL) centroid, renormalized.
 
-    Default (the authors' convention, PAPER.md A9): the positive-measure centroid
+    Default (the authors' convention, docs/study.md A9): the positive-measure centroid
     AM / W0(e AM / GM) renormalized per sample. Renormalizing it does not give the minimizer over
     the simplex, only a close approximation (Nielsen 2013); ``exact=True`` returns the minimizer
     itself by a per-sample Newton solve for the Lagrange multiplier (see ``_exact_jeffreys``).

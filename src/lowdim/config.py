@@ -100,7 +100,7 @@ class PredictionsConfig:
 
 @dataclass(frozen=True)
 class DistancesConfig:
-    """Bhattacharyya distance settings (PAPER.md A1-A2)."""
+    """Bhattacharyya distance settings (docs/study.md A1-A2)."""
 
     sample_step: int = 2
     bc_floor: float = 1e-8
@@ -111,7 +111,7 @@ class DistancesConfig:
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
-    """InPCA settings (PAPER.md A4-A5)."""
+    """InPCA settings (docs/study.md A4-A5)."""
 
     n_components: int = 50
     stress_dims: tuple[int, ...] = (1, 2, 3, 10, 50)
@@ -120,7 +120,7 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class TrajectoriesConfig:
-    """Trajectory analyses (PAPER.md A7-A13, A15): reindexing, filters, the size comparison."""
+    """Trajectory analyses (docs/study.md A7-A13, A15): reindexing, filters, the size comparison."""
 
     reindex_by: Literal["accuracy", "progress"] = "accuracy"  # A7: the authors' production index
     grid_points: int = 100
@@ -133,7 +133,7 @@ class TrajectoriesConfig:
 
 @dataclass(frozen=True)
 class CornersConfig:
-    """Initialization corners (PAPER.md B7, D16): phase 1 reaches a far corner (random labels, or
+    """Initialization corners (docs/study.md B7, D16): phase 1 reaches a far corner (random labels, or
     a small balanced subset), phase 2 continues on the true labels."""
 
     arch: str = "fc"                    # must be in grid.arch: its normal runs are the baseline
@@ -152,7 +152,7 @@ class CornersConfig:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Sloppy synthetic data (PAPER.md B8, D17): fc students on Gaussian inputs whose covariance
+    """Sloppy synthetic data (docs/study.md B8, D17): fc students on Gaussian inputs whose covariance
     eigenvalues decay at rate c, labelled by a random teacher."""
 
     c: tuple[float, ...] = (0.0, 0.001, 0.5)
@@ -175,7 +175,7 @@ class SyntheticConfig:
 
 @dataclass(frozen=True)
 class AveragingConfig:
-    """Averaging methods (PAPER.md A9, D19): whose seeds are averaged, and how."""
+    """Averaging methods (docs/study.md A9, D19): whose seeds are averaged, and how."""
 
     arch: str | None = None       # with optimizer: the configuration averaged; null: the first
     optimizer: str | None = None  # configuration (sorted run ids) with at least two runs
@@ -184,7 +184,7 @@ class AveragingConfig:
 
 @dataclass(frozen=True)
 class TangentsConfig:
-    """Tangent bases (PAPER.md A14, D18): kernel averages near the start and the end."""
+    """Tangent bases (docs/study.md A14, D18): kernel averages near the start and the end."""
 
     width: float = 0.05                    # Gaussian kernel width in progress lambda
     centres: tuple[float, ...] = (0.2, 0.8)  # [start, end] progress centres

@@ -1,4 +1,4 @@
-"""Initialization corners (PAPER.md B7, D16): runs that first reach a far corner of prediction
+"""Initialization corners (docs/study.md B7, D16): runs that first reach a far corner of prediction
 space, then train on the true labels, embedded with the normal runs of the same architecture.
 
 Phase 1 trains on

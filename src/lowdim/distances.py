@@ -1,4 +1,4 @@
-"""Bhattacharyya distances between models in prediction space (PAPER.md A2).
+"""Bhattacharyya distances between models in prediction space (docs/study.md A2).
 
 A model is its (N, C) matrix of class probabilities on a fixed, ordered sample set. For two models
 u and v the per-sample Bhattacharyya coefficient is ``BC_n = sum_c sqrt(p_u^n(c) p_v^n(c))`` and

@@ -1,4 +1,4 @@
-"""Top eigenpairs of the double-centred matrix W = -1/2 L D L without forming W (PAPER.md A4-A5).
+"""Top eigenpairs of the double-centred matrix W = -1/2 L D L without forming W (docs/study.md A4-A5).
 
 Everything here reads D (M x M, in memory or memory-mapped with ``np.load(mmap_mode="r")``) in
 blocks of at most ``block_bytes``, so apart from O(M x basis) vectors, memory does not grow with M:

@@ -1,5 +1,5 @@
 """Geodesics on the sphere of square-root probabilities, progress along them, and whole
-trajectories: reindexing, averages, distances and length (PAPER.md A3, A6-A9, A15).
+trajectories: reindexing, averages, distances and length (docs/study.md A3, A6-A9, A15).
 
 The map p -> a = sqrt(p) sends each per-sample probability vector onto the positive orthant of the
 unit sphere S^{C-1}. Between two models the per-sample great circle (slerp)

@@ -1,4 +1,4 @@
-"""Intensive PCA (InPCA): embedding of a matrix of Bhattacharyya distances (PAPER.md A4, A5).
+"""Intensive PCA (InPCA): embedding of a matrix of Bhattacharyya distances (docs/study.md A4, A5).
 
 A pairwise matrix D of intensive Bhattacharyya distances is treated as a matrix of *squared*
 distances. Double centring gives W = -1/2 L D L with L = I - 11^T/M; its eigenpairs, sorted by

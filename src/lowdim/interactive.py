@@ -10,7 +10,7 @@ from lowdim import plotting
 from lowdim.inpca import Embedding
 
 OPTIMIZER_SYMBOLS = {"sgd": "circle", "sgdn": "square", "adam": "diamond"}
-# The slider's index: training accuracy, the authors' reindexing index (PAPER.md A7).
+# The slider's index: training accuracy, the authors' reindexing index (docs/study.md A7).
 PROGRESS_STEPS = np.round(np.linspace(0.1, 1.0, 10), 2)
 HOVER = ("%{customdata[0]}<br>epoch %{customdata[1]:.2f}<br>train loss %{customdata[2]:.3f}"
          "<br>train error %{customdata[3]:.3f}<br>test error %{customdata[4]:.3f}<extra></extra>")

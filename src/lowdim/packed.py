@@ -53,7 +53,7 @@ from lowdim.train import (
     summarize,
 )
 
-ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults (PAPER.md B3: default betas and eps)
+ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults (docs/study.md B3: default betas and eps)
 ADAM_EPS = 1e-8
 NESTEROV_MOMENTUM = 0.9
 MAX_AUTO_PACK = 64  # a cap on auto-sized packs: larger ones mostly cost memory

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 
 from lowdim.atomic import atomic_file
 
-# PAPER.md D1: the authors' architecture colours.
+# docs/study.md D1: the authors' architecture colours.
 ARCH_COLORS = {
     "allcnn": "#e41a1c",
     "convmixer": "#377eb8",
@@ -56,7 +56,7 @@ def arch_color(arch: str) -> str:
 
 
 def mark_negative_axes(ax: plt.Axes, x_negative: bool, y_negative: bool) -> None:
-    """Red spines on axes whose eigenvalue is negative (time-like, PAPER.md A4)."""
+    """Red spines on axes whose eigenvalue is negative (time-like, docs/study.md A4)."""
     for spine, negative in (("bottom", x_negative), ("left", y_negative)):
         if negative:
             ax.spines[spine].set_color(NEGATIVE_COLOR)

@@ -1,5 +1,5 @@
 """The analysis set: every checkpoint of every run, plus the reference points, as one index
-table and one stacked probability array per prediction space (PAPER.md A1, A3)."""
+table and one stacked probability array per prediction space (docs/study.md A1, A3)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""The special studies' glue: averaging (PAPER.md A9, D19), tangent bases (A14, D18), the joint
+"""The special studies' glue: averaging (docs/study.md A9, D19), tangent bases (A14, D18), the joint
 train+test embedding (D8) and the Euclidean comparison (D20).
 
 The maths lives in `centroids`, `tangents`, `euclidean`, `inpca` and `distances`; this module picks
 rows of the analysis set and assembles matrices. Arrays in, arrays out; no file IO.
 
-**Joint train+test embedding (D8).** PAPER.md leaves the authors' method unknown. A train-space
+**Joint train+test embedding (D8).** docs/study.md leaves the authors' method unknown. A train-space
 point and a test-space point of the same model share no samples, so a distance between them is not
 defined. Here the joint embedding has one point per model, described by its predictions on the
 union of both evaluation subsets. The intensive Bhattacharyya distance is a mean over samples, so on

@@ -1,4 +1,4 @@
-"""The sloppy synthetic data study (PAPER.md B8, D17): fc students on Gaussian inputs whose
+"""The sloppy synthetic data study (docs/study.md B8, D17): fc students on Gaussian inputs whose
 covariance eigenvalues decay at rate c, their checkpoints embedded with InPCA for each c.
 
 The inputs are float (``lowdim.data.synthetic``), not the uint8 images of the main pipeline, so

@@ -1,4 +1,4 @@
-"""Tangent bases: a four-point basis near the start and the end of training (PAPER.md A14).
+"""Tangent bases: a four-point basis near the start and the end of training (docs/study.md A14).
 
 Two "average models" are Gaussian-kernel averages, in progress lambda, of many checkpoints: one near
 the start of training (centre 0.2, or 0.3 for the authors' AllCNN subset) and one near the end
@@ -11,7 +11,7 @@ Conventions, as the authors' ``tangents.py``:
 
 - the kernel is exp(-(lambda_i - centre)^2 / (2 width^2)), width 0.05, normalized to sum 1, applied
   to the probabilities (an arithmetic mean); the caller selects the checkpoints (the authors keep
-  those with train loss < 4, PAPER.md A15);
+  those with train loss < 4, docs/study.md A15);
 - the basis distances use every sample; pass ``sample_step`` to match a distance matrix computed on
   a subset (the pipeline's matrices use ``distances.sample_step``);
 - the explained distance compares signed squared InPCA distances sum_k sign_k (x_ik - x_jk)^2 with

@@ -1,4 +1,4 @@
-"""One training run (PAPER.md B3-B5): seed, optimizer, cosine schedule, checkpoint schedule,
+"""One training run (docs/study.md B3-B5): seed, optimizer, cosine schedule, checkpoint schedule,
 and inline predictions of every checkpoint on both evaluation subsets."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Whole trajectories from the analysis set: progress of every checkpoint, reindexing onto a
-common progress grid, per-configuration averages and the reindexed geodesic (PAPER.md A6-A9).
+common progress grid, per-configuration averages and the reindexed geodesic (docs/study.md A6-A9).
 
 The trajectory set of one prediction space is a table (one row per trajectory: trained runs, then
 one average per configuration, then the geodesic) and a stacked (R, G, N, C) array of their

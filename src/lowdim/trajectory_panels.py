@@ -1,4 +1,4 @@
-"""Panels of the trajectory figures (PAPER.md D9-D15): each draws on given Axes from the
+"""Panels of the trajectory figures (docs/study.md D9-D15): each draws on given Axes from the
 products of the trajectories stage."""
 
 from __future__ import annotations

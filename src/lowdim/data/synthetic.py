@@ -1,6 +1,6 @@
 """Synthetic "sloppy" data: Gaussian inputs with a decaying spectrum, labelled by a random teacher.
 
-PAPER.md B8, after the authors' ``get_data`` for ``data: synthetic``:
+docs/study.md B8, after the authors' ``get_data`` for ``data: synthetic``:
 
 - inputs x in R^d (d = 200) are Gaussian with mean 0 and covariance eigenvalues
   lambda_k = b e^{-c k} / d, k = 0..d-1, with b = 50 c, and b = 1 when c = 0 (isotropic; the

@@ -1,4 +1,4 @@
-"""Architecture registry: `build_model(name, input_shape, num_classes, **size)` (PAPER.md B2).
+"""Architecture registry: `build_model(name, input_shape, num_classes, **size)` (docs/study.md B2).
 
 Names are `fc`, `allcnn`, `convmixer`, `vit` and wide ResNets `wr-<depth>-<widen>-<base>`.
 Size keywords override a family's defaults, which are the paper's CIFAR-10 sizes.
@@ -30,7 +30,7 @@ __all__ = [
 
 InputShape = tuple[int, int, int]
 
-# The paper's six CIFAR-10 architectures, in PAPER.md B2's order.
+# The paper's six CIFAR-10 architectures, in docs/study.md B2's order.
 PAPER_ARCHITECTURES = ("fc", "allcnn", "wr-10-4-8", "wr-16-4-64", "convmixer", "vit")
 
 

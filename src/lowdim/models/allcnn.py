@@ -1,4 +1,4 @@
-"""All-convolutional network (PAPER.md B2 `allcnn`), with BatchNorm after every ReLU."""
+"""All-convolutional network (docs/study.md B2 `allcnn`), with BatchNorm after every ReLU."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import nn
 
 def conv_relu_bn(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
     """Conv (with bias) -> ReLU -> BatchNorm2d: (B, c_in, H, W) -> (B, c_out, H', W')."""
-    # PAPER.md says nothing special about this BN, so it keeps PyTorch's default affine=True
+    # docs/study.md says nothing special about this BN, so it keeps PyTorch's default affine=True
     # (unlike fc and the wide ResNets, whose BNs are affine=False). The convs keep their default
     # bias too, as in the paper's code; both choices give the table's 0.399M.
     return nn.Sequential(

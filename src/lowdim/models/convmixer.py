@@ -1,4 +1,4 @@
-"""ConvMixer (PAPER.md B2 `convmixer`): patch conv, then depthwise/pointwise mixing layers."""
+"""ConvMixer (docs/study.md B2 `convmixer`): patch conv, then depthwise/pointwise mixing layers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fully connected network (PAPER.md B2 `fc`): MLP with ReLU then BatchNorm1d(affine=False)."""
+"""Fully connected network (docs/study.md B2 `fc`): MLP with ReLU then BatchNorm1d(affine=False)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Weight initialisation schemes (PAPER.md B4), applied after a model is built."""
+"""Weight initialisation schemes (docs/study.md B4), applied after a model is built."""
 
 from __future__ import annotations
 

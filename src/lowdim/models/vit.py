@@ -1,4 +1,4 @@
-"""Vision transformer (PAPER.md B2 `vit`): pre-LayerNorm, CLS pooling, no dropout."""
+"""Vision transformer (docs/study.md B2 `vit`): pre-LayerNorm, CLS pooling, no dropout."""
 
 from __future__ import annotations
 

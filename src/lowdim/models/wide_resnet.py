@@ -1,4 +1,4 @@
-"""Pre-activation wide ResNets `wr-<depth>-<widen>-<base>` (PAPER.md B2)."""
+"""Pre-activation wide ResNets `wr-<depth>-<widen>-<base>` (docs/study.md B2)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class WideBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         # BNs without affine parameters and convs without bias, as in the paper's code; the
-        # stride sits on the second conv (PAPER.md B2), not the first as in Zagoruyko's WRN.
+        # stride sits on the second conv (docs/study.md B2), not the first as in Zagoruyko's WRN.
         self.bn1 = nn.BatchNorm2d(c_in, affine=False)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out, affine=False)
