@@ -1,0 +1,240 @@
+"""Which `lowdim` files each DVC stage runs, and whether its `deps` cover them.
+
+A stage's products are stale when code it runs changes but is not among its `deps`. The code a
+stage runs is the import closure, within `lowdim`, of its notebook: every module the notebook
+imports, every module those import (at top level or inside a function: a lazy import still runs),
+and the `__init__.py` of every package on the way. The closure is found statically with `ast`, so
+nothing is executed:
+
+    python -m lowdim.stage_deps          # exit status 1 and a list when a stage misses a file
+    python -m lowdim.stage_deps --write  # rewrite the src/ entries of every stage's deps
+
+Sub-packages (`data/`, `models/`, `kernels/`, `studies/`) are listed as folders, top-level
+modules as files, so a stage reruns when, and only when, code it can run changes.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from lowdim.paths import find_root
+
+PACKAGE = "lowdim"
+NOTEBOOK = re.compile(r"(notebooks/\S+\.ipynb)")
+PATH_PARAMETER = re.compile(r"-p\s+(\w+)\s+(\S+)")
+
+
+def notebook_source(path: Path) -> str:
+    """The code cells of a notebook as one Python source (IPython magics and shell lines dropped)."""
+    cells = json.loads(path.read_text())["cells"]
+    lines = [line for cell in cells if cell["cell_type"] == "code"
+             for line in "".join(cell["source"]).splitlines()]
+    return "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
+
+
+def module_file(src: Path, module: str) -> Path | None:
+    """The file of a dotted `lowdim` module (a module or a package's `__init__.py`), if any."""
+    base = src.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_relative(current: str, is_package: bool, level: int, name: str | None) -> str:
+    """The absolute module named by `from <level dots><name> import ...` inside `current`."""
+    parts = current.split(".")
+    base = parts if is_package else parts[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([name] if name else []))
+
+
+def imported_modules(tree: ast.AST, current: str | None, is_package: bool) -> set[str]:
+    """Dotted names a module may import: `import`, `from ... import` (names included, since they
+    may be submodules) and `importlib.import_module("<literal>")`. Unknown names are harmless."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if current is None:
+                    continue
+                module = resolve_relative(current, is_package, node.level, node.module)
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)):
+            found.add(node.args[0].value)
+    return {name for name in found if name == PACKAGE or name.startswith(PACKAGE + ".")}
+
+
+def with_parents(module: str) -> list[str]:
+    """`lowdim.a.b` and the packages it runs on import: `lowdim`, `lowdim.a`."""
+    parts = module.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def import_closure(source: str, src: Path) -> set[Path]:
+    """Every `lowdim` file that running `source` can execute (`src`: the folder holding lowdim)."""
+    pending = list(imported_modules(ast.parse(source), None, False))
+    seen: set[str] = set()
+    files: set[Path] = set()
+    while pending:
+        module = pending.pop()
+        for name in with_parents(module):
+            if name in seen:
+                continue
+            seen.add(name)
+            path = module_file(src, name)
+            if path is None:
+                continue
+            files.add(path)
+            tree = ast.parse(path.read_text(), filename=str(path))
+            pending.extend(imported_modules(tree, name, path.name == "__init__.py"))
+    return files
+
+
+def covered(path: str, deps: Iterable[str]) -> bool:
+    """Whether a repository-relative path is one of `deps` or lies inside one of them."""
+    return any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in deps)
+
+
+def dep_paths(stage: Mapping) -> list[str]:
+    """A stage's `deps` as plain paths (a dep may be written as a one-key mapping)."""
+    return [next(iter(dep)) if isinstance(dep, Mapping) else str(dep)
+            for dep in stage.get("deps", [])]
+
+
+def out_paths(stage: Mapping) -> list[str]:
+    """A stage's `outs` and `metrics` as plain paths."""
+    entries = list(stage.get("outs", [])) + list(stage.get("metrics", []))
+    return [next(iter(entry)) if isinstance(entry, Mapping) else str(entry) for entry in entries]
+
+
+def stage_notebook(stage: Mapping) -> str:
+    """The notebook a stage executes (the first `notebooks/...ipynb` of its command)."""
+    match = NOTEBOOK.search(stage["cmd"])
+    if match is None:
+        raise ValueError(f"stage command runs no notebook: {stage['cmd']!r}")
+    return match.group(1)
+
+
+@lru_cache(maxsize=None)
+def _closure_of(notebook: Path, src: Path) -> frozenset[Path]:
+    return frozenset(import_closure(notebook_source(notebook), src))
+
+
+def code_closure(stage: Mapping, root: Path) -> set[str]:
+    """Repository-relative paths of the notebook and every `lowdim` file the stage runs."""
+    notebook = stage_notebook(stage)
+    files = _closure_of(root / notebook, root / "src")
+    return {notebook} | {path.relative_to(root).as_posix() for path in files}
+
+
+def missing_code_deps(stage: Mapping, root: Path, deps: Iterable[str] | None = None) -> list[str]:
+    """Files the stage runs that its `deps` (or the given `deps`) do not cover."""
+    deps = list(dep_paths(stage) if deps is None else deps)
+    return sorted(path for path in code_closure(stage, root) if not covered(path, deps))
+
+
+def needless_code_deps(stage: Mapping, root: Path) -> list[str]:
+    """Code deps (notebooks/ or src/) that cover no file the stage runs: they rerun it for nothing."""
+    closure = code_closure(stage, root)
+    code = [dep for dep in dep_paths(stage) if dep.startswith(("src/", "notebooks/"))]
+    return [dep for dep in code if not any(covered(path, [dep]) for path in closure)]
+
+
+def input_parameters(stage: Mapping, exempt: Iterable[str] = ()) -> dict[str, str]:
+    """`-p name path` parameters of the command that name data the stage reads (not writes)."""
+    outs = out_paths(stage)
+    inputs = {}
+    for name, value in PATH_PARAMETER.findall(stage["cmd"]):
+        is_path = value.startswith(("data/", "figures/", "metrics/")) or value == "figures"
+        writes = covered(value, outs) or any(covered(out, [value]) for out in outs)
+        if is_path and not writes and name not in exempt:
+            inputs[name] = value
+    return inputs
+
+
+def unread_inputs(stage: Mapping, exempt: Iterable[str] = ()) -> list[str]:
+    """Input paths passed to the notebook with no dep equal to, inside, or above them."""
+    deps = dep_paths(stage)
+    return sorted(f"{name}={path}" for name, path in input_parameters(stage, exempt).items()
+                  if not any(covered(dep, [path]) or covered(path, [dep]) for dep in deps))
+
+
+def load_stages(root: Path) -> dict[str, Mapping]:
+    """The stages of the repository's dvc.yaml."""
+    return yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+
+
+def minimal_code_deps(stage: Mapping, root: Path) -> list[str]:
+    """The `src/` deps that cover a stage's closure: sub-packages as folders, modules as files."""
+    entries = set()
+    for path in code_closure(stage, root):
+        parts = path.split("/")
+        if parts[0] != "src":
+            continue
+        nested = len(parts) > 3  # src/lowdim/<package>/<file>
+        entries.add("/".join(parts[:3]) if nested else path)
+    return sorted(entries)
+
+
+STAGE_LINE = re.compile(r"^  (\S+):\s*$")
+DEP_LINE = re.compile(r"^      - (\S+)")
+
+
+def rewrite_code_deps(text: str, root: Path) -> str:
+    """dvc.yaml's text with each stage's `src/` deps replaced by `minimal_code_deps` (other deps,
+    comments and layout kept; the new entries go where the first `src/` entry was)."""
+    stages = yaml.safe_load(text)["stages"]
+    out: list[str] = []
+    stage = None
+    in_deps = written = False
+    for line in text.splitlines():
+        if match := STAGE_LINE.match(line):
+            stage, in_deps, written = match.group(1), False, False
+        elif line.startswith("    ") and not line.startswith("      "):
+            in_deps = line.strip() == "deps:"
+        dep = DEP_LINE.match(line) if in_deps else None
+        if dep and dep.group(1).startswith("src/"):
+            if not written:
+                out += [f"      - {entry}" for entry in minimal_code_deps(stages[stage], root)]
+                written = True
+            continue
+        if dep and not written and stage and not dep.group(1).startswith("notebooks/"):
+            out += [f"      - {entry}" for entry in minimal_code_deps(stages[stage], root)]
+            written = True
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    root = find_root()
+    if "--write" in sys.argv[1:]:
+        path = root / "dvc.yaml"
+        path.write_text(rewrite_code_deps(path.read_text(), root))
+    problems = []
+    for name, stage in load_stages(root).items():
+        problems += [f"{name}: runs {path}, not in its deps"
+                     for path in missing_code_deps(stage, root)]
+        problems += [f"{name}: dep {dep} covers nothing it runs"
+                     for dep in needless_code_deps(stage, root)]
+    print("\n".join(problems) or "every stage's deps cover exactly the code it runs")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Every DVC stage's deps cover exactly the code it runs, so no product can silently go stale."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lowdim.stage_deps import (
+    code_closure,
+    dep_paths,
+    import_closure,
+    load_stages,
+    minimal_code_deps,
+    missing_code_deps,
+    needless_code_deps,
+    rewrite_code_deps,
+    unread_inputs,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = load_stages(ROOT)
+# Passed to the notebook but deliberately not a dep: a cache whose contents never change results.
+NOT_INPUTS = {"cache_dir"}
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.fixture
+def fake_package(tmp_path: Path) -> Path:
+    """src/lowdim with relative, lazy, dynamic and sub-package imports, and one unused module."""
+    pkg = tmp_path / "src" / "lowdim"
+    write(pkg / "__init__.py", "")
+    write(pkg / "a.py", "from .b import f\n")
+    write(pkg / "b.py", "def f():\n    from lowdim import c\n    return c\n")
+    write(pkg / "c.py", "import importlib\nK = importlib.import_module('lowdim.sub.k')\n")
+    write(pkg / "sub" / "__init__.py", "from . import j\n")
+    write(pkg / "sub" / "j.py", "from ..d import x\n")
+    write(pkg / "sub" / "k.py", "")
+    write(pkg / "d.py", "x = 1\n")
+    write(pkg / "unused.py", "import lowdim.a\n")
+    return tmp_path
+
+
+def test_closure_follows_relative_lazy_dynamic_and_package_imports(fake_package: Path):
+    files = import_closure("import numpy\nfrom lowdim.a import f\n", fake_package / "src")
+    names = {path.relative_to(fake_package / "src" / "lowdim").as_posix() for path in files}
+    assert names == {"__init__.py", "a.py", "b.py", "c.py", "sub/__init__.py", "sub/j.py",
+                     "sub/k.py", "d.py"}
+
+
+def test_closure_of_a_notebook_includes_the_notebook_and_drops_magics(fake_package: Path):
+    cells = [{"cell_type": "markdown", "source": ["import lowdim.unused"]},
+             {"cell_type": "code", "source": ["%matplotlib inline\n", "import lowdim.d\n"]}]
+    write(fake_package / "notebooks" / "n.ipynb", json.dumps({"cells": cells}))
+    stage = {"cmd": "papermill notebooks/n.ipynb out.ipynb"}
+    assert code_closure(stage, fake_package) == {
+        "notebooks/n.ipynb", "src/lowdim/__init__.py", "src/lowdim/d.py"}
+    assert minimal_code_deps(stage, fake_package) == ["src/lowdim/__init__.py",
+                                                      "src/lowdim/d.py"]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_deps_cover_every_file_it_runs(name: str):
+    missing = missing_code_deps(STAGES[name], ROOT)
+    assert not missing, (f"stage {name} runs {missing} without listing them in its deps: "
+                         "run `python -m lowdim.stage_deps --write`")
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_lists_no_code_it_does_not_run(name: str):
+    assert not needless_code_deps(STAGES[name], ROOT), f"stage {name} reruns for code it never runs"
+
+
+def test_removing_any_one_code_dep_of_any_stage_is_caught():
+    uncaught = []
+    for name, stage in STAGES.items():
+        deps = dep_paths(stage)
+        for dep in deps:
+            if dep.startswith(("src/", "notebooks/")):
+                fewer = [other for other in deps if other != dep]
+                if not missing_code_deps(stage, ROOT, fewer):
+                    uncaught.append(f"{name}: {dep}")
+    assert not uncaught, f"deleting these deps would go unnoticed: {uncaught}"
+
+
+def test_stage_missing_the_eigensolver_is_reported():
+    stage = dict(STAGES["trajectories"])
+    stage["deps"] = [dep for dep in dep_paths(stage) if dep != "src/lowdim/eigen.py"]
+    assert "src/lowdim/eigen.py" in missing_code_deps(stage, ROOT)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_input_path_passed_to_a_notebook_is_a_dep(name: str):
+    assert not unread_inputs(STAGES[name], NOT_INPUTS)
+
+
+def test_rewrite_is_a_fixed_point_of_the_committed_dvc_yaml():
+    text = (ROOT / "dvc.yaml").read_text()
+    assert rewrite_code_deps(text, ROOT) == text
