@@ -16,26 +16,56 @@ would instead be hashed at every run, stored a second time in the DVC cache and 
 holds as many numbers as the matrices themselves) and pulled by every reader, who never needs it.
 So the distances stage reads and writes ``data/cache/distances`` (git-ignored, outside every DVC
 output: ``dvc status`` never sees it), and deleting it is always safe.
+
+At scale (``write_bhattacharyya``, ``write_distances``: what the stage runs) the matrix is never
+in memory: every tile goes to a ``.npy`` file as soon as it is computed or read from the cache,
+and the row sums, total and squared norms that the embedding's double centring needs are
+accumulated from the stored values in the same pass (``eigen.CentringAccumulator``) and saved
+beside it. Every entry is written exactly once: cached blocks of unit pairs that the
+computation covers anyway are not read (a damaged cached block is found from its header,
+before anything is written). ``plan_distances`` states the disk and memory needed up front and
+``check_distances_disk`` stops the stage when the disk cannot hold the matrices.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lowdim.distances import BC_FLOOR, check_inputs, distance_blocks, resolve_engine
-from lowdim.store import BlockCache
+from lowdim.atomic import atomic_directory
+from lowdim.distances import (
+    BC_FLOOR,
+    _plan_blocks,
+    check_inputs,
+    distance_blocks,
+    resolve_engine,
+)
+from lowdim.eigen import CentringAccumulator
+from lowdim.store import (
+    CENTRING_SUFFIX,
+    REFERENCE,
+    BlockCache,
+    NpyFile,
+    _as_slice,
+    _existing_ancestor,
+    check_disk_space,
+    human_bytes,
+    save_centring,
+)
 
 log = logging.getLogger(__name__)
 
 # Rows hashed per read, so hashing a unit never holds more than this many elements at once.
 _HASH_ELEMS = 1 << 24
+STORED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -79,23 +109,163 @@ def content_digest(x: np.ndarray, rows: np.ndarray) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{x.dtype.str}{(len(rows), *x.shape[1:])}".encode())
     step = max(1, _HASH_ELEMS // max(1, int(np.prod(x.shape[1:]))))
-    for start in range(0, len(rows), step):
-        h.update(np.ascontiguousarray(x[rows[start:start + step]]).tobytes())
+    for start in range(0, len(rows), step):  # a slice when contiguous: one read from disk
+        h.update(np.ascontiguousarray(x[_as_slice(rows[start:start + step])]).tobytes())
     return h.hexdigest()
 
 
 def find_units(p: np.ndarray, labels: Sequence[str]) -> list[Unit]:
     """Group the rows of p (M, N, C) by label, in order of first appearance, and hash each group."""
+    _check_labels(labels, len(p))
     labels = np.asarray(labels)
-    if labels.shape != (len(p),):
-        raise ValueError(f"labels must give one label per row of p: {len(p)} rows, "
-                         f"got labels of shape {labels.shape}")
     names, first = np.unique(labels, return_index=True)
     units = []
     for name in names[np.argsort(first)]:
         rows = np.flatnonzero(labels == name)
         units.append(Unit(str(name), rows, content_digest(p, rows)))
     return units
+
+
+class _ArraySink:
+    """The assembled matrix in memory (the small-M path; bitwise the historical result)."""
+
+    def __init__(self, m: int) -> None:
+        self.out = np.empty((m, m), dtype=np.float64)
+
+    def put(self, rows_i: np.ndarray, rows_j: np.ndarray, block: np.ndarray,
+            mirrored: bool) -> None:
+        _put(self.out, rows_i, rows_j, block)
+
+    def rows(self, rows_i: np.ndarray) -> np.ndarray:
+        return self.out[rows_i]
+
+
+class _FileSink:
+    """The matrix written tile by tile into a .npy file, its centring sums accumulated on the way.
+
+    Each tile is written as soon as it is computed (or read from the cache), in the stored
+    dtype, through short-lived memory maps (``lowdim.store.NpyFile``); the sums are taken over
+    the stored values, each entry once. Memory: O(M) besides the tile in hand.
+    """
+
+    def __init__(self, path: Path, m: int, dtype: np.dtype, name: str) -> None:
+        self.file = NpyFile.create(path, (m, m), dtype)
+        self.sums = CentringAccumulator(m, name)
+
+    def put(self, rows_i: np.ndarray, rows_j: np.ndarray, block: np.ndarray,
+            mirrored: bool) -> None:
+        stored = np.asarray(block).astype(self.file.dtype, copy=False)
+        rows_i, rows_j = _as_slice(rows_i), _as_slice(rows_j)
+        self.file.write(rows_i, rows_j, stored)
+        if mirrored:
+            self.file.write(rows_j, rows_i, stored.T)
+        self.sums.add(rows_i, rows_j, stored, mirrored)
+
+    def rows(self, rows_i: np.ndarray) -> np.ndarray:
+        return self.file[_as_slice(rows_i)]  # whole rows, as stored (pread when contiguous)
+
+
+def _assemble(p: np.ndarray, labels: Sequence[str], cache: BlockCache | None, make_sink,
+              *, sample_step: int, bc_floor: float, method: str, device: str | torch.device,
+              max_block_bytes: int, progress: bool, dtype: np.dtype) -> tuple[object, BlockStats]:
+    """Fill a sink with every entry of the (M, M) matrix exactly once: cached blocks of unit
+    pairs that the computation does not cover, then the computed tiles (module docstring)."""
+    p, _ = check_inputs(p, None, sample_step, bc_floor)
+    engine = resolve_engine(method, device, bc_floor)
+    if cache is not None and not engine.deterministic:
+        log.warning("the %s method depends on block sizes in the last bits: distances are "
+                    "computed without the block cache", engine.name)
+        cache = None
+    if cache is None:  # every block is computed: no unit hashes, no O(units^2) bookkeeping
+        sink = make_sink(len(p))
+        count = len(_check_labels(labels, len(p)))
+        rows_f, rows_o = np.arange(len(p)), np.zeros(0, dtype=np.int64)
+        _compute(p, rows_f, rows_o, sink, sample_step=sample_step, bc_floor=bc_floor,
+                 engine=engine, device=device, max_block_bytes=max_block_bytes,
+                 progress=progress)
+        blocks = count * (count + 1) // 2
+        stats = BlockStats(units=count, blocks=blocks, cached=0, computed=blocks,
+                           pairs_computed=len(p) * (len(p) + 1) // 2)
+        log.info("Bhattacharyya blocks: %s", stats)
+        return sink, stats
+    units = find_units(p, labels)
+    namespace = f"{engine.name}_step{sample_step}_floor{bc_floor!r}_n{p.shape[1]}_c{p.shape[2]}"
+    if np.dtype(dtype) != np.float64:  # blocks read back from a rounded matrix are rounded too
+        namespace += f"_{np.dtype(dtype).name}"
+    sink = make_sink(len(p))
+    pairs = {_block_key(units[a], units[b]): (a, b)
+             for a in range(len(units)) for b in range(a, len(units))}
+    index = cache.index(namespace)
+    missing = [pair for key, pair in pairs.items() if key not in index]
+    found = [key for key in pairs if key in index]
+    shapes = cache.shapes(index, found)
+    usable = []
+    for key in found:
+        first, second = _ordered(units, pairs[key])
+        expected = (len(first.rows), len(second.rows))
+        if shapes.get(key) != expected:
+            log.warning("a cached block of %s and %s has shape %s instead of %s: recomputing it",
+                        first.label, second.label, shapes.get(key), expected)
+            missing.append(pairs[key])
+        else:
+            usable.append(key)
+    fresh, partners = _rows_to_compute(missing)
+    fresh_set, partner_set = set(fresh), set(partners)
+
+    def covered(a: int, b: int) -> bool:  # computed below: never also taken from the cache
+        return ((a in fresh_set and (b in fresh_set or b in partner_set))
+                or (b in fresh_set and a in partner_set))
+
+    loaded = [key for key in usable if not covered(*pairs[key])]
+    for key, block in cache.load(index, loaded):
+        first, second = _ordered(units, pairs[key])
+        a, b = pairs[key]
+        sink.put(first.rows, second.rows, block, mirrored=a != b)
+    rows_f = _rows(units, fresh)
+    rows_o = _rows(units, partners)
+    _compute(p, rows_f, rows_o, sink, sample_step=sample_step, bc_floor=bc_floor, engine=engine,
+             device=device, max_block_bytes=max_block_bytes, progress=progress)
+    if missing:
+        keys = sorted(_block_key(units[a], units[b]) for a, b in missing)
+        name = hashlib.blake2b("".join(keys).encode(), digest_size=16).hexdigest()
+        cache.save(namespace, _blocks_to_cache(sink, units, pairs, keys), name)
+    stats = BlockStats(units=len(units), blocks=len(pairs), cached=len(pairs) - len(missing),
+                       computed=len(missing),
+                       pairs_computed=len(rows_f) * (len(rows_f) + 1) // 2
+                       + len(rows_f) * len(rows_o))
+    log.info("Bhattacharyya blocks: %s", stats)
+    return sink, stats
+
+
+def _compute(p: np.ndarray, rows_f: np.ndarray, rows_o: np.ndarray, sink, **kw) -> None:
+    """Put fresh x fresh (symmetric tiles) and fresh x partner blocks into the sink."""
+    for ri, rj, block in distance_blocks(p, rows_f, check=False, **kw):
+        sink.put(ri, rj, block, mirrored=ri[0] != rj[0])  # symmetric tiles: diagonal or disjoint
+    for ri, rj, block in distance_blocks(p, rows_f, rows_o, check=False, **kw):
+        sink.put(ri, rj, block, mirrored=True)
+
+
+def _check_labels(labels: Sequence[str], m: int) -> np.ndarray:
+    """(M,) unit labels -> their distinct values; the labels must give one per row."""
+    labels = np.asarray(labels)
+    if labels.shape != (m,):
+        raise ValueError(f"labels must give one label per row of p: {m} rows, "
+                         f"got labels of shape {labels.shape}")
+    return np.unique(labels)
+
+
+def _blocks_to_cache(sink, units: list[Unit], pairs: dict[str, tuple[int, int]],
+                     keys: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """(key, block) of each of `keys`, read back from the sink one unit's rows at a time."""
+    by_first: dict[int, list[tuple[str, int]]] = {}
+    for key in keys:
+        a, b = pairs[key]
+        first, second = (a, b) if units[a].key <= units[b].key else (b, a)
+        by_first.setdefault(first, []).append((key, second))
+    for first in sorted(by_first):
+        rows = sink.rows(units[first].rows)  # (len(unit), M): one read per unit
+        for key, second in by_first[first]:
+            yield key, rows[:, units[second].rows]
 
 
 def cached_bhattacharyya(
@@ -116,43 +286,49 @@ def cached_bhattacharyya(
     the units involved, streamed from p, which may be memory-mapped) and written to it. With
     a deterministic engine the result is bitwise the full computation; the reference engine
     is not deterministic across block shapes, so with it the cache is not used (logged).
+    The matrix is assembled in memory: for large M use ``write_bhattacharyya``.
     """
-    p, _ = check_inputs(p, None, sample_step, bc_floor)
-    engine = resolve_engine(method, device, bc_floor)
-    if cache is not None and not engine.deterministic:
-        log.warning("the %s method depends on block sizes in the last bits: distances are "
-                    "computed without the block cache", engine.name)
-        cache = None
-    units = find_units(p, labels)
-    namespace = f"{engine.name}_step{sample_step}_floor{bc_floor!r}_n{p.shape[1]}_c{p.shape[2]}"
-    out = np.empty((len(p), len(p)), dtype=np.float64)
-    pairs = {_block_key(units[a], units[b]): (a, b)
-             for a in range(len(units)) for b in range(a, len(units))}
-    index = {} if cache is None else cache.index(namespace)
-    missing = [pair for key, pair in pairs.items() if key not in index]
-    found = [key for key in pairs if key in index]
-    for key, block in ([] if cache is None else cache.load(index, found)):
-        if not _put_cached(out, units, pairs[key], block):
-            missing.append(pairs[key])
-    fresh, partners = _rows_to_compute(missing)
-    rows_f = _rows(units, fresh)
-    rows_o = _rows(units, partners)
-    kw = dict(sample_step=sample_step, bc_floor=bc_floor, engine=engine, device=device,
-              max_block_bytes=max_block_bytes, progress=progress, check=False)
-    for ri, rj, block in distance_blocks(p, rows_f, **kw):
-        _put(out, ri, rj, block)
-    for ri, rj, block in distance_blocks(p, rows_f, rows_o, **kw):
-        _put(out, ri, rj, block)
-    if cache is not None and missing:
-        keys = sorted(_block_key(units[a], units[b]) for a, b in missing)
-        name = hashlib.blake2b("".join(keys).encode(), digest_size=16).hexdigest()
-        cache.save(namespace, ((key, _stored(out, units, pairs[key])) for key in keys), name)
-    stats = BlockStats(units=len(units), blocks=len(pairs), cached=len(pairs) - len(missing),
-                       computed=len(missing),
-                       pairs_computed=len(rows_f) * (len(rows_f) + 1) // 2
-                       + len(rows_f) * len(rows_o))
-    log.info("Bhattacharyya blocks: %s", stats)
-    return out, stats
+    sink, stats = _assemble(p, labels, cache, _ArraySink, sample_step=sample_step,
+                            bc_floor=bc_floor, method=method, device=device,
+                            max_block_bytes=max_block_bytes, progress=progress,
+                            dtype=np.dtype(np.float64))
+    return sink.out, stats
+
+
+def write_bhattacharyya(
+    p: np.ndarray,
+    labels: Sequence[str],
+    cache: BlockCache | None,
+    path: str | Path,
+    *,
+    dtype: str | np.dtype = "float64",
+    sample_step: int = 1,
+    bc_floor: float = BC_FLOOR,
+    method: str = "auto",
+    device: str | torch.device = "cpu",
+    max_block_bytes: int = 256 * 2**20,
+    progress: bool = False,
+) -> tuple[dict[str, np.ndarray], BlockStats]:
+    """``cached_bhattacharyya`` written tile by tile into the .npy file `path`, never in memory.
+
+    Returns the centring sums of the stored matrix (``eigen.CentringAccumulator.arrays``: row
+    sums, total, squared norms, accumulated in the same pass) and what was done. ``dtype``:
+    float64 (bitwise the in-memory matrix) or float32 (half the disk; each entry rounded by at
+    most 6e-8 relative, below the kernel's own float32 error). Memory: one tile and O(M).
+    """
+    dtype = _check_dtype(dtype)
+    sink, stats = _assemble(p, labels, cache,
+                            lambda m: _FileSink(Path(path), m, dtype, Path(path).stem),
+                            sample_step=sample_step, bc_floor=bc_floor, method=method,
+                            device=device, max_block_bytes=max_block_bytes, progress=progress,
+                            dtype=dtype)
+    return sink.sums.arrays(), stats
+
+
+def _check_dtype(dtype: str | np.dtype) -> np.dtype:
+    if np.dtype(dtype) not in STORED_DTYPES:
+        raise ValueError(f"distances are stored as float64 or float32, got {dtype!r}")
+    return np.dtype(dtype)
 
 
 def _rows_to_compute(missing: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
@@ -188,21 +364,125 @@ def _block_key(u: Unit, v: Unit) -> str:
     return hashlib.blake2b(f"{first}|{second}".encode(), digest_size=16).hexdigest()
 
 
-def _stored(out: np.ndarray, units: list[Unit], pair: tuple[int, int]) -> np.ndarray:
-    """The block of a unit pair as stored: rows of the unit whose key sorts first."""
+def _ordered(units: list[Unit], pair: tuple[int, int]) -> tuple[Unit, Unit]:
+    """The units of a pair as their block is stored: the unit whose key sorts first gives rows."""
     u, v = (units[i] for i in pair)
-    first, second = (u, v) if u.key <= v.key else (v, u)
-    return out[np.ix_(first.rows, second.rows)]
+    return (u, v) if u.key <= v.key else (v, u)
 
 
-def _put_cached(out: np.ndarray, units: list[Unit], pair: tuple[int, int],
-                block: np.ndarray) -> bool:
-    """Write a cached block into the matrix; False (and a warning) when its shape is wrong."""
-    u, v = (units[i] for i in pair)
-    first, second = (u, v) if u.key <= v.key else (v, u)
-    if block.shape != (len(first.rows), len(second.rows)):
-        log.warning("a cached block of %s and %s has shape %s instead of %s: recomputing it",
-                    first.label, second.label, block.shape, (len(first.rows), len(second.rows)))
+# --------------------------------------------------------------------------- the stage
+
+
+@dataclass(frozen=True)
+class DistancesPlan:
+    """What the distances stage will need for a grid, stated before it starts."""
+
+    points: int                    # M: rows of the analysis set
+    samples: dict[str, int]        # samples used per space (after sample_step)
+    classes: int                   # C
+    dtype: str                     # stored dtype of the matrices
+    cache: bool                    # the block cache is on
+    matrix_bytes: int              # disk: all matrices and their centring sums
+    cache_bytes: int               # disk: a cold block cache (blocks of every unit pair)
+    ram_bytes: int                 # memory: kernel block, tiles and O(M) bookkeeping
+    pair_samples: int              # M (M + 1) / 2 x samples, summed over spaces
+
+    def describe(self) -> str:
+        spaces = ", ".join(f"{s} N = {n}" for s, n in self.samples.items())
+        text = (f"distances: M = {self.points} points, {spaces}, C = {self.classes}; "
+                f"{len(self.samples)} matrices of {self.points} x {self.points} {self.dtype}: "
+                f"disk {human_bytes(self.matrix_bytes)}")
+        if self.cache:
+            text += f" + block cache up to {human_bytes(self.cache_bytes)} (cold)"
+        return (text + f"; memory about {human_bytes(self.ram_bytes)} plus the interpreter; "
+                f"{self.pair_samples / 1e9:.3g} G pair-sample terms")
+
+
+def plan_distances(points: int, samples: dict[str, int], classes: int, *, dtype: str = "float64",
+                   cache: bool = True, max_block_bytes: int = 256 * 2**20, units: int = 1,
+                   method: str = "auto", device: str | torch.device = "cpu") -> DistancesPlan:
+    """The disk and memory the distances stage needs for M points and these sample counts."""
+    dtype = _check_dtype(dtype)
+    engine = resolve_engine(method, device)
+    dev = torch.device(device)
+    target = engine.cpu_target_bytes if dev.type == "cpu" else None
+    ram = 0
+    for n_used in samples.values():
+        bi, bj, s = _plan_blocks(points, points, n_used, classes, None, None, max_block_bytes,
+                                 target, engine.block_bytes)
+        # the kernel's block, the finished tile, its symmetrized and stored copies, a mirror
+        ram = max(ram, engine.block_bytes(bi, bj, s, classes) + 4 * 8 * bi * bj)
+    ram += 6 * 8 * points  # row sums, unit rows, labels
+    if cache:
+        ram += 400 * units * (units + 1) // 2  # keys of every unit pair, the cache index
+    per_matrix = points * points * dtype.itemsize + 8 * points + 4096
+    return DistancesPlan(
+        points=points, samples=dict(samples), classes=classes, dtype=dtype.name, cache=cache,
+        matrix_bytes=len(samples) * per_matrix,
+        # unit pairs u <= v: half the matrix plus the diagonal blocks (~M^2 / units)
+        cache_bytes=len(samples) * ((points * points + points * points // max(units, 1)) // 2
+                                    * dtype.itemsize + 200 * units * (units + 1) // 2),
+        ram_bytes=int(ram),
+        pair_samples=points * (points + 1) // 2 * sum(samples.values()),
+    )
+
+
+def check_distances_disk(plan: DistancesPlan, directory: str | Path,
+                         cache_dir: str | Path | None) -> bool:
+    """Stop (OSError) when the matrices do not fit; return whether the cache fits beside them.
+
+    The old product stays in place until the new one is complete, so the matrices need their
+    full size free. A cold block cache needs as much again; when it does not fit the
+    stage runs without it (logged) rather than fail after the computation.
+    """
+    free = check_disk_space(
+        plan.matrix_bytes, directory, f"the distances stage ({plan.points} x {plan.points} "
+        f"{plan.dtype} matrices for {len(plan.samples)} spaces)",
+        "or make the matrices smaller: store them as float32 (distances.dtype: float32 halves "
+        "them), or use fewer points (fewer runs or checkpoints per run); raising "
+        "distances.sample_step only shortens the computation, and embedding.landmarks only "
+        "the embedding's memory and time.")
+    if not plan.cache or cache_dir is None:
+        return plan.cache
+    cache_where = _existing_ancestor(Path(cache_dir))
+    same = cache_where.stat().st_dev == _existing_ancestor(Path(directory)).stat().st_dev
+    cache_free = free - plan.matrix_bytes if same else shutil.disk_usage(cache_where).free
+    if plan.cache_bytes > cache_free:
+        log.warning("the block cache may need up to %s on %s, which has %s left: computing "
+                    "without it (set distances.cache: false to silence this)",
+                    human_bytes(plan.cache_bytes), cache_where, human_bytes(max(cache_free, 0)))
         return False
-    _put(out, first.rows, second.rows, block)
     return True
+
+
+def write_distances(
+    probs: dict[str, np.ndarray],
+    labels: Sequence[str],
+    cache: BlockCache | None,
+    directory: str | Path,
+    reference: pd.DataFrame,
+    *,
+    dtype: str = "float64",
+    sample_step: int = 1,
+    bc_floor: float = BC_FLOOR,
+    method: str = "auto",
+    device: str | torch.device = "cpu",
+    max_block_bytes: int = 256 * 2**20,
+    progress: bool = False,
+) -> dict[str, BlockStats]:
+    """The distances stage's product, written atomically into `directory`:
+
+    ``<space>.npy`` (M x M, ``dtype``, written tile by tile by ``write_bhattacharyya``),
+    ``<space>_centring.npz`` (its row sums, total and squared norms, for the embedding) and the
+    `reference` table. Memory stays at one tile and O(M) whatever M is.
+    """
+    done = {}
+    with atomic_directory(directory) as tmp:
+        for space, p in probs.items():
+            sums, done[space] = write_bhattacharyya(
+                p, labels, cache, tmp / f"{space}.npy", dtype=dtype, sample_step=sample_step,
+                bc_floor=bc_floor, method=method, device=device,
+                max_block_bytes=max_block_bytes, progress=progress)
+            save_centring(sums, tmp / f"{space}{CENTRING_SUFFIX}")
+        reference.to_parquet(tmp / REFERENCE, index=False)
+    return done

@@ -45,14 +45,18 @@ on rows whose samples all round alike (the geodesic points).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tqdm import tqdm
+
+if TYPE_CHECKING:  # torch is imported where a torch engine runs: the CPU kernel needs none
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +77,13 @@ METHODS = ("auto", "reference", "fused")
 
 
 def check_probabilities(x: np.ndarray, name: str, ndim: int) -> np.ndarray:
-    """Validate probabilities of shape (..., C) with ``ndim`` axes; return them as an ndarray."""
-    x = np.asarray(x)
+    """Validate probabilities of shape (..., C) with ``ndim`` axes; return them as an ndarray.
+
+    A blockwise array (``lowdim.store.NpyFile``: rows read from disk on demand) is checked block
+    by block and returned as it is, so it is never read whole.
+    """
+    if not getattr(x, "blockwise", False):
+        x = np.asarray(x)
     shapes = {2: "(N, C)", 3: "(M, N, C)"}
     if x.ndim != ndim:
         raise ValueError(
@@ -210,6 +219,8 @@ def _take(x: np.ndarray, rows: Rows, samples: slice) -> np.ndarray:
 
 def _roots(x: np.ndarray, rows: Rows, samples: slice, device: torch.device) -> torch.Tensor:
     """Square roots of x[rows, samples] as float32 on device, laid out (samples, rows, C)."""
+    import torch
+
     return torch.sqrt(torch.from_numpy(_take(x, rows, samples)).to(device)).transpose(0, 1)
 
 
@@ -220,6 +231,9 @@ def _count(rows: Rows) -> int:
 def _chunked_sums(p, q, ri: Rows, rj: Rows, chunks: list[slice], same: bool, bc_floor: float,
                   device: torch.device) -> np.ndarray:
     """Reference: (rows_i, rows_j) float64 sums of log clip(BC) by batched matmul per chunk."""
+    import torch
+
+    device = torch.device(str(device))  # the CPU comes as a torch-free stand-in
     acc = torch.zeros((_count(ri), _count(rj)), dtype=torch.float64, device=device)
     for sl in chunks:
         x = _roots(p, ri, sl, device)
@@ -254,8 +268,12 @@ def _numba_sums(p, q, ri: Rows, rj: Rows, chunks: list[slice], same: bool, bc_fl
 
 
 def _triton_sums(p, q, ri: Rows, rj: Rows, chunks: list[slice], same: bool, bc_floor: float,
-                 device: torch.device) -> np.ndarray:
-    """Fused CUDA kernel: (rows_i, rows_j) float64 sums of log clip(BC)."""
+                 device: torch.device) -> Callable[[], np.ndarray]:
+    """Fused CUDA kernel: a callable giving the (rows_i, rows_j) float64 sums of log clip(BC).
+
+    The kernels are queued and the result is copied to pinned host memory asynchronously; the
+    callable waits for that copy only (``triton_bc.finish_async``).
+    """
     from lowdim.kernels import triton_bc as tk
 
     group = tk.rescale_group(bc_floor)
@@ -266,7 +284,7 @@ def _triton_sums(p, q, ri: Rows, rj: Rows, chunks: list[slice], same: bool, bc_f
         b = a if same else tk.roots(_take(q, rj, sl), device)
         tk.accumulate(a, b, offset, bc_floor, group, prod, expo, upper=same)
         offset += a.shape[0]
-    return tk.finish(prod, expo)
+    return tk.finish_async(prod, expo)
 
 
 @dataclass(frozen=True)
@@ -297,7 +315,7 @@ def resolve_engine(method: str, device: str | torch.device = "cpu",
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method == "reference":
         return REFERENCE
-    dev = torch.device(device)
+    dev = _device(device)
     engine, reason = _fused_engine(dev, bc_floor)
     if engine is not None:
         return engine
@@ -306,6 +324,33 @@ def resolve_engine(method: str, device: str | torch.device = "cpu",
                          "use method='auto' or 'reference'")
     log.warning("Bhattacharyya distances use the reference method: %s", reason)
     return REFERENCE
+
+
+class _CpuDevice:
+    """The CPU without torch: what engines and planners read of a device (its type)."""
+
+    type = "cpu"
+
+    def __str__(self) -> str:
+        return "cpu"
+
+
+def _device(device: str | torch.device) -> torch.device | _CpuDevice:
+    """A torch.device, or a stand-in for the CPU so that the CPU path never imports torch."""
+    if str(device) == "cpu":
+        return _CpuDevice()
+    import torch
+
+    return torch.device(device)
+
+
+def _no_grad(engine: Engine):
+    """torch.no_grad() around a torch engine; nothing around the numba kernel."""
+    if engine is FUSED_NUMBA:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.no_grad()
 
 
 def _fused_engine(dev: torch.device, bc_floor: float) -> tuple[Engine | None, str]:
@@ -375,16 +420,34 @@ def _blocks(p: np.ndarray, q: np.ndarray, rows_i: np.ndarray | None,
         for b in range(len(col_blocks))
         if not symmetric or b >= a
     ]
-    for a, b in tqdm(pairs, desc="Bhattacharyya blocks", disable=not progress):
-        same = symmetric and a == b
-        with torch.no_grad():  # not around the yield: the caller's code keeps its grad mode
-            sums = engine.sums(p, q, _sub_rows(rows_i, row_blocks[a]),
-                               _sub_rows(rows_j, col_blocks[b]), chunks, same, bc_floor, device)
+    def finished(a: int, b: int, sums: np.ndarray | Callable[[], np.ndarray]
+                 ) -> tuple[slice, slice, np.ndarray]:
+        if callable(sums):
+            sums = sums()
         blk = sums / -n_used + 0.0  # + 0.0 turns -0.0 into 0.0
-        if same:
+        if symmetric and a == b:
             blk = np.triu(blk) + np.triu(blk, 1).T
             np.fill_diagonal(blk, 0.0)
-        yield row_blocks[a], col_blocks[b], blk
+        return row_blocks[a], col_blocks[b], blk
+
+    # An engine may return a callable that waits for its block (the GPU's): the next block is
+    # then launched before the previous one is handed over, so the device computes while the
+    # caller writes the previous tile to host memory or disk.
+    pending = None
+    for a, b in tqdm(pairs, desc="Bhattacharyya blocks", disable=not progress):
+        same = symmetric and a == b
+        with _no_grad(engine):  # not around the yield: the caller's code keeps its grad mode
+            sums = engine.sums(p, q, _sub_rows(rows_i, row_blocks[a]),
+                               _sub_rows(rows_j, col_blocks[b]), chunks, same, bc_floor, device)
+        if pending is not None:
+            yield finished(*pending)
+            pending = None
+        if callable(sums):
+            pending = (a, b, sums)
+        else:
+            yield finished(a, b, sums)
+    if pending is not None:
+        yield finished(*pending)
 
 
 def bhattacharyya(
@@ -417,7 +480,7 @@ def bhattacharyya(
     for ri, cj, blk in _blocks(p, q, None, None, symmetric=symmetric, engine=engine,
                                sample_step=sample_step, bc_floor=bc_floor, block_rows=block_rows,
                                sample_chunk=sample_chunk, max_block_bytes=max_block_bytes,
-                               device=torch.device(device), progress=progress):
+                               device=_device(device), progress=progress):
         out[ri, cj] = blk
         if symmetric and ri != cj:
             out[cj, ri] = blk.T
@@ -453,7 +516,7 @@ def distance_blocks(
     for pi, pj, blk in _blocks(p, p, rows_i, rows_j, symmetric=symmetric, engine=engine,
                                sample_step=sample_step, bc_floor=bc_floor, block_rows=None,
                                sample_chunk=None, max_block_bytes=max_block_bytes,
-                               device=torch.device(device), progress=progress):
+                               device=_device(device), progress=progress):
         yield rows_i[pi], rows_j[pj], blk
 
 

@@ -1,4 +1,4 @@
-"""Top eigenpairs of the double-centred matrix W = -1/2 L D L without forming W (docs/study.md A4-A5).
+"""Top eigenpairs of the double-centred W = -1/2 L D L without forming W (docs/study.md A4-A5).
 
 Everything here reads D (M x M, in memory or memory-mapped with ``np.load(mmap_mode="r")``) in
 blocks of at most ``block_bytes``, so apart from O(M x basis) vectors, memory does not grow with M:
@@ -12,6 +12,14 @@ blocks of at most ``block_bytes``, so apart from O(M x basis) vectors, memory do
   single-vector Lanczos on large D.
 - ``lanczos_eigenpairs`` (solver ``lanczos``): ARPACK's implicitly restarted Lanczos
   (``scipy.sparse.linalg.eigsh``, which="LM") on the same product.
+- ``CentringAccumulator``: the same statistics as ``streaming_stats``, accumulated while the
+  distances stage writes D tile by tile, so the embedding needs no extra pass over D.
+- ``DeviceMatrix``: the products on a torch device (a GPU) when one is asked for; the host
+  (numpy) is the default.
+
+At scale D lives on disk: ``lowdim.store.NpyFile`` reads row slabs of a ``.npy`` file with
+``pread`` instead of a memory map, so pages of D do not pile up in the process's resident set
+(a memory map's pages count in it until unmapped, even though the kernel may drop them).
 
 Both find the k eigenvalues of largest |lambda|, of either sign. Convergence is by residual:
 an eigenpair (theta, u) is accepted when ||W u - theta u|| <= tol |theta| (ARPACK's criterion too),
@@ -46,7 +54,9 @@ Operator = Callable[[np.ndarray], np.ndarray]
 
 def check_matrix(d: np.ndarray, name: str = "d") -> None:
     """Raise ValueError unless d is a non-empty, real numeric, square (M, M) array."""
-    shape, dtype = np.shape(d), getattr(d, "dtype", np.asarray(d).dtype)
+    # not getattr(d, "dtype", np.asarray(d).dtype): its default would read a file-backed d whole
+    shape = np.shape(d)
+    dtype = d.dtype if hasattr(d, "dtype") else np.asarray(d).dtype
     if len(shape) != 2 or shape[0] != shape[1]:
         raise ValueError(f"{name} must be a square (M, M) matrix, got shape {shape}")
     if shape[0] == 0:
@@ -144,6 +154,19 @@ def streaming_stats(d: np.ndarray, block_bytes: int = DEFAULT_BLOCK_BYTES,
     message = asymmetry_message(name, asym, scale)
     if message:
         raise ValueError(message)
+    return stats_from_sums(row_sums, sq_sum, shift, symmetric=asym == 0.0)
+
+
+def stats_from_sums(shifted_row_sums: np.ndarray, shifted_sq_sum: float, shift: float,
+                    symmetric: bool = True) -> CentringStats:
+    """(M,) row sums of S - c, sum of (S - c)^2 and the shift c -> CentringStats.
+
+    The identity of ``streaming_stats``: ||W||_F^2 = 1/4 (||S - c||_F^2 - (2/M) sum_i s_i^2
+    + T^2 / M^2) with s_i the row sums and T the total of S - c, for any constant c.
+    """
+    row_sums = np.asarray(shifted_row_sums, dtype=np.float64)
+    m = row_sums.shape[0]
+    sq_sum, shift = float(shifted_sq_sum), float(shift)
     total = float(row_sums.sum())
     frob = 0.25 * (sq_sum - 2.0 / m * float(row_sums @ row_sums) + total**2 / m**2)
     # ||S||_F^2 from the shifted sums: ||S - c||^2 + 2 c sum(S - c) + c^2 M^2
@@ -153,8 +176,80 @@ def streaming_stats(d: np.ndarray, block_bytes: int = DEFAULT_BLOCK_BYTES,
         grand_mean=total / m**2 + shift,
         frobenius_sq=max(frob, 0.0),  # rounding can leave -tiny for W = 0
         d_frobenius=float(np.sqrt(max(d_frob_sq, 0.0))),
-        symmetric=asym == 0.0,
+        symmetric=symmetric,
     )
+
+
+class CentringAccumulator:
+    """The sums behind CentringStats, accumulated block by block while a symmetric D is written.
+
+    Blocks come in any order, each entry of D exactly once: a block of rows i and columns j
+    either lies on the diagonal (it holds its own mirror: ``mirrored=False``) or stands for
+    itself and its transpose (``mirrored=True``). As in ``streaming_stats`` the sums are taken
+    over D - c, with c the mean of the first block, so that they do not grow with the mean
+    distance. Pass the values as stored (e.g. rounded to float32), so the statistics describe
+    the stored matrix exactly. Memory: O(M).
+    """
+
+    def __init__(self, m: int, name: str = "d") -> None:
+        self.m = int(m)
+        self.name = name
+        self.row_sums = np.zeros(self.m)
+        self.sq_sum = 0.0
+        self.shift: float | None = None
+        self.entries = 0
+
+    def add(self, rows_i: slice | np.ndarray, rows_j: slice | np.ndarray, block: np.ndarray,
+            mirrored: bool) -> None:
+        """Account for block = D[rows_i, rows_j] (and D[rows_j, rows_i] = block.T if mirrored)."""
+        block = np.asarray(block, dtype=np.float64)
+        if block.size == 0:
+            return
+        if self.shift is None:
+            self.shift = float(block.mean())
+        with np.errstate(invalid="ignore", over="ignore"):  # checked just below
+            tile = block - self.shift
+            tile_sq = float(np.einsum("ij,ij->", tile, tile))
+        if not np.isfinite(tile_sq):
+            _raise_not_finite(block, block, self.name)
+        weight = 2 if mirrored else 1
+        self.sq_sum += weight * tile_sq
+        self.row_sums[rows_i] += tile.sum(axis=1)
+        if mirrored:
+            self.row_sums[rows_j] += tile.sum(axis=0)
+        self.entries += weight * block.size
+
+    def stats(self) -> CentringStats:
+        """CentringStats of the whole matrix; raises if some entries were not accounted for."""
+        if self.entries != self.m * self.m:
+            raise RuntimeError(f"{self.name}: {self.entries} entries were accumulated for an "
+                               f"({self.m}, {self.m}) matrix: every entry must come exactly once")
+        return stats_from_sums(self.row_sums, self.sq_sum, self.shift or 0.0)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The accumulated sums as arrays, to be saved beside the matrix (``stats_from_arrays``).
+
+        ``row_sums``, ``total``, ``sum_sq`` are the plain sums of D; ``w_frobenius_sq`` is
+        ||W||_F^2; the shifted sums and ``shift`` rebuild CentringStats to the last bit.
+        """
+        stats = self.stats()
+        shift = self.shift or 0.0
+        return {
+            "m": np.int64(self.m),
+            "shift": np.float64(shift),
+            "shifted_row_sums": self.row_sums.copy(),
+            "shifted_sum_sq": np.float64(self.sq_sum),
+            "row_sums": self.row_sums + shift * self.m,
+            "total": np.float64(stats.grand_mean * self.m * self.m),
+            "sum_sq": np.float64(stats.d_frobenius**2),
+            "w_frobenius_sq": np.float64(stats.frobenius_sq),
+        }
+
+
+def stats_from_arrays(arrays: dict[str, np.ndarray]) -> CentringStats:
+    """CentringStats from ``CentringAccumulator.arrays`` (as saved beside a matrix)."""
+    return stats_from_sums(arrays["shifted_row_sums"], float(arrays["shifted_sum_sq"]),
+                           float(arrays["shift"]))
 
 
 def _raise_not_finite(upper: np.ndarray, lower: np.ndarray, name: str) -> None:
@@ -167,7 +262,13 @@ def _raise_not_finite(upper: np.ndarray, lower: np.ndarray, name: str) -> None:
 
 def d_product(d: np.ndarray, x: np.ndarray, symmetric: bool = True,
               block_bytes: int = DEFAULT_BLOCK_BYTES) -> np.ndarray:
-    """(M, M) D, (M, b) X -> (M, b) S X with S = (D + D^T)/2, reading D in row slabs."""
+    """(M, M) D, (M, b) X -> (M, b) S X with S = (D + D^T)/2, reading D in row slabs.
+
+    D may be an ndarray, a memory map or any object whose ``d[rows]`` returns the rows of a
+    slice (``lowdim.store.NpyFile``); a ``DeviceMatrix`` computes the product on its device.
+    """
+    if isinstance(d, DeviceMatrix):
+        return d.product(x, symmetric)
     m = d.shape[0]
     y = np.zeros((m, x.shape[1]))
     for rows in _slabs(m, block_bytes):
@@ -178,6 +279,66 @@ def d_product(d: np.ndarray, x: np.ndarray, symmetric: bool = True,
             y[rows] += 0.5 * (slab @ x)
             y += 0.5 * (slab.T @ x[rows])
     return y
+
+
+class DeviceMatrix:
+    """D for products on a torch device (a GPU): each product ``S X`` runs there in float64.
+
+    D stays resident on the device, in its stored dtype, when it takes at most
+    ``resident_fraction`` of the device's free memory; otherwise every product streams it from
+    the host in row slabs of ``block_bytes``. The host never holds more than one slab. Torch is
+    imported only here, so the CPU path does not need it.
+    """
+
+    def __init__(self, d: np.ndarray, device: str, block_bytes: int = DEFAULT_BLOCK_BYTES,
+                 resident_fraction: float = 0.7) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for the eigensolver's products, but "
+                             "CUDA is not available: use device='cpu' (the default)")
+        self.d = d
+        self.shape = tuple(d.shape)
+        self.dtype = np.dtype(getattr(d, "dtype", np.float64))
+        self.block_bytes = block_bytes
+        m = self.shape[0]
+        self.resident = None
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if m * m * self.dtype.itemsize <= resident_fraction * free:
+                self.resident = torch.empty((m, m), dtype=_torch_dtype(torch, self.dtype),
+                                            device=self.device)
+                for rows in _slabs(m, block_bytes):
+                    self.resident[rows] = torch.from_numpy(np.ascontiguousarray(d[rows])).to(
+                        self.device)
+
+    def product(self, x: np.ndarray, symmetric: bool = True) -> np.ndarray:
+        """(M, b) X -> (M, b) S X, S = (D + D^T)/2, computed on the device in float64."""
+        torch = self.torch
+        m = self.shape[0]
+        xd = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).to(self.device)
+        y = torch.zeros((m, xd.shape[1]), dtype=torch.float64, device=self.device)
+        # float64 slabs on the device: bound them by block_bytes, like the host's
+        for rows in _slabs(m, self.block_bytes):
+            if self.resident is not None:
+                slab = self.resident[rows].to(torch.float64)
+            else:
+                slab = torch.from_numpy(np.ascontiguousarray(self.d[rows])).to(
+                    self.device).to(torch.float64)
+            if symmetric:
+                y[rows] = slab @ xd
+            else:
+                y[rows] += 0.5 * (slab @ xd)
+                y += 0.5 * (slab.T @ xd[rows])
+        return y.cpu().numpy()
+
+
+def _torch_dtype(torch, dtype: np.dtype):
+    """The torch dtype of a numpy float dtype."""
+    return {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32,
+            np.dtype(np.float16): torch.float16}[np.dtype(dtype)]
 
 
 def centred_product(d: np.ndarray, x: np.ndarray, stats: CentringStats,
@@ -368,14 +529,22 @@ def top_eigenpairs(
     tol: float = DEFAULT_TOL,
     seed: int = 0,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
+    device: str | None = None,
+    block_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(M, M) D, k, its stats -> (k,) eigenvalues of W by |lambda| descending, (M, k) eigenvectors.
 
-    W is never formed: each product reads D in row slabs (``centred_product``).
+    W is never formed: each product reads D in row slabs (``centred_product``). ``device``: None
+    (numpy on the host, the default) or a torch device such as "cuda", where the products with
+    D run (``DeviceMatrix``); the solver's small algebra stays on the host. ``block_size``:
+    vectors per product of the randomized solver (None: its default); a wider block reads D
+    fewer times, which matters when D is read from disk.
     """
     if solver not in ITERATIVE_SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: use one of {', '.join(ITERATIVE_SOLVERS)}")
     m = d.shape[0]
+    if device is not None:
+        d = DeviceMatrix(d, device, block_bytes)
 
     def apply_w(x: np.ndarray) -> np.ndarray:
         return centred_product(d, x, stats, block_bytes)
@@ -384,7 +553,8 @@ def top_eigenpairs(
         if solver == "lanczos":
             return lanczos_eigenpairs(threaded(apply_w, m), m, k, tol=tol, seed=seed)
         floor = ROUNDING_RESIDUAL * stats.d_frobenius
-        return block_krylov_eigenpairs(threaded(apply_w, m), m, k, tol=tol, floor=floor, seed=seed)
+        return block_krylov_eigenpairs(threaded(apply_w, m), m, k, tol=tol, floor=floor, seed=seed,
+                                       block_size=block_size)
 
 
 def dense_eigenpairs(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

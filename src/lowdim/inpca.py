@@ -23,17 +23,30 @@ Numerical choices:
   comes from one streaming pass over D, so the explained stress needs no full spectrum.
   ``auto`` is dense up to ``AUTO_DENSE_MAX`` points (or when a quarter of the spectrum or more is
   asked for) and randomized above.
+- Scale. D may be an ``lowdim.store.NpyFile`` (read in row slabs, nothing kept mapped). The
+  distances stage saves the centring statistics beside D (``stats=``), so the iterative solvers
+  skip their own pass over D. ``device="cuda"`` runs the products with D on a GPU
+  (``lowdim.eigen.DeviceMatrix``); the host is the default. Memory: O(M x basis) vectors plus one
+  slab of D; W is never formed.
+- Landmarks (``landmarks=L``), for M too large to embed whole: InPCA of the L x L submatrix of
+  L evenly spaced points, then every other point placed by the out-of-sample formula
+  (``project``, the Gower / Nystrom extension of classical MDS with InPCA's signed scaling).
+  Landmark points keep their own coordinates exactly. Eigenvalues, explained stress, column
+  means and eigenvectors are then those of the landmark matrix (eigenvalues scale with L, not M;
+  the stress is the landmark matrix's, an estimate of the whole one's).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from lowdim.eigen import (
     DEFAULT_BLOCK_BYTES,
     DEFAULT_TOL,
+    CentringStats,
+    _slabs,
     asymmetry_message,
     check_matrix,
     dense_eigenpairs,
@@ -78,7 +91,10 @@ class Embedding:
     frobenius_sq: float  # ||W||_F^2 from the whole matrix (whatever K is)
     column_means: np.ndarray  # (M,) column means of D, for out-of-sample projection
     grand_mean: float  # mean of all entries of D
-    eigenvectors: np.ndarray  # (M, k) unit eigenvectors matching coords
+    eigenvectors: np.ndarray  # (M, k) unit eigenvectors matching coords ((L, k) with landmarks)
+    # (L,) rows of the landmark points whose matrix was diagonalized; empty: every point. With
+    # landmarks, eigenvalues, stress, column_means and eigenvectors are the landmark matrix's.
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def signs(self) -> np.ndarray:
@@ -125,15 +141,34 @@ def inpca(
     n_eigenvalues: int | None = None,
     tol: float = DEFAULT_TOL,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
+    stats: CentringStats | None = None,
+    landmarks: int | np.ndarray | None = None,
+    device: str | None = None,
+    block_size: int | None = None,
 ) -> Embedding:
     """(M, M) symmetric distance matrix -> Embedding with k = min(n_components, M) components.
 
     ``solver``: one of ``SOLVERS`` (see the module docstring). The dense solver keeps every
     eigenvalue in ``.eigenvalues``; the iterative ones (``lanczos``, ``randomized``) compute the
     top ``n_eigenvalues`` (default and minimum: k) by |lambda| to residual ``tol`` and read D in
-    blocks of ``block_bytes``, so D may be memory-mapped. n_components > M is clamped to M.
+    blocks of ``block_bytes``, so D may be memory-mapped or an ``lowdim.store.NpyFile``.
+    n_components > M is clamped to M. ``stats``: D's centring statistics when already known
+    (saved by the distances stage), which saves the iterative solvers a pass over D.
+    ``landmarks``: None (every point), a count L or sorted row indices: embed the landmark
+    submatrix and project the other points (module docstring). ``device``: None or "cpu"
+    (numpy on the host), "cuda", or "auto" (CUDA when available) for the iterative solvers'
+    products with D; ``block_size``: vectors per randomized product.
     """
-    d = d if isinstance(d, np.ndarray) else np.asarray(d)  # np.memmap stays memory-mapped
+    if not isinstance(d, np.ndarray) and not getattr(d, "blockwise", False):
+        d = np.asarray(d)  # np.memmap and NpyFile stay on disk
+    device = _product_device(device)
+    if landmarks is not None:
+        check_matrix(d)
+        rows = landmark_rows(d.shape[0], landmarks)
+        if len(rows) < d.shape[0]:
+            return _landmark_inpca(d, rows, n_components, solver=solver,
+                                   n_eigenvalues=n_eigenvalues, tol=tol, block_bytes=block_bytes,
+                                   device=device, block_size=block_size)
     k, solver = _check_options(d, n_components, solver, n_eigenvalues)
     m = d.shape[0]
     if solver == "dense":
@@ -144,9 +179,90 @@ def inpca(
             f"solver {solver!r} computes fewer than M = {m} eigenpairs, got n_components / "
             f"n_eigenvalues = {count}: ask for fewer or use solver='dense'"
         )
-    stats = streaming_stats(d, block_bytes)
-    lam, u = top_eigenpairs(d, count, stats, solver=solver, tol=tol, block_bytes=block_bytes)
+    if stats is None:
+        stats = streaming_stats(d, block_bytes)
+    elif np.shape(stats.row_means) != (m,):
+        raise ValueError(f"stats describe a matrix of {np.shape(stats.row_means)[0]} points, d has "
+                         f"{m}: pass the statistics saved with this matrix")
+    lam, u = top_eigenpairs(d, count, stats, solver=solver, tol=tol, block_bytes=block_bytes,
+                            device=device, block_size=block_size)
     return _embedding(lam, u[:, :k], stats.frobenius_sq, stats.row_means, stats.grand_mean)
+
+
+def _product_device(device: str | None) -> str | None:
+    """None (numpy on the host) for None / "cpu"; "auto": CUDA when available, else None."""
+    if device is None or device == "cpu":
+        return None
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else None
+    return device
+
+
+def memory_estimate(m: int, n_components: int, *, n_eigenvalues: int | None = None,
+                    solver: str = "auto", landmarks: int | None = None,
+                    block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
+    """Bytes ``inpca`` needs for M points, besides the interpreter (one slab of D included)."""
+    points = m if landmarks is None else min(m, int(landmarks))
+    k = min(n_components, points)
+    count = max(k, n_eigenvalues or k)
+    dense = solver == "dense" or (solver == "auto"
+                                  and (points <= AUTO_DENSE_MAX or 4 * count >= points))
+    if dense:  # D, W and the eigenvectors
+        work = 3 * 8 * points * points
+    else:  # basis, its image, Ritz vectors (eigen.block_krylov_eigenpairs), the landmark matrix
+        b = min(max(8, count // 3), 32)
+        basis = min(points, max(3 * count + 6 * b, count + max(b, count // 2) + b))
+        work = 8 * points * (2 * basis + 4 * count) + 8 * basis * basis
+        if points < m:
+            work += 8 * points * points
+    return int(work + block_bytes + 8 * m * (k + 4))
+
+
+def landmark_rows(m: int, landmarks: int | np.ndarray) -> np.ndarray:
+    """M, a count L or row indices -> (L,) sorted landmark rows; a count gives L evenly spaced
+    rows, the first and the last included (all M rows when L >= M)."""
+    if isinstance(landmarks, (int, np.integer)) and not isinstance(landmarks, bool):
+        if landmarks < 2:
+            raise ValueError(f"landmarks must be at least 2 points, got {landmarks}")
+        count = min(int(landmarks), m)
+        return np.unique(np.rint(np.linspace(0, m - 1, count)).astype(np.int64))
+    rows = np.asarray(landmarks)
+    if (rows.ndim != 1 or rows.size < 2 or not np.issubdtype(rows.dtype, np.integer)
+            or rows[0] < 0 or rows[-1] >= m or np.any(np.diff(rows) <= 0)):
+        raise ValueError(f"landmarks must be a count >= 2 or sorted, unique row indices in "
+                         f"[0, {m - 1}], got {landmarks!r}")
+    return rows.astype(np.int64)
+
+
+def _landmark_inpca(d: np.ndarray, rows: np.ndarray, n_components: int, *, solver: str,
+                    n_eigenvalues: int | None, tol: float, block_bytes: int, device: str | None,
+                    block_size: int | None) -> Embedding:
+    """InPCA of D[rows, rows], then every point projected from its distances to the landmarks.
+
+    Reads D twice in row slabs of ``block_bytes`` (the landmark rows, then every row); memory:
+    the (L, L) landmark matrix plus one slab.
+    """
+    check_matrix(d)
+    m, count = d.shape[0], len(rows)
+    step = max(1, block_bytes // (8 * m))  # whole rows of D per read
+    sub = np.empty((count, count))
+    for start in range(0, count, step):
+        part = slice(start, min(start + step, count))
+        sub[part] = np.asarray(d[rows[part]], dtype=np.float64)[:, rows]
+    base = inpca(sub, n_components, solver=solver, n_eigenvalues=n_eigenvalues, tol=tol,
+                 block_bytes=block_bytes, device=device, block_size=block_size)
+    del sub
+    coords = np.empty((m, base.coords.shape[1]))
+    for part in _slabs(m, block_bytes):
+        slab = np.asarray(d[part], dtype=np.float64)
+        coords[part] = project(slab[:, rows], base)
+    coords[rows] = base.coords  # exactly their own coordinates, not the projection's rounding
+    return Embedding(eigenvalues=base.eigenvalues, coords=coords,
+                     explained_stress=base.explained_stress, frobenius_sq=base.frobenius_sq,
+                     column_means=base.column_means, grand_mean=base.grand_mean,
+                     eigenvectors=base.eigenvectors, landmarks=rows)
 
 
 def _check_options(d: np.ndarray, n_components: int, solver: str,
@@ -199,6 +315,9 @@ def _embedding(lam: np.ndarray, u: np.ndarray, frob: float, col_means: np.ndarra
 def project(d_rows: np.ndarray, embedding: Embedding) -> np.ndarray:
     """(R, M) or (M,) distances of new points to the M base points -> (R, k) or (k,) coordinates.
 
+    A landmark embedding takes the distances to its L landmarks, or to all of its points (the
+    landmark columns are used).
+
     Gower / Nystrom extension with per-row centring and signed scaling (A4):
     c = -1/2 (d - mean(d) - column_means + grand_mean), x = c U / (sign(lambda) sqrt|lambda|).
     Null components (|lambda| negligible) get coordinate 0.
@@ -207,6 +326,9 @@ def project(d_rows: np.ndarray, embedding: Embedding) -> np.ndarray:
     single = d_rows.ndim == 1
     rows = np.atleast_2d(d_rows)
     m = embedding.column_means.shape[0]
+    points = embedding.coords.shape[0]
+    if embedding.landmarks.size and rows.ndim == 2 and rows.shape[1] == points != m:
+        rows = rows[:, embedding.landmarks]  # distances to every point: keep the landmarks'
     if rows.ndim != 2 or rows.shape[1] != m:
         raise ValueError(
             f"d_rows must have shape (R, {m}) or ({m},): distances to the {m} base points, "

@@ -1,5 +1,11 @@
 """The analysis set: every checkpoint of every run, plus the reference points, as one index
-table and one stacked probability array per prediction space (docs/study.md A1, A3)."""
+table and one stacked probability array per prediction space (docs/study.md A1, A3).
+
+The stage runs ``write_analysis_set``: the stacked (M, N, C) float32 arrays are written to disk
+run by run (each run renormalized in blocks), never assembled in memory, after
+``plan_analysis_set`` has stated the disk and memory they need and ``check_predictions_disk``
+has checked the disk. ``build_analysis_set`` is the same in memory, for small sets and tests.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from lowdim.atomic import atomic_directory
 from lowdim.distances import distance_to_points, ignorance_point, truth_point
 from lowdim.geometry import geodesic
 from lowdim.grid import RunSpec
 from lowdim.runs import load_predictions, read_meta
-from lowdim.train import SPACES
+from lowdim.spaces import SPACES
+from lowdim.store import NpyFile, check_disk_space, human_bytes
 
 INDEX = "index.parquet"
 SPEC_COLUMNS = ("run_id", "arch", "optimizer", "batch_size", "base_lr", "lr", "weight_decay",
@@ -79,19 +87,112 @@ def reference_points(labels: Mapping[str, np.ndarray], num_classes: int,
 def build_analysis_set(store: str | Path, specs: Sequence[RunSpec],
                        labels: Mapping[str, np.ndarray], num_classes: int,
                        geodesic_points: int) -> AnalysisSet:
-    """Stack every ok run of `specs` from the store and append the reference points."""
-    metas = [_require_meta(store, s) for s in specs]
-    kept = [m for m in metas if m["status"] == "ok"]
-    excluded = tuple(m["run_id"] for m in metas if m["status"] != "ok")
+    """Stack every ok run of `specs` from the store and append the reference points (in memory:
+    for large grids ``write_analysis_set`` streams the same arrays to disk)."""
+    kept, excluded = _split_runs(store, specs)
     ref_rows, ref_probs = reference_points(labels, num_classes, geodesic_points)
-    index = pd.concat([*(run_rows(m) for m in kept), ref_rows], ignore_index=True)
-    index.insert(0, "row", np.arange(len(index)))
-    for column in INT_COLUMNS:
-        index[column] = index[column].astype("Int64")
+    index = _index(kept, ref_rows)
     probs = {}
     for space in SPACES:
         stacked = [renormalize(load_predictions(store, m["run_id"], space)) for m in kept]
         probs[space] = np.concatenate([*stacked, ref_probs[space]])
+    return AnalysisSet(index=index, probs=probs, excluded=excluded)
+
+
+def _split_runs(store: str | Path, specs: Sequence[RunSpec]) -> tuple[list[dict], tuple[str, ...]]:
+    """meta.json of the ok runs of `specs`, and the ids of the diverged ones."""
+    metas = [_require_meta(store, s) for s in specs]
+    kept = [m for m in metas if m["status"] == "ok"]
+    return kept, tuple(m["run_id"] for m in metas if m["status"] != "ok")
+
+
+def _index(kept: Sequence[Mapping], ref_rows: pd.DataFrame) -> pd.DataFrame:
+    index = pd.concat([*(run_rows(m) for m in kept), ref_rows], ignore_index=True)
+    index.insert(0, "row", np.arange(len(index)))
+    for column in INT_COLUMNS:
+        index[column] = index[column].astype("Int64")
+    return index
+
+
+@dataclass(frozen=True)
+class PredictionsPlan:
+    """What the predictions stage will write for a grid, stated before it starts."""
+
+    runs: int                  # ok runs stacked
+    points: int                # M: checkpoints of those runs plus the reference rows
+    samples: dict[str, int]    # N per space (all samples: the distances subsample later)
+    classes: int               # C
+    disk_bytes: int            # the stacked float32 arrays and the index
+    ram_bytes: int             # one shard of rows, the reference rows, the index
+
+    def describe(self) -> str:
+        spaces = ", ".join(f"{s} N = {n}" for s, n in self.samples.items())
+        return (f"predictions: {self.runs} runs, M = {self.points} points, {spaces}, "
+                f"C = {self.classes}: disk {human_bytes(self.disk_bytes)} (float32), memory about "
+                f"{human_bytes(self.ram_bytes)} plus the interpreter")
+
+
+def plan_analysis_set(store: str | Path, specs: Sequence[RunSpec],
+                      labels: Mapping[str, np.ndarray], num_classes: int, geodesic_points: int,
+                      max_block_bytes: int = 256 * 2**20) -> PredictionsPlan:
+    """The disk and memory ``write_analysis_set`` needs, from the runs' meta.json alone."""
+    kept, _ = _split_runs(store, specs)
+    points = sum(len(m["steps"]) for m in kept) + 2 + geodesic_points
+    samples = {space: len(y) for space, y in labels.items()}
+    row = {space: n * num_classes * 4 for space, n in samples.items()}
+    refs = max(row.values()) * (2 + geodesic_points) * 3  # float32 rows and a float64 geodesic
+    return PredictionsPlan(
+        runs=len(kept), points=points, samples=samples, classes=num_classes,
+        disk_bytes=sum(points * r + 4096 for r in row.values()) + 400 * points,
+        ram_bytes=int(min(max_block_bytes, points * max(row.values())) * 3 + refs
+                      + 2000 * points),
+    )
+
+
+def check_predictions_disk(plan: PredictionsPlan, directory: str | Path) -> None:
+    """Stop (OSError) when the stacked arrays cannot fit beside the old product."""
+    check_disk_space(
+        plan.disk_bytes, directory, f"the predictions stage ({plan.points} points x "
+        f"{' + '.join(str(n) for n in plan.samples.values())} samples x {plan.classes} classes, "
+        "float32)",
+        "or stack fewer numbers: evaluate fewer samples (data.eval_train_size / "
+        "data.eval_test_size) or keep fewer checkpoints or runs. (distances.sample_step thins "
+        "the samples only in the distances stage, embedding.landmarks only the embedding.)")
+
+
+def write_analysis_set(store: str | Path, specs: Sequence[RunSpec],
+                       labels: Mapping[str, np.ndarray], num_classes: int, geodesic_points: int,
+                       directory: str | Path, *, max_block_bytes: int = 256 * 2**20,
+                       progress: bool = False) -> AnalysisSet:
+    """``build_analysis_set`` streamed to `directory` shard by shard, never whole in memory.
+
+    Each run's float16 predictions are renormalized in float32 in blocks of at most
+    ``max_block_bytes`` and written (pwrite) into ``<space>.npy`` at the run's rows; then the
+    reference rows and ``index.parquet``. The bytes equal ``save_analysis_set`` of
+    ``build_analysis_set`` (renormalization is per row). Written atomically; returns the set
+    with its arrays memory-mapped from `directory`.
+    """
+    kept, excluded = _split_runs(store, specs)
+    ref_rows, ref_probs = reference_points(labels, num_classes, geodesic_points)
+    index = _index(kept, ref_rows)
+    with atomic_directory(directory) as tmp:
+        for space in SPACES:
+            shape = (len(index), len(labels[space]), num_classes)
+            out = NpyFile.create(tmp / f"{space}.npy", shape, np.float32)
+            row = 0
+            for meta in tqdm(kept, desc=f"stacking {space}", disable=not progress):
+                run = load_predictions(store, meta["run_id"], space)
+                if run.shape[1:] != shape[1:]:
+                    raise ValueError(f"run {meta['run_id']} has {space} predictions of shape "
+                                     f"{run.shape[1:]}, expected {shape[1:]} (N, C): retrain it")
+                step = max(1, max_block_bytes // max(1, 12 * int(np.prod(shape[1:]))))
+                for start in range(0, len(run), step):
+                    out.write_rows(row + start, renormalize(run[start:start + step]))
+                row += len(run)
+                del run  # unmapped before the next run
+            out.write_rows(row, ref_probs[space])
+        index.to_parquet(tmp / INDEX, index=False)
+    probs = {space: load_probs(directory, space) for space in SPACES}
     return AnalysisSet(index=index, probs=probs, excluded=excluded)
 
 
@@ -119,6 +220,12 @@ def load_index(directory: str | Path) -> pd.DataFrame:
 def load_probs(directory: str | Path, space: str) -> np.ndarray:
     """Stacked probabilities of one space, memory-mapped: (M, N, C) float32."""
     return np.load(Path(directory) / f"{space}.npy", mmap_mode="r", allow_pickle=False)
+
+
+def open_probs(directory: str | Path, space: str) -> NpyFile:
+    """Stacked probabilities of one space as an NpyFile: (M, N, C) float32 rows read on demand,
+    nothing kept mapped (what the distances stage streams through at scale)."""
+    return NpyFile(Path(directory) / f"{space}.npy")
 
 
 def reference_distances(probs: Mapping[str, np.ndarray], index: pd.DataFrame, *,

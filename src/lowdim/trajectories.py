@@ -14,6 +14,14 @@ Choices, documented where they are made:
   production call) or the checkpoint's progress lambda in that space;
 - the geodesic enters at its own parameter t = s_j: reindexing it by accuracy would be
   degenerate, since every point past P0 already predicts the true class (accuracy 1).
+
+Scale. The stage (``analyse_space``) never holds the (R, G, N, C) trajectory set, nor any
+per-sample (G, R, R, N) quantity: ``trajectory_tensor`` builds the trajectories a few grid
+points at a time (R x g x N x C float32, at most ``max_block_bytes``), reading each run's
+bracketing checkpoints only, and reduces each grid point at once to its (R, R) distances by
+the blocked kernel of ``lowdim.distances``. What remains is the (G, R, R) float64 distance
+tensor, O(G R^2) memory (4.2 GB for the paper's G = 100, R = 2,300), which the analyses of
+``lowdim.analysis`` take whole; the pairwise work itself (O(G R^2 N C)) is streamed.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from lowdim.analysis import (
     cluster_configurations,
@@ -32,13 +41,18 @@ from lowdim.analysis import (
     trajectory_embedding,
     tube_width,
 )
+from lowdim.distances import BC_FLOOR, bhattacharyya, check_probabilities
 from lowdim.geometry import (
+    _angles,
+    _check_index,
+    _reindex_brackets,
+    _slerp_roots,
+    _unit_roots,
     average_trajectories,
     geodesic,
     progress,
     reindex,
     riemann_length,
-    trajectory_distance_tensor,
     trajectory_distances,
 )
 
@@ -143,13 +157,104 @@ def run_lengths(index: pd.DataFrame, probs: np.ndarray, run_ids: pd.Series, *,
                                     bc_floor=bc_floor) for r in run_ids])
 
 
+def _trajectory_table(index: pd.DataFrame, runs: pd.DataFrame
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, list[np.ndarray]]:
+    """The trajectory table, the trained runs and each configuration's member positions."""
+    trained = runs[runs["trained"]].reset_index(drop=True)
+    if trained.empty:
+        raise ValueError("no run is trained (final train error at most "
+                         "trajectories.trained_max_error): train longer, or raise the limit")
+    average_rows, members = [], []
+    for config, group in trained.groupby("config", sort=True):
+        members.append(group.index.to_numpy())
+        average_rows.append({**group.iloc[0][list(FACTORS)].to_dict(), "config": config,
+                             "seeds": len(group)})
+    table = pd.concat([
+        trained.assign(kind="run", seeds=1),
+        pd.DataFrame(average_rows).assign(kind="average", run_id=None, seed=-1),
+        pd.DataFrame([{"kind": "geodesic", "config": "geodesic", "run_id": None, "seed": -1,
+                       "arch": "geodesic", "seeds": 0}]),
+    ], ignore_index=True)
+    table.insert(0, "trajectory", np.arange(len(table)))
+    return table, trained, members
+
+
+def trajectory_tensor(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,
+                      index_values: np.ndarray, grid: np.ndarray, *,
+                      bc_floor: float = BC_FLOOR, max_block_bytes: int = 256 * 2**20,
+                      device: str = "cpu", progress_bar: bool = False
+                      ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The trajectory table and its (G, R, R) float64 distance tensor at equal progress (A8).
+
+    Equals ``build_trajectory_set`` followed by ``geometry.trajectory_distance_tensor`` (the
+    same float32 trajectories, the same kernel), without the (R, G, N, C) set: grid points are
+    taken in chunks whose (R, g, N, C) float32 slab fits ``max_block_bytes``, each run
+    contributing only the checkpoints that bracket the chunk's grid points. O(G R^2) memory for
+    the tensor, which the analyses need whole; O(G R^2 N C) work, streamed by the kernel.
+    """
+    table, trained, members = _trajectory_table(index, runs)
+    grid = np.asarray(grid, dtype=np.float64)
+    rows_of = index[index["kind"] == "run"].sort_values("checkpoint").groupby("run_id")["row"]
+    run_rows = [rows_of.get_group(r).to_numpy() for r in trained["run_id"]]
+    brackets = [_reindex_brackets(_check_index(index_values[rows], len(rows)), grid)
+                for rows in run_rows]
+    p0_row, p1_row = reference_rows(index)
+    p0, p1 = np.asarray(probs[p0_row]), np.asarray(probs[p1_row])
+    n_runs, count = len(run_rows), len(table)
+    per_point = count * int(np.prod(probs.shape[1:])) * 4
+    chunk = int(max(1, min(len(grid), max_block_bytes // max(1, per_point))))
+    tensor = np.empty((len(grid), count, count))
+    for g0 in tqdm(range(0, len(grid), chunk), desc="trajectory distances",
+                   disable=not progress_bar):
+        points = np.arange(g0, min(g0 + chunk, len(grid)))
+        slab = np.empty((len(points), count, *probs.shape[1:]), dtype=np.float32)
+        for r, rows in enumerate(run_rows):
+            slab[:, r] = _reindexed_points(probs, rows, brackets[r], points)
+        for c, member in enumerate(members):  # (S, g, N, C) seeds of one configuration
+            slab[:, n_runs + c] = average_trajectories(slab[:, member].swapaxes(0, 1))
+        slab[:, -1] = geodesic(p0, p1, grid[points])
+        for j, point in enumerate(points):
+            tensor[point] = bhattacharyya(slab[j], bc_floor=bc_floor, device=device,
+                                          max_block_bytes=max_block_bytes)
+    return table, tensor
+
+
+def _reindexed_points(probs: np.ndarray, rows: np.ndarray,
+                      brackets: tuple[np.ndarray, np.ndarray, np.ndarray],
+                      points: np.ndarray) -> np.ndarray:
+    """(g, N, C) float64 values of one run at grid points `points`: ``geometry.reindex``'s
+    per-point formula on the bracketing checkpoints only (read once, as one block)."""
+    starts, ends, fractions = (b[points] for b in brackets)
+    first, last = int(min(starts.min(), ends.min())), int(max(starts.max(), ends.max()))
+    part = check_probabilities(np.asarray(probs[rows[first:last + 1]]), "trajectory", 3)
+    out = np.empty((len(points), *part.shape[1:]))
+    cached: tuple[int, int] | None = None
+    for j, (ks, ke, f) in enumerate(zip(starts - first, ends - first, fractions, strict=True)):
+        if ks == ke:
+            a = _unit_roots(part[ks])
+            out[j] = a * a
+            continue
+        if cached != (ks, ke):
+            a0, a1 = _unit_roots(part[ks]), _unit_roots(part[ke])
+            theta = _angles(a0, a1)
+            cached = (ks, ke)
+        out[j] = _slerp_roots(a0, a1, theta, np.array([f]))[0]
+    return out
+
+
 def analyse_space(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,
                   index_values: np.ndarray, grid: np.ndarray, *, bc_floor: float,
-                  importance_repeats: int, seed: int) -> dict[str, object]:
-    """Every trajectory-level product of one prediction space, keyed by product name."""
-    table, stacked = build_trajectory_set(index, probs, runs, index_values, grid)
-    tensor = trajectory_distance_tensor(stacked, bc_floor=bc_floor)
-    del stacked  # (R, G, N, C): the largest array of the stage
+                  importance_repeats: int, seed: int, max_block_bytes: int = 256 * 2**20,
+                  progress_bar: bool = False) -> dict[str, object]:
+    """Every trajectory-level product of one prediction space, keyed by product name.
+
+    The distance tensor comes from ``trajectory_tensor`` (streamed; O(G R^2) memory). The
+    analyses on it are O(G R^2) (tube width, distance to the geodesic: one (G, R) slice per
+    run) or O(R^2) (trajectory and configuration distances, clustering, importance, the
+    trajectory embedding).
+    """
+    table, tensor = trajectory_tensor(index, probs, runs, index_values, grid, bc_floor=bc_floor,
+                                      max_block_bytes=max_block_bytes, progress_bar=progress_bar)
     distances = trajectory_distances(tensor)
     configurations, config_distances = configuration_distances(tensor, table)
     products: dict[str, object] = {

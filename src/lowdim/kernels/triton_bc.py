@@ -18,6 +18,7 @@ without it (or without a GPU) ``unavailable_reason`` says why and callers fall b
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -71,6 +72,29 @@ def new_state(rows_i: int, rows_j: int, device: torch.device) -> tuple[torch.Ten
 def finish(prod: torch.Tensor, expo: torch.Tensor) -> np.ndarray:
     """(M1, M2) state -> (M1, M2) float64 sum over samples of log clip(BC), on the host."""
     return (expo.double() * math.log(2.0) + torch.log(prod.double())).cpu().numpy()
+
+
+def finish_async(prod: torch.Tensor, expo: torch.Tensor) -> Callable[[], np.ndarray]:
+    """``finish`` without waiting: queue the log and a copy into pinned host memory.
+
+    Returns a callable that waits for the copy (a CUDA event) and gives the host array, so the
+    caller can launch the next tile before it writes this one to host memory or to disk. The
+    values are those of ``finish``. On a CPU tensor (Triton's interpreter) it is synchronous.
+    """
+    sums = expo.double() * math.log(2.0) + torch.log(prod.double())
+    if sums.device.type != "cuda":
+        host = sums.numpy()
+        return lambda: host
+    host = torch.empty(sums.shape, dtype=torch.float64, pin_memory=True)
+    host.copy_(sums, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+
+    def result() -> np.ndarray:
+        done.synchronize()
+        return host.numpy()
+
+    return result
 
 
 def accumulate(a: torch.Tensor, b: torch.Tensor, n_offset: int, bc_floor: float, group: int,

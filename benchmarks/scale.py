@@ -1,0 +1,355 @@
+"""The geometry half at scale: predictions -> distances -> embedding on M synthetic checkpoints.
+
+Builds a run store of R runs x T checkpoints x N samples in the store's real format
+(``lowdim.runs.write_run``): per run and sample, a noisy path from ignorance towards a
+near-one-hot prediction at a run-specific endpoint (square-root probabilities interpolated on
+the sphere, run-specific speed and noise), float16 as training writes them. Then it runs the
+stage functions that notebooks 30, 40 and 50 call, each in its own process so that each
+stage's peak resident set (VmHWM, read in the child) is its own:
+
+- predictions: ``plan_analysis_set`` -> ``check_predictions_disk`` -> ``write_analysis_set``
+- distances: ``plan_distances`` -> ``check_distances_disk`` -> ``write_distances`` (block cache
+  on, as the stage's default; ``--no-cache`` turns it off)
+- embedding: ``open_distance_matrix`` + ``load_centring`` -> ``inpca`` (solver auto, 50
+  components and the stress dimensions of the default profile)
+
+    PYTHONPATH=src nice -n 10 python benchmarks/scale.py --sizes 2000 10000 30000
+    PYTHONPATH=src python benchmarks/scale.py --quick          # a smoke size
+    PYTHONPATH=src python benchmarks/scale.py --device cuda    # Triton kernel, GPU products
+
+M is R x T run checkpoints (T = --checkpoints) plus the 102 reference rows the predictions
+stage adds (ignorance, truth, 100 geodesic points). N is the train samples the distances use
+(sample_step 1 here); the test space has N / 5. Prints per stage and size the wall time, the
+peak RSS and the bytes written to disk (allocated blocks; the block cache included for the
+distances), then the growth exponent log(x2/x1) / log(M2/M1) of time and RSS between successive
+sizes, then an extrapolation to --extrapolate M N (labelled as such). Numbers, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+C_DEFAULT = 10
+GEODESIC_POINTS = 100
+N_COMPONENTS = 50
+STRESS_DIMS = (1, 2, 3, 10, 50)
+FACTORS = dict(optimizer="sgd", batch_size=200, base_lr=0.1, lr=0.1, weight_decay=0.0,
+               augment="none", init="default", epochs=10)
+STAGES = ("predictions", "distances", "embedding")
+
+
+# --------------------------------------------------------------------------- the run store
+
+
+def run_paths(rng: np.random.Generator, labels: np.ndarray, checkpoints: int, c: int
+              ) -> np.ndarray:
+    """(T, N, C) float16: one run's path from ignorance towards its own near-one-hot endpoint."""
+    n = len(labels)
+    sharpness = rng.uniform(4.0, 9.0)
+    logits = sharpness * np.eye(c)[labels] + rng.uniform(0.5, 2.5) * rng.standard_normal((n, c))
+    end = np.exp(logits - logits.max(axis=1, keepdims=True))
+    a1 = np.sqrt(end / end.sum(axis=1, keepdims=True))
+    a0 = np.full((n, c), 1.0 / math.sqrt(c))
+    theta = np.arccos(np.clip((a0 * a1).sum(axis=1), -1.0, 1.0))[None, :, None]
+    t = np.linspace(0.0, 1.0, checkpoints) ** rng.uniform(0.5, 2.0)  # run-specific speed
+    t = t[:, None, None]
+    a = (np.sin((1 - t) * theta) * a0 + np.sin(t * theta) * a1) / np.sin(theta)
+    a = np.abs(a + 0.02 * t * rng.standard_normal(a.shape))  # noise grows along the path
+    p = a * a
+    return (p / p.sum(axis=2, keepdims=True)).astype(np.float16)
+
+
+def build_store(work: Path, runs: int, checkpoints: int, n: dict[str, int], c: int,
+                seed: int = 0) -> None:
+    """The run store, specs and labels of one size (written under `work`)."""
+    from lowdim.grid import RunSpec
+    from lowdim.runs import write_run
+    from lowdim.train import RunResult
+
+    rng = np.random.default_rng(seed)
+    labels = {space: rng.integers(0, c, size=count) for space, count in n.items()}
+    specs = []
+    archs = ("fc", "allcnn", "wr-10-4-8", "wr-16-4-16", "convmixer", "vit")
+    for r in range(runs):
+        spec = RunSpec(arch=archs[r % len(archs)], seed=r, **FACTORS)
+        result = RunResult(spec=spec, iters_per_epoch=100)
+        paths = {space: run_paths(rng, y, checkpoints, c) for space, y in labels.items()}
+        for k in range(checkpoints):
+            result.steps.append(k * 10)
+            result.epochs.append(k / 10)
+            for space, y in labels.items():
+                p = paths[space][k].astype(np.float32)
+                result.probs[space].append(paths[space][k])
+                result.loss[space].append(float(-np.log(np.maximum(p[np.arange(len(y)), y],
+                                                                   1e-30)).mean()))
+                result.error[space].append(float((p.argmax(1) != y).mean()))
+        write_run(work / "runs", result, "synthetic")
+        specs.append(spec.to_dict())
+    (work / "specs.json").write_text(json.dumps(specs))
+    np.savez(work / "labels.npz", **labels)
+
+
+# --------------------------------------------------------------------------- stages (children)
+
+
+def child(stage: str, work: Path, options: dict) -> dict:
+    """Run one stage as notebooks 30 / 40 / 50 do; returns what it printed."""
+    from lowdim.grid import RunSpec
+
+    notes = []
+    if stage == "predictions":
+        from lowdim.predictions import check_predictions_disk, plan_analysis_set, write_analysis_set
+
+        specs = [RunSpec(**s) for s in json.loads((work / "specs.json").read_text())]
+        with np.load(work / "labels.npz") as z:
+            labels = {space: z[space] for space in z.files}
+        plan = plan_analysis_set(work / "runs", specs, labels, options["c"], GEODESIC_POINTS)
+        notes.append(plan.describe())
+        check_predictions_disk(plan, work / "predictions")
+        write_analysis_set(work / "runs", specs, labels, options["c"], GEODESIC_POINTS,
+                           work / "predictions")
+    elif stage == "distances":
+        from lowdim.distance_blocks import (
+            check_distances_disk,
+            plan_distances,
+            unit_labels,
+            write_distances,
+        )
+        from lowdim.predictions import load_index, open_probs, reference_distances
+        from lowdim.store import BlockCache
+
+        index = load_index(work / "predictions")
+        probs = {space: open_probs(work / "predictions", space) for space in ("train", "test")}
+        labels = unit_labels(index)
+        samples = {s: p.shape[1] for s, p in probs.items()}
+        plan = plan_distances(len(index), samples, options["c"], dtype=options["dtype"],
+                              cache=options["cache"], units=len(set(labels)),
+                              device=options["device"])
+        notes.append(plan.describe())
+        cache_dir = work / "cache" if options["cache"] else None
+        use_cache = check_distances_disk(plan, work / "distances", cache_dir)
+        cache = BlockCache(cache_dir) if use_cache else None
+        reference = reference_distances(probs, index, bc_floor=1e-8)
+        start = time.perf_counter()
+        done = write_distances(probs, labels, cache, work / "distances", reference,
+                               dtype=options["dtype"], sample_step=1, device=options["device"])
+        seconds = time.perf_counter() - start
+        notes.append(f"matrices {seconds:.1f} s: {plan.pair_samples / seconds / 1e9:.3f} G "
+                     "pair-sample terms per second; "
+                     + "; ".join(f"{s}: {d.computed} of {d.blocks} unit-pair blocks computed"
+                                 for s, d in done.items()))
+        options["pair_samples"] = plan.pair_samples
+        options["matrix_seconds"] = seconds
+    elif stage == "embedding":
+        from lowdim.inpca import inpca, memory_estimate
+        from lowdim.store import (
+            human_bytes,
+            load_centring,
+            open_distance_matrix,
+            save_embeddings,
+            stress_metrics,
+        )
+
+        n_eigenvalues = max(N_COMPONENTS, *STRESS_DIMS)
+        embeddings = {}
+        for space in ("train", "test"):
+            d = open_distance_matrix(work / "distances", space)
+            stats = load_centring(work / "distances", space)
+            need = memory_estimate(d.shape[0], N_COMPONENTS, n_eigenvalues=n_eigenvalues,
+                                   landmarks=options["landmarks"])
+            notes.append(f"{space}: memory about {human_bytes(need)} plus the interpreter")
+            embeddings[space] = inpca(d, N_COMPONENTS, n_eigenvalues=n_eigenvalues, stats=stats,
+                                      landmarks=options["landmarks"],
+                                      device=None if options["device"] == "cpu" else "cuda")
+            notes.append(f"{space}: {stress_metrics(embeddings[space], STRESS_DIMS)}")
+        save_embeddings(embeddings, work / "embedding")
+    else:
+        raise ValueError(f"unknown stage {stage!r}")
+    return {"notes": notes, "pair_samples": options.get("pair_samples"),
+            "matrix_seconds": options.get("matrix_seconds")}
+
+
+def vm_hwm() -> int:
+    """Peak resident set of this process in bytes (VmHWM), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# --------------------------------------------------------------------------- the parent
+
+
+def allocated(paths: list[Path]) -> int:
+    """Bytes of disk blocks allocated under `paths`."""
+    total = 0
+    for path in paths:
+        if path.is_file():
+            total += path.stat().st_blocks * 512
+        elif path.is_dir():
+            total += sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
+    return total
+
+
+def run_stage(stage: str, work: Path, options: dict) -> dict:
+    """One stage in a child process: wall time, its peak RSS and the disk it wrote."""
+    outputs = {"predictions": [work / "predictions"],
+               "distances": [work / "distances", work / "cache"],
+               "embedding": [work / "embedding"]}[stage]
+    before = allocated(outputs)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--child", stage, "--workdir", str(work),
+                           "--options", json.dumps(options)], env=env, capture_output=True,
+                          text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"stage {stage} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result.update(wall=wall, disk=allocated(outputs) - before)
+    return result
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 / 10 else f"{n / 2**20:.1f} MiB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000, 30000],
+                        help="M = R x T run checkpoints per size")
+    parser.add_argument("--n", type=int, default=1000, help="train samples (test: N / 5)")
+    parser.add_argument("--c", type=int, default=C_DEFAULT, help="classes")
+    parser.add_argument("--checkpoints", type=int, default=66, help="T per run (paper: ~66)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                        help="stored distance matrices (distances.dtype)")
+    parser.add_argument("--no-cache", action="store_true", help="distances without block cache")
+    parser.add_argument("--landmarks", type=int, default=None, help="embedding.landmarks")
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument("--quick", action="store_true", help="one smoke size: M = 600, N = 100")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where stores and products go (default: a temporary directory)")
+    parser.add_argument("--keep", action="store_true", help="keep each size's files")
+    parser.add_argument("--extrapolate", type=int, nargs=2, default=[150_000, 2_500],
+                        metavar=("M", "N"), help="size to extrapolate to (train N; test N / 5)")
+    parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        result = child(args.child, args.workdir, json.loads(args.options))
+        result["rss"] = vm_hwm()
+        print(json.dumps(result))
+        return
+    if args.quick:
+        args.sizes, args.n = [600], 100
+    base = args.workdir or Path(os.environ.get("TMPDIR", "/tmp")) / "lowdim-scale"
+    options = {"c": args.c, "dtype": args.dtype, "cache": not args.no_cache,
+               "device": args.device, "landmarks": args.landmarks}
+    n = {"train": args.n, "test": max(1, args.n // 5)}
+    print(f"lowdim scale benchmark: N = {n['train']} train / {n['test']} test samples, "
+          f"C = {args.c}, T = {args.checkpoints} checkpoints per run, distances {args.dtype}, "
+          f"cache {'off' if args.no_cache else 'on'}, device {args.device}, "
+          f"landmarks {args.landmarks}; {os.cpu_count()} CPUs; work in {base}")
+    rows = []
+    for size in args.sizes:
+        runs = max(1, round(size / args.checkpoints))
+        work = base / f"m{size}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        start = time.perf_counter()
+        build_store(work, runs, args.checkpoints, n, args.c)
+        m = runs * args.checkpoints + 2 + GEODESIC_POINTS
+        print(f"\nM = {m} ({runs} runs x {args.checkpoints} + {2 + GEODESIC_POINTS} reference "
+              f"rows): run store {gib(allocated([work / 'runs']))} built in "
+              f"{time.perf_counter() - start:.1f} s")
+        for stage in args.stages:
+            result = run_stage(stage, work, options)
+            rows.append({"stage": stage, "m": m, **result})
+            for note in result["notes"]:
+                print(f"  {stage}: {note}")
+            print(f"  {stage}: wall {result['wall']:.1f} s, peak RSS {gib(result['rss'])}, "
+                  f"disk written {gib(result['disk'])}", flush=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\n{'stage':<12} {'M':>8} {'N':>6} {'wall s':>9} {'peak RSS':>11} {'disk written':>13}")
+    for r in rows:
+        print(f"{r['stage']:<12} {r['m']:>8} {args.n:>6} {r['wall']:>9.1f} "
+              f"{gib(r['rss']):>11} {gib(r['disk']):>13}")
+    print("\ngrowth exponents log(x2/x1) / log(M2/M1):")
+    print(f"{'stage':<12} {'M1 -> M2':>18} {'time':>7} {'RSS':>7}")
+    for stage in args.stages:
+        mine = [r for r in rows if r["stage"] == stage]
+        for a, b in zip(mine, mine[1:], strict=False):
+            scale = math.log(b["m"] / a["m"])
+            print(f"{stage:<12} {a['m']:>8} -> {b['m']:<8} "
+                  f"{math.log(b['wall'] / a['wall']) / scale:>7.2f} "
+                  f"{math.log(b['rss'] / a['rss']) / scale:>7.2f}")
+    extrapolate(rows, args, n)
+
+
+def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int]) -> None:
+    """Extrapolated time, RSS and disk at --extrapolate M N from the largest measured size."""
+    big_m, big_n = args.extrapolate
+    big = {"train": big_n, "test": max(1, big_n // 5)}
+    print(f"\nEXTRAPOLATED (not measured) to M = {big_m}, N = {big['train']} train / "
+          f"{big['test']} test, from the largest size measured:")
+    itemsize = 8 if args.dtype == "float64" else 4
+    for stage in args.stages:
+        mine = [r for r in rows if r["stage"] == stage]
+        if not mine:
+            continue
+        last = mine[-1]
+        ratio = big_m / last["m"]
+        if len(mine) >= 2:  # linear in M from the last two sizes: interpreter + per-point slope
+            prev = mine[-2]
+            slope = max(0.0, (last["rss"] - prev["rss"]) / (last["m"] - prev["m"]))
+            rss = last["rss"] + slope * (big_m - last["m"])
+            rss_how = f"{slope:.0f} bytes per point beyond the last size"
+        else:
+            rss, rss_how = float("nan"), "needs two sizes"
+        if stage == "distances" and last.get("pair_samples"):
+            rate = last["pair_samples"] / last["matrix_seconds"]
+            terms = big_m * (big_m + 1) / 2 * sum(big.values())
+            wall = terms / rate + (last["wall"] - last["matrix_seconds"]) * ratio**2
+            how = (f"{terms / 1e12:.3g} T pair-sample terms at the measured "
+                   f"{rate / 1e9:.3f} G/s")
+            # two matrices; a cold cache holds the unit pairs u <= v: about half of each again
+            disk = 2 * big_m**2 * itemsize * (1.5 if not args.no_cache else 1)
+        elif stage == "predictions":
+            wall = last["wall"] * ratio * sum(big.values()) / sum(n.values())
+            how = "linear in M x N"
+            disk = big_m * sum(big.values()) * args.c * 4
+        else:
+            time_exps = [math.log(b["wall"] / a["wall"]) / math.log(b["m"] / a["m"])
+                         for a, b in zip(mine, mine[1:], strict=False)]
+            exp = max(time_exps[-1], 2.0) if time_exps else 2.0
+            wall = last["wall"] * ratio**exp
+            how = f"time exponent {exp:.2f} (at least 2: every product reads D)"
+            disk = 0
+        print(f"  {stage:<12} wall ~{wall / 3600:.2f} h ({how}); peak RSS ~{gib(rss)} "
+              f"({rss_how}); disk ~{disk / 1e9:.0f} GB")
+
+
+if __name__ == "__main__":
+    main()
