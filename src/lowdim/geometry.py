@@ -327,19 +327,23 @@ def trajectory_distance_tensor(
     *,
     bc_floor: float = BC_FLOOR,
     device: str = "cpu",
+    method: str = "auto",
+    max_block_bytes: int = 256 * 2**20,
     progress_bar: bool = False,
 ) -> np.ndarray:
     """(R, G, N, C) reindexed trajectories -> (G, R, R) float64 d_B at equal grid index (A8).
 
     dists[t, i, j] = d_B(P_i(s_t), P_j(s_t)) on all samples, by ``lowdim.distances.bhattacharyya``
-    (float32 kernel, float64 accumulation): exactly symmetric with a zero diagonal. Pass float32
-    trajectories to halve memory; the kernel computes in float32 either way.
+    (float32 kernel, float64 accumulation; ``method`` and ``max_block_bytes`` as there): exactly
+    symmetric with a zero diagonal. Pass float32 trajectories to halve memory; the kernel
+    computes in float32 either way.
     """
     trajectories = _check_stack(trajectories, "trajectories", "(R, G, N, C)")
     r, g = trajectories.shape[:2]
     out = np.empty((g, r, r))
     for t in tqdm(range(g), desc="trajectory distances", disable=not progress_bar):
-        out[t] = bhattacharyya(trajectories[:, t], bc_floor=bc_floor, device=device)
+        out[t] = bhattacharyya(trajectories[:, t], bc_floor=bc_floor, device=device,
+                               method=method, max_block_bytes=max_block_bytes)
     return out
 
 

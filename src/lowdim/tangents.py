@@ -78,13 +78,16 @@ def tangent_basis(
 
 
 def tangent_embedding(
-    basis: np.ndarray, *, sample_step: int = 1, bc_floor: float = BC_FLOOR
+    basis: np.ndarray, *, sample_step: int = 1, bc_floor: float = BC_FLOOR, **distance_options
 ) -> Embedding:
-    """(4, N, C) basis -> full (dense) InPCA of its pairwise distances, 3 axes."""
+    """(4, N, C) basis -> full (dense) InPCA of its pairwise distances, 3 axes.
+
+    ``distance_options`` (method, device, max_block_bytes) go to ``distances.bhattacharyya``.
+    """
     basis = check_probabilities(basis, "basis", 3)
     if basis.shape[0] != 4:
         raise ValueError(f"basis must hold 4 points (P0, P*, start, end), got {basis.shape[0]}")
-    d = bhattacharyya(basis, sample_step=sample_step, bc_floor=bc_floor)
+    d = bhattacharyya(basis, sample_step=sample_step, bc_floor=bc_floor, **distance_options)
     return inpca(d, n_components=3)  # 4 centred points span at most 3 dimensions
 
 
@@ -95,9 +98,14 @@ def project_onto_basis(
     *,
     sample_step: int = 1,
     bc_floor: float = BC_FLOOR,
+    **distance_options,
 ) -> np.ndarray:
-    """(M, N, C) models -> (M, 3) coordinates on the basis axes, out of sample."""
-    rows = bhattacharyya(probs, basis, sample_step=sample_step, bc_floor=bc_floor)
+    """(M, N, C) models -> (M, 3) coordinates on the basis axes, out of sample.
+
+    ``distance_options`` (method, device, max_block_bytes) go to ``distances.bhattacharyya``.
+    """
+    rows = bhattacharyya(probs, basis, sample_step=sample_step, bc_floor=bc_floor,
+                         **distance_options)
     return project(rows, embedding)
 
 

@@ -18,26 +18,33 @@ split, so its relabelled labels are the relabelled training labels at those posi
 split gets its own draw from the same RandomState, after the training draw.
 
 Only the "train" prediction space is analysed here. Loss and error columns of the joint set are
-always taken against the true labels.
+always taken against the true labels. `run_corners` is the whole study (notebook 70): training
+on `train.device`, the joint set's distances and InPCA with the `distances` and `embedding`
+settings, and the convergence analysis.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lowdim.config import CornersConfig
+from lowdim.config import Config, CornersConfig
 from lowdim.data import Prepared
-from lowdim.distances import truth_point
+from lowdim.distances import bhattacharyya, truth_point
 from lowdim.geometry import geodesic, reindex, trajectory_distance_tensor
 from lowdim.grid import RunSpec, scaled_lr
 from lowdim.predictions import loss_and_error, renormalize
-from lowdim.train import DeviceData, RunResult, train_run
+from lowdim.store import stress_metrics
+from lowdim.studies.common import StudyResult, distance_options, embed
+from lowdim.train import DeviceData, RunResult, resolve_device, train_run
+from lowdim.trajectories import progress_grid
 
 KINDS = ("uniform", "subsample")
 # Rows of the joint set that are runs (their checkpoints), and the reference kinds.
@@ -77,7 +84,7 @@ def balanced_subset(labels: np.ndarray, size: int, iseed: int) -> np.ndarray:
         members = np.flatnonzero(labels == c)
         if len(members) < per_class:
             raise ValueError(f"class {c} has {len(members)} samples, fewer than the {per_class} "
-                             "a balanced subset needs: lower corners.subsample_size")
+                             "a balanced subset needs: lower studies.corners.subsample_size")
         chosen.append(rng.choice(members, size=per_class, replace=False))
     return np.sort(np.concatenate(chosen))
 
@@ -125,7 +132,7 @@ def train_corner(data: DeviceData, prepared: Prepared, cfg: CornersConfig, kind:
                        eval_batch_size=eval_batch_size, keep_state=True)
     if phase1.status != "ok":
         raise RuntimeError(f"phase 1 of corner {corner_name(kind, iseed)} seed {seed} diverged at "
-                           f"step {phase1.diverged_at_step}: lower corners.base_lr")
+                           f"step {phase1.diverged_at_step}: lower studies.corners.base_lr")
     phase2 = train_run(second, data, eval_batch_size=eval_batch_size,
                        initial_state=phase1.final_state)
     return phase1, phase2
@@ -172,8 +179,8 @@ def joint_set(corner_parts: Sequence[tuple[pd.DataFrame, np.ndarray]], main_inde
             | main_index["kind"].isin(["ignorance", "truth", "geodesic"]))
     main_rows = main_index[keep]
     if not (main_rows["kind"] == "run").any():
-        raise ValueError(f"the main analysis set holds no run of {arch!r}: corners.arch must be "
-                         "trained by the main grid")
+        raise ValueError(f"the main analysis set holds no run of {arch!r}: studies.corners.arch "
+                         "must be trained by the main grid")
     p0 = np.asarray(main_probs[main_rows.index[main_rows["kind"] == "ignorance"][0]])
     main = main_rows[["kind", "run_id", "optimizer", "seed", "checkpoint", "step", "epoch", "t",
                       "train_loss", "train_error"]].assign(corner="")
@@ -201,7 +208,7 @@ def trajectory_rows(index: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray, *,
-                bc_floor: float) -> pd.DataFrame:
+                bc_floor: float, **distance_options: Any) -> pd.DataFrame:
     """Distance of each phase-2 corner run to the normal runs at equal progress (A7-A8).
 
     Runs are reindexed by training accuracy (1 - train error on the true labels). For each corner
@@ -209,6 +216,8 @@ def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray, *,
     the median d_B between two different normal runs at s (the tube the corner joins or not).
     `to_normal` is NaN below the accuracy a corner run starts from (reindexing would hold its
     first checkpoint there, comparing it with less trained normal runs).
+    Distances use every sample; `distance_options` (method, device, max_block_bytes) go to
+    `geometry.trajectory_distance_tensor`.
     Long table: corner, run_id, seed, s, to_normal, normal_spread.
     """
     rows_of = trajectory_rows(index)
@@ -218,11 +227,12 @@ def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray, *,
     normal = np.array([k == "run" for k in kinds])
     if normal.sum() < 2 or normal.all():
         raise ValueError("the convergence analysis needs at least two normal runs and one corner "
-                         "run: add seeds or optimizers of corners.arch to the grid")
+                         "run: add seeds or optimizers of studies.corners.arch to the grid")
     accuracy = 1.0 - index["train_error"].to_numpy(dtype=np.float64)
     stacked = np.stack([reindex(np.asarray(probs[rows_of[r]]), accuracy[rows_of[r]], grid)
                         .astype(np.float32) for r in run_ids])
-    tensor = trajectory_distance_tensor(stacked, bc_floor=bc_floor)  # (G, R, R)
+    tensor = trajectory_distance_tensor(stacked, bc_floor=bc_floor,
+                                        **distance_options)  # (G, R, R)
     n_idx = np.flatnonzero(normal)
     pairs = tensor[:, n_idx][:, :, n_idx]
     upper = np.triu_indices(len(n_idx), k=1)
@@ -263,3 +273,68 @@ def convergence_metrics(table: pd.DataFrame, index: pd.DataFrame,
             float(final.loc[final["corner"] == corner, "train_error"].mean()), 6)
         out[corner] = entry
     return out
+
+
+def train_corners(data: DeviceData, prepared: Prepared, cfg: CornersConfig, *,
+                  model_size: Mapping, reference_batch_size: int, eval_batch_size: int = 1000
+                  ) -> tuple[list[tuple[pd.DataFrame, np.ndarray]], pd.DataFrame]:
+    """Both phases of every kind x iseed x seed: their (rows, (T, N, C) train-space
+    probabilities) in that order, and a log table (one row per phase: status, checkpoints,
+    final errors against its own and the true labels, seconds)."""
+    true_labels = prepared.train_labels[prepared.eval_train_index]
+    parts, log = [], []
+    for kind in cfg.kinds:
+        for iseed in cfg.iseeds:
+            for seed in cfg.seeds:
+                started = time.perf_counter()
+                phases = train_corner(data, prepared, cfg, kind, iseed, seed,
+                                      model_size=model_size,
+                                      reference_batch_size=reference_batch_size,
+                                      eval_batch_size=eval_batch_size)
+                for phase, result in enumerate(phases, start=1):
+                    rows, probs = corner_rows(result, kind, iseed, phase, "train", true_labels)
+                    parts.append((rows, probs))
+                    log.append({"corner": corner_name(kind, iseed), "seed": seed,
+                                "phase": phase, "status": result.status,
+                                "checkpoints": len(rows),
+                                "final error (own labels)": result.error["train"][-1],
+                                "final error (true labels)": rows["train_error"].iloc[-1]})
+                log[-1]["seconds"] = round(time.perf_counter() - started, 1)
+    return parts, pd.DataFrame(log)
+
+
+def corner_truths(prepared: Prepared, cfg: CornersConfig) -> dict[str, np.ndarray]:
+    """corner name -> (N,) relabelled train-space labels of every `uniform` corner."""
+    if "uniform" not in cfg.kinds:
+        return {}
+    return {corner_name("uniform", i): relabel_uniform(prepared, i).eval_labels["train"]
+            for i in cfg.iseeds}
+
+
+def run_corners(cfg: Config, prepared: Prepared, main_index: pd.DataFrame,
+                main_probs: np.ndarray, *, distance_device: str | None = None) -> StudyResult:
+    """The corners study: train every corner (on `train.device`), embed the joint set with the
+    normal runs of `studies.corners.arch` from the main analysis set (`main_index`, (M, N, C)
+    train-space `main_probs`), and compare the phase-2 runs with the normal runs.
+
+    Products: `index` (the joint set), `embedding` (its InPCA), `convergence` (long table);
+    metrics: `train` (explained stress) and `corners` (per corner, `convergence_metrics`);
+    summary: the training log.
+    """
+    study = cfg.studies.corners
+    data = DeviceData.from_prepared(prepared, resolve_device(cfg.train.device))
+    parts, log = train_corners(data, prepared, study,
+                               model_size=cfg.models.get(study.arch, {}),
+                               reference_batch_size=cfg.train.lr_reference_batch_size,
+                               eval_batch_size=cfg.train.eval_batch_size)
+    index, probs = joint_set(parts, main_index, main_probs, study.arch,
+                             corner_truths(prepared, study), prepared.num_classes,
+                             study.geodesic_points)
+    d = bhattacharyya(probs, **distance_options(cfg.distances, distance_device))
+    embedding = embed(d, cfg.embedding)
+    table = convergence(index, probs, progress_grid(study.grid_points),
+                        **distance_options(cfg.distances, distance_device, all_samples=True))
+    metrics = {"train": stress_metrics(embedding, cfg.embedding.stress_dims),
+               "corners": convergence_metrics(table, index)}
+    return StudyResult(products={"index": index, "embedding": embedding, "convergence": table},
+                       metrics=metrics, summary=log)

@@ -1,5 +1,5 @@
-"""Initialization corners (docs/study.md B7): relabelling, balanced subsets, the two phases, the corner
-geodesics and the convergence analysis."""
+"""Initialization corners (docs/study.md B7, lowdim.studies.corners): relabelling, balanced subsets,
+the two phases, the corner geodesics, the convergence analysis and the whole study."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from lowdim.config import CornersConfig
-from lowdim.corners import (
+from lowdim.config import CornersConfig, load_config
+from lowdim.distances import bhattacharyya, ignorance_point, truth_point
+from lowdim.inpca import minkowski_sq_distances
+from lowdim.predictions import reference_points
+from lowdim.studies.corners import (
     balanced_subset,
     convergence,
     convergence_metrics,
@@ -20,9 +23,9 @@ from lowdim.corners import (
     phase_specs,
     reference_block,
     relabel_uniform,
+    run_corners,
     train_corner,
 )
-from lowdim.distances import bhattacharyya, ignorance_point, truth_point
 from lowdim.train import DeviceData, train_run
 
 SMALL = CornersConfig(arch="fc", optimizer="sgdn", base_lr=0.1, batch_size=128,
@@ -174,3 +177,59 @@ def test_accuracies_below_a_corner_runs_start_are_not_compared():
     assert np.array_equal(np.isnan(table["to_normal"]), grid < 0.6)
     metrics = convergence_metrics(table, index)["subsample-0"]
     assert metrics["to_normal_at_0.5"] is None and metrics["to_normal_at_1"] > 0
+
+
+def _main_set(prepared, runs: int = 2, checkpoints: int = 4) -> tuple[pd.DataFrame, np.ndarray]:
+    """A main analysis set on the prepared train space: `runs` fc runs whose train error falls
+    from 0.9 to 0.05, then ignorance, truth and a 3-point geodesic."""
+    rng = np.random.default_rng(5)
+    labels = prepared.train_labels[prepared.eval_train_index]
+    n = len(labels)
+    error = np.linspace(0.9, 0.05, checkpoints)
+    rows = pd.DataFrame({
+        "kind": "run", "run_id": np.repeat([f"fc-{i}" for i in range(runs)], checkpoints),
+        "arch": "fc", "optimizer": "sgdn", "seed": np.repeat(np.arange(runs), checkpoints),
+        "checkpoint": np.tile(np.arange(checkpoints), runs), "step": 0, "epoch": 0.0,
+        "train_loss": 1.0, "train_error": np.tile(error, runs)})
+    probs = rng.dirichlet(np.ones(10), size=(runs * checkpoints, n)).astype(np.float32)
+    ref_rows, ref_probs = reference_points({"train": labels}, 10, 3)
+    index = pd.concat([rows, ref_rows], ignore_index=True)
+    index.insert(0, "row", np.arange(len(index)))
+    return index, np.concatenate([probs, ref_probs["train"]])
+
+
+def test_run_corners_trains_embeds_and_compares(root, small_prepared):
+    cfg = load_config(root / "profiles" / "tiny.yaml", {
+        "models": {"fc": {"widths": [16]}},
+        "embedding": {"n_components": 50, "stress_dims": [1, 2, 3]},  # every axis: exact
+        "studies": {"corners": {"kinds": ["uniform"], "iseeds": [0], "seeds": [42],
+                                "phase1_epochs": 1, "phase2_epochs": 1, "batch_size": 128,
+                                "geodesic_points": 4, "grid_points": 5}}})
+    main_index, main_probs = _main_set(small_prepared)
+    result = run_corners(cfg, small_prepared, main_index, main_probs, distance_device="cpu")
+    index, emb = result.products["index"], result.products["embedding"]
+    counts = index["kind"].value_counts()
+    assert counts["run"] == 8 and counts["corner_truth"] == 1 and counts["corner_geodesic"] == 4
+    assert list(result.summary["phase"]) == [1, 2] and (result.summary["status"] == "ok").all()
+    assert counts["corner_run"] == result.summary["checkpoints"].sum()
+    assert emb.coords.shape == (len(index), len(index))
+    # With every axis the embedding reproduces the distances: the corner geodesic ends (t = 1) on
+    # the relabelled truth, which lies 1/2 ln C from ignorance, as the main truth does.
+    d = minkowski_sq_distances(emb.coords, emb.signs)
+    row = {kind: index.index[index["kind"] == kind][0]
+           for kind in ("ignorance", "truth", "corner_truth")}
+    end = index.index[(index["kind"] == "corner_geodesic") & (index["t"] == 1.0)][0]
+    assert abs(d[row["corner_truth"], end]) < 1e-6
+    for truth in ("truth", "corner_truth"):
+        assert d[row["ignorance"], row[truth]] == pytest.approx(0.5 * np.log(10), rel=1e-6)
+    # Phase 2 starts where phase 1 ended: the same point of the embedding.
+    runs = index[index["kind"] == "corner_run"]
+    last1 = runs[runs["phase"] == 1].sort_values("checkpoint").index[-1]
+    first2 = runs[(runs["phase"] == 2) & (runs["checkpoint"] == 0)].index[0]
+    assert abs(d[last1, first2]) < 1e-6
+    chi = [result.metrics["train"][f"explained_stress_{k}"] for k in (1, 2, 3)]
+    assert 0 < chi[0] <= chi[1] <= chi[2] <= 1
+    table = result.products["convergence"]
+    assert set(table["corner"]) == {"uniform-0"} and len(table) == 5  # one phase-2 run, 5 points
+    assert (table["normal_spread"] > 0).all()
+    assert set(result.metrics["corners"]) == {"uniform-0"}

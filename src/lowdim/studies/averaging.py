@@ -1,0 +1,162 @@
+"""Averaging methods (docs/study.md A9, D19): the seeds of one configuration averaged at equal
+checkpoint index by six methods, embedded jointly with every run checkpoint, P0 and P*.
+
+The averages are those of `lowdim.centroids` (AM, GM, HM, square-root mean, Bhattacharyya and
+Jeffreys centroids), each renormalized per sample. For each prediction space the stored run x run
+matrix of the distances stage is reused and only the averages' rows are computed, with the same
+`distances` settings; InPCA of the joint matrix with the `embedding` settings. For each average,
+its progress (A6 'mean' mode, closed form) and its accuracy (the mean probability of the true
+class, as the authors) at every checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from lowdim.centroids import AVERAGING_METHODS, average_trajectory
+from lowdim.config import Config
+from lowdim.distances import bhattacharyya, check_probabilities
+from lowdim.geometry import progress_closed_form
+from lowdim.spaces import SPACES
+from lowdim.studies.common import (
+    StudyResult,
+    check_spaces,
+    distance_options,
+    embed,
+    joint_distance_matrix,
+)
+from lowdim.trajectories import config_key, reference_rows
+
+
+def configuration_runs(
+    index: pd.DataFrame, arch: str | None = None, optimizer: str | None = None
+) -> list[str]:
+    """Run ids (sorted) of one configuration with at least two runs: the first such configuration
+    (by its key) among those with this arch and optimizer, or among all when both are None."""
+    runs = index[index["kind"] == "run"].drop_duplicates("run_id")
+    if arch is not None:
+        runs = runs[runs["arch"] == arch]
+    if optimizer is not None:
+        runs = runs[runs["optimizer"] == optimizer]
+    keys = pd.Series([config_key(r) for r in runs.to_dict("records")], index=runs.index)
+    sizes = keys.value_counts()
+    eligible = sorted(sizes[sizes >= 2].index)
+    if not eligible:
+        wanted = f"arch {arch!r}, optimizer {optimizer!r}" if arch or optimizer else "any"
+        raise ValueError(f"no configuration ({wanted}) has two or more runs to average: add seeds "
+                         "to grid.seed or choose another studies.averaging configuration")
+    return sorted(runs.loc[keys == eligible[0], "run_id"])
+
+
+def stack_runs(index: pd.DataFrame, probs: np.ndarray, run_ids: list[str]) -> np.ndarray:
+    """(M, N, C) analysis-set probabilities -> (S, K, N, C) float64, runs aligned by checkpoint."""
+    runs = index[index["kind"] == "run"]
+    rows = [runs[runs["run_id"] == r].sort_values("checkpoint")["row"].to_numpy()
+            for r in run_ids]
+    counts = {len(r) for r in rows}
+    if 0 in counts or len(counts) != 1:
+        raise ValueError(f"runs {run_ids} must each have the same number of checkpoints (> 0) "
+                         f"to be averaged at equal checkpoint index, got {sorted(counts)}")
+    return np.stack([np.asarray(probs[r], dtype=np.float64) for r in rows])
+
+
+def averaged_trajectories(
+    trajectories: np.ndarray, *, bhattacharyya_iterations: int = 100
+) -> dict[str, np.ndarray]:
+    """(S, K, N, C) -> {method: (K, N, C)} for the six averaging methods of A9."""
+    options = {"bhattacharyya": {"max_iter": bhattacharyya_iterations}}
+    return {m: average_trajectory(trajectories, m, **options.get(m, {}))
+            for m in AVERAGING_METHODS}
+
+
+def true_class_probability(probs: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(M, N, C) models, (N, C) one-hot truth -> (M,) mean probability of the true class.
+
+    The accuracy of A9's averaging figure (labelled "1 - validation error" by the authors).
+    """
+    probs = check_probabilities(probs, "probs", 3)
+    truth = check_probabilities(truth, "truth", 2)
+    if probs.shape[1:] != truth.shape:
+        raise ValueError(f"truth must have shape (N, C) = {probs.shape[1:]}, got {truth.shape}")
+    return np.einsum("mnc,nc->m", np.asarray(probs, dtype=np.float64), truth) / truth.shape[0]
+
+
+def curves_table(space: str, averages: Mapping[str, np.ndarray], trajectories: np.ndarray,
+                 run_ids: list[str], p0: np.ndarray, p1: np.ndarray) -> pd.DataFrame:
+    """Progress and accuracy at every checkpoint of each average ({method: (K, N, C)}) and of
+    each averaged run ((S, K, N, C) `trajectories`): space, method, run_id, checkpoint,
+    progress, accuracy; method is "run" for the runs, run_id None for the averages."""
+    curves = [(m, None, models) for m, models in averages.items()]
+    curves += [("run", r, t) for r, t in zip(run_ids, trajectories, strict=True)]
+    return pd.concat([pd.DataFrame({
+        "space": space, "method": method, "run_id": run_id,
+        "checkpoint": np.arange(len(models)),
+        "progress": progress_closed_form(models, p0, p1),
+        "accuracy": true_class_probability(models, p1)}) for method, run_id, models in curves],
+        ignore_index=True)
+
+
+def points_table(index: pd.DataFrame, base_rows: np.ndarray, methods: list[str],
+                 checkpoints: int) -> pd.DataFrame:
+    """The rows of the joint embedding: the base rows of the index, then each method's
+    averages at checkpoints 0..K-1 (kind "average", row -1)."""
+    return pd.concat([
+        index.loc[base_rows, ["row", "kind", "run_id", "arch", "optimizer", "checkpoint"]],
+        pd.DataFrame({"row": -1, "kind": "average", "method": np.repeat(methods, checkpoints),
+                      "checkpoint": np.tile(np.arange(checkpoints), len(methods))}),
+    ], ignore_index=True)
+
+
+def final_metrics(curves: pd.DataFrame, methods: list[str]) -> tuple[dict, pd.DataFrame]:
+    """Per space and method, the progress and accuracy at the last checkpoint: the metrics
+    ({space: {method: {final_progress, final_accuracy}}}, rounded) and the table to show."""
+    last = curves[curves["checkpoint"] == curves["checkpoint"].max()]
+    final = (last[last["method"] != "run"]
+             .pivot(index="method", columns="space", values=["progress", "accuracy"])
+             .loc[methods])
+    spaces = list(dict.fromkeys(curves["space"]))
+    metrics = {space: {m: {"final_progress": round(float(final.loc[m, ("progress", space)]), 6),
+                           "final_accuracy": round(float(final.loc[m, ("accuracy", space)]), 6)}
+                       for m in methods} for space in spaces}
+    return metrics, final
+
+
+def run_averaging(cfg: Config, index: pd.DataFrame, probs: Mapping[str, np.ndarray],
+                  distances: Mapping[str, np.ndarray], *,
+                  distance_device: str | None = None) -> StudyResult:
+    """The averaging study on the analysis set (`index`, per space (M, N, C) `probs`) and the
+    distances stage's (M, M) matrices (`distances`; memory-mapped is fine).
+
+    Products: `<space>_embedding` (joint InPCA), `points` (its rows), `curves` (progress and
+    accuracy per checkpoint), `runs` (the averaged run ids); metrics: final progress and accuracy
+    per space and method, and `averaged_runs`; summary: the final values.
+    """
+    check_spaces("probs", probs, SPACES)
+    check_spaces("distances", distances, SPACES)
+    study = cfg.studies.averaging
+    run_ids = configuration_runs(index, study.arch, study.optimizer)
+    p0_row, p1_row = reference_rows(index)
+    base_rows = index.index[index["kind"].isin(["run", "ignorance", "truth"])].to_numpy()
+    options = distance_options(cfg.distances, distance_device)
+    products, tables = {}, []
+    for space in SPACES:
+        p0, p1 = np.asarray(probs[space][p0_row]), np.asarray(probs[space][p1_row])
+        trajectories = stack_runs(index, probs[space], run_ids)  # (S, K, N, C)
+        averages = averaged_trajectories(
+            trajectories, bhattacharyya_iterations=study.bhattacharyya_iterations)
+        tables.append(curves_table(space, averages, trajectories, run_ids, p0, p1))
+        stacked = np.concatenate(list(averages.values()))  # (6 K, N, C), methods in order
+        d_base = np.asarray(distances[space][np.ix_(base_rows, base_rows)])
+        cross = bhattacharyya(stacked, np.asarray(probs[space][base_rows]), **options)
+        joint = joint_distance_matrix(d_base, cross, bhattacharyya(stacked, **options))
+        products[f"{space}_embedding"] = embed(joint, cfg.embedding, cfg.embedding.n_components)
+    methods = list(AVERAGING_METHODS)
+    curves = pd.concat(tables, ignore_index=True)
+    products.update({"points": points_table(index, base_rows, methods, trajectories.shape[1]),
+                     "curves": curves, "runs": pd.DataFrame({"run_id": run_ids})})
+    metrics, final = final_metrics(curves, methods)
+    metrics["averaged_runs"] = len(run_ids)  # their ids: the `runs` product
+    return StudyResult(products=products, metrics=metrics, summary=final.round(4))

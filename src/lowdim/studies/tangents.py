@@ -1,0 +1,118 @@
+"""Tangent bases (docs/study.md A14, D18): a four-point basis near the start and the end of
+training, and how much of the true distances its three axes keep.
+
+Two "average models" are Gaussian-kernel averages (width `studies.tangents.width`, in progress)
+of every run checkpoint with train loss below `studies.tangents.outlier_loss`, around the two
+progress centres `studies.tangents.centres`. With ignorance P0 and truth P* they make the basis
+(P0, P*, start, end) of `lowdim.tangents`; every run checkpoint is projected onto its InPCA out of
+sample. The explained distance (L1, A5) on the first k axes is compared with the true InPCA (the
+`embedding` solver) of the kept checkpoints' stored distances. Distances to the basis use the
+`distances` settings, so they match the stored matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from lowdim.config import Config
+from lowdim.spaces import SPACES
+from lowdim.studies.common import StudyResult, check_spaces, distance_options, embed
+from lowdim.tangents import (
+    direction_cosine,
+    explained_distance_l1,
+    kernel_average,
+    project_onto_basis,
+    tangent_basis,
+    tangent_embedding,
+)
+from lowdim.trajectories import reference_rows
+
+
+def tangent_rows(index: pd.DataFrame, loss_cut: float) -> np.ndarray:
+    """Rows of the run checkpoints with train loss < `loss_cut` (A14: the authors keep < 4)."""
+    keep = (index["kind"] == "run") & (index["train_loss"] < loss_cut)
+    rows = index.loc[keep, "row"].to_numpy()
+    if rows.size < 2:
+        raise ValueError(f"only {rows.size} run checkpoints have train loss < {loss_cut:g}: raise "
+                         "studies.tangents.outlier_loss or train longer")
+    return rows
+
+
+def explained_distance_curve(d: np.ndarray, coords: np.ndarray, signs: np.ndarray,
+                             dims: int) -> np.ndarray:
+    """(M, M) D, (M, K) coordinates, (K,) signs -> (min(dims, K),) explained distance at k = 1..
+
+    `explained_distance_l1` for each number of leading axes.
+    """
+    kmax = min(int(dims), np.shape(coords)[1])
+    return np.array([explained_distance_l1(d, coords, signs, k) for k in range(1, kmax + 1)])
+
+
+def explained_table(space: str, method: str, d: np.ndarray, coords: np.ndarray,
+                    signs: np.ndarray, dims: int) -> pd.DataFrame:
+    """The explained-distance curve of one embedding: space, method, k, explained, sign."""
+    curve = explained_distance_curve(d, coords, signs, dims)
+    return pd.DataFrame({"space": space, "method": method, "k": np.arange(1, len(curve) + 1),
+                         "explained": curve, "sign": signs[: len(curve)]})
+
+
+def explained_metrics(explained: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """{space: {<true_inpca|tangent_basis>_explained_<k>: value}} from the explained table."""
+    out: dict[str, dict[str, float]] = {}
+    for (space, method), rows in explained.groupby(["space", "method"]):
+        key = "true_inpca" if method == "true InPCA" else "tangent_basis"
+        out.setdefault(space, {}).update({
+            f"{key}_explained_{k}": round(float(v), 6)
+            for k, v in zip(rows["k"], rows["explained"], strict=True)})
+    return out
+
+
+def run_tangents(cfg: Config, index: pd.DataFrame, probs: Mapping[str, np.ndarray],
+                 distances: Mapping[str, np.ndarray], progress: pd.DataFrame, *,
+                 distance_device: str | None = None) -> StudyResult:
+    """The tangents study on the analysis set (`index`, per space (M, N, C) `probs`), the
+    distances stage's (M, M) matrices and the trajectories stage's progress table (indexed by
+    row, columns `<space>_progress`).
+
+    Products: `rows`, `kept` (run rows; train loss below the cut), per space `<space>_coords`
+    (M_runs, 3) and `<space>_basis` (the basis InPCA), `explained`; metrics: per space the
+    direction cosine, the basis' time-like axes and the explained distances, and `checkpoints`;
+    summary: the explained distances, true InPCA against the basis, per space and k.
+    """
+    check_spaces("probs", probs, SPACES)
+    check_spaces("distances", distances, SPACES)
+    study = cfg.studies.tangents
+    options = distance_options(cfg.distances, distance_device)
+    kept = tangent_rows(index, study.outlier_loss)
+    run_rows = index.index[index["kind"] == "run"].to_numpy()
+    on_kept = np.isin(run_rows, kept)
+    p0_row, p1_row = reference_rows(index)
+    products, tables, metrics = {"rows": run_rows, "kept": on_kept}, [], {}
+    for space in SPACES:
+        lam = progress.loc[kept, f"{space}_progress"].to_numpy()
+        models = np.asarray(probs[space][kept])
+        start, end = (kernel_average(models, lam, c, study.width) for c in study.centres)
+        p0, p1 = np.asarray(probs[space][p0_row]), np.asarray(probs[space][p1_row])
+        basis = tangent_basis(p0, p1, start, end)
+        basis_emb = tangent_embedding(basis, **options)
+        coords = project_onto_basis(np.asarray(probs[space][run_rows]), basis, basis_emb,
+                                    **options)
+        d_kept = np.asarray(distances[space][np.ix_(kept, kept)])
+        true = embed(d_kept, cfg.embedding, study.dims)
+        tables.append(explained_table(space, "true InPCA", d_kept, true.coords, true.signs,
+                                      study.dims))
+        tables.append(explained_table(space, "tangent basis", d_kept, coords[on_kept],
+                                      basis_emb.signs, study.dims))
+        products.update({f"{space}_coords": coords, f"{space}_basis": basis_emb})
+        metrics[space] = {"direction_cosine": round(direction_cosine(p0, p1, start, end), 6),
+                          "basis_time_like_axes": int((basis_emb.signs < 0).sum())}
+    explained = pd.concat(tables, ignore_index=True)
+    products["explained"] = explained
+    for space, values in explained_metrics(explained).items():
+        metrics[space].update(values)
+    metrics["checkpoints"] = int(len(kept))
+    summary = explained.pivot(index=["space", "k"], columns="method", values="explained")
+    return StudyResult(products=products, metrics=metrics, summary=summary.round(4))
