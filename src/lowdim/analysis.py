@@ -1,5 +1,5 @@
-"""Trajectory-level analyses on the distance tensor at equal progress (docs/study.md A10-A13, A15, D9,
-D14).
+"""Trajectory-level analyses on the distance tensor at equal progress (docs/study.md A10-A13,
+A15, D9, D14).
 
 Inputs are the (G, R, R) tensor of ``lowdim.geometry.trajectory_distance_tensor`` and a table with
 one row per trajectory in the tensor's order. Table columns:
@@ -27,9 +27,6 @@ import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
-from sklearn.base import clone
-from sklearn.ensemble import GradientBoostingRegressor
-from sklearn.inspection import permutation_importance
 
 from lowdim.geometry import PROGRESS_GRID, check_distance_tensor
 from lowdim.inpca import Embedding, inpca
@@ -329,6 +326,11 @@ def feature_importance(distance: np.ndarray, configurations: pd.DataFrame,
     names = [*factors, *(f for f in features if f not in factors)]
     importances = {name: np.zeros(int(n_repeats)) for name in names}
     if features:
+        # scikit-learn is imported here only: about a second that no other analysis needs.
+        from sklearn.base import clone
+        from sklearn.ensemble import GradientBoostingRegressor
+        from sklearn.inspection import permutation_importance
+
         x = np.column_stack(list(features.values()))
         y = d[i, j]
         model = (GradientBoostingRegressor(random_state=seed) if estimator is None

@@ -12,14 +12,16 @@ import json
 import platform
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from lowdim.atomic import atomic_directory
 from lowdim.grid import RunSpec
-from lowdim.train import SPACES, RunResult
+from lowdim.spaces import SPACES
+
+if TYPE_CHECKING:  # the store's readers (analysis, figures) never load torch
+    from lowdim.train import RunResult
 
 META = "meta.json"
 STATUSES = ("ok", "diverged")
@@ -27,6 +29,8 @@ STATUSES = ("ok", "diverged")
 
 def run_meta(result: RunResult, data_fingerprint: str) -> dict[str, Any]:
     """The meta.json content of a finished run."""
+    import torch  # already loaded wherever a run was trained
+
     return {
         "run_id": result.spec.run_id,
         "spec": result.spec.to_dict(),

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from lowdim.data import Prepared, augment_simple, default_padding, normalize
 from lowdim.grid import RunSpec
 from lowdim.models import apply_init, build_model
-
-SPACES = ("train", "test")
+from lowdim.spaces import SPACES  # defined torch-free there; importable from here as before
 
 
 def checkpoint_steps(epochs: int, iters_per_epoch: int) -> np.ndarray:
@@ -106,30 +105,39 @@ def epoch_order(n_train: int, order_rng: torch.Generator, device: torch.device) 
 class Evaluation:
     """Predictions of one checkpoint on one evaluation subset."""
 
-    probs: np.ndarray  # (N, C) float16
+    probs: np.ndarray  # (N, C) float16 (the run store's dtype) unless asked otherwise
     loss: float        # mean cross-entropy
     error: float       # mean 0/1 error
 
 
-def summarize(log_probs: torch.Tensor, labels: torch.Tensor) -> Evaluation:
-    """Probabilities (float16), mean cross-entropy and 0/1 error of log-probabilities (N, C)."""
+def summarize(log_probs: torch.Tensor, labels: torch.Tensor,
+              probs_dtype: type = np.float16) -> Evaluation:
+    """Probabilities (float16 unless `probs_dtype`), mean cross-entropy and 0/1 error of
+    log-probabilities (N, C)."""
     loss = F.nll_loss(log_probs, labels).item()
     error = (log_probs.argmax(dim=1) != labels).float().mean().item()
-    return Evaluation(log_probs.exp().cpu().numpy().astype(np.float16), loss, error)
+    return Evaluation(log_probs.exp().cpu().numpy().astype(probs_dtype), loss, error)
+
+
+def model_inputs(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """A batch as the model sees it: uint8 images (B, C, H, W) normalized; float tensors are
+    already features (lowdim.studies.synthetic's inputs) and pass as they are."""
+    return images if images.is_floating_point() else normalize(images, mean, std)
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             mean: torch.Tensor, std: torch.Tensor, batch_size: int) -> Evaluation:
+             mean: torch.Tensor, std: torch.Tensor, batch_size: int,
+             probs_dtype: type = np.float16) -> Evaluation:
     """Eval-mode predictions on un-augmented uint8 images (N,C,H,W): probabilities, loss, error."""
     was_training = model.training
     model.eval()
     log_probs = torch.cat([
-        F.log_softmax(model(normalize(images[i:i + batch_size], mean, std)).float(), dim=1)
+        F.log_softmax(model(model_inputs(images[i:i + batch_size], mean, std)).float(), dim=1)
         for i in range(0, len(images), batch_size)
     ])
     model.train(was_training)
-    return summarize(log_probs, labels)
+    return summarize(log_probs, labels, probs_dtype)
 
 
 @dataclass
@@ -164,7 +172,8 @@ class RunResult:
 
 @dataclass(frozen=True)
 class DeviceData:
-    """The prepared data as tensors on the training device."""
+    """The prepared data as tensors on the training device (uint8 images; or float features,
+    which `model_inputs` passes unnormalized)."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -195,12 +204,14 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
               augment_padding: int | None = None,
               on_step: Callable[[int, int], None] | None = None,
               initial_state: Mapping[str, torch.Tensor] | None = None,
-              keep_state: bool = False) -> RunResult:
+              keep_state: bool = False, probs_dtype: type = np.float16) -> RunResult:
     """Train one run from its spec; stops early and marks the run diverged on a NaN/inf loss.
 
     `initial_state` (a state dict) replaces the initial weights, so a run continues from another
     run's end with a fresh optimizer and schedule (the corner runs, B7); `keep_state` stores the
-    final weights in `RunResult.final_state`.
+    final weights in `RunResult.final_state`. `probs_dtype` is the dtype of the recorded
+    predictions: float16 for the run store; float32 where confident predictions' small class
+    probabilities matter (the synthetic students, whose distances float16 would round).
     """
     device = data.train_images.device
     n_train, *shape = data.train_images.shape
@@ -220,7 +231,8 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
 
     def checkpoint(step: int) -> None:
         result.record(step, {s: evaluate(model, data.eval_images[s], data.eval_labels[s],
-                                         data.mean, data.std, eval_batch_size) for s in SPACES})
+                                         data.mean, data.std, eval_batch_size, probs_dtype)
+                                for s in SPACES})
 
     checkpoint(0)
     model.train()
@@ -232,7 +244,7 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
             images = data.train_images[batch]
             if spec.augment == "simple":
                 images = augment_simple(images, padding, augment_rng)
-            logits = model(normalize(images, data.mean, data.std))
+            logits = model(model_inputs(images, data.mean, data.std))
             loss = F.cross_entropy(logits.float(), data.train_labels[batch])
             if not torch.isfinite(loss):
                 result.status, result.diverged_at_step = "diverged", step + 1
