@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 
@@ -106,8 +109,8 @@ def test_missing_dataset_directory_is_named(root, tmp_path):
      r"trajectories\.size_pair = \['wr-10-4-8'\]: give two different architectures"),
     ("trajectories", "size_pair", ["wr-10-4-8", "wr-16-4-64"],
      r"trajectories\.size_pair\[1\] = 'wr-16-4-64' is not in grid\.arch"),
-    ("trajectories", "size_pair", ["wr-16-4-16", "wr-10-4-8"],
-     r"wr-10-4-8 has 300,\d+ parameters, not more than wr-16-4-16's .*list the smaller network "
+    ("trajectories", "size_pair", ["wr-16-4-8", "wr-10-4-8"],
+     r"wr-10-4-8 has 300,\d+ parameters, not more than wr-16-4-8's .*list the smaller network "
      r"first"),
 ])
 def test_bad_values_are_named(root, section, key, value, message):
@@ -249,3 +252,37 @@ def test_bad_studies_values_are_named(root, section, key, value, message):
     raw["studies"][section][key] = value
     with pytest.raises(ConfigError, match=message):
         config_from_dict(raw)
+
+
+def test_without_building_models_an_unbuildable_size_passes_but_names_still_fail(root):
+    raw = _quick(root)
+    raw["models"]["fc"] = {"width": [3]}  # builds only with torch: checked by the training stages
+    assert config_from_dict(raw, build_models=False).models["fc"] == {"width": [3]}
+    with pytest.raises(ConfigError, match=r"models\.fc = 'fc': .*width"):
+        config_from_dict(raw)
+    raw = _quick(root)
+    raw["grid"]["optimizer"] = ["sgdn", "rmsprop"]
+    with pytest.raises(ConfigError, match=r"grid\.optimizer\[1\] = 'rmsprop'"):
+        config_from_dict(raw, build_models=False)
+
+
+def test_loading_without_building_models_does_not_import_torch(root):
+    probe = ("import sys; from lowdim.config import load_config; "
+             f"load_config({str(root / 'profiles' / 'quick.yaml')!r}, build_models=False); "
+             "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_the_datasets_config_knows_are_the_ones_the_data_package_loads():
+    from lowdim.config import DATASET_SHAPES
+    from lowdim.data import DATASETS
+
+    assert tuple(DATASET_SHAPES) == DATASETS
+
+
+def test_the_init_schemes_config_knows_are_the_ones_the_models_apply():
+    from lowdim import config, models
+
+    assert config.INIT_SCHEMES == models.INIT_SCHEMES

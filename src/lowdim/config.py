@@ -19,6 +19,8 @@ import yaml
 
 OPTIMIZERS = ("sgd", "sgdn", "adam")
 AUGMENTATIONS = ("none", "simple")
+# lowdim.models.INIT_SCHEMES, repeated here (tested equal) so that config never imports torch.
+INIT_SCHEMES = ("default", "kaiming", "std_normal")
 DEVICES = ("auto", "cpu", "cuda")
 REINDEX_BY = ("accuracy", "progress")
 FIGURE_FORMATS = ("pdf", "png", "svg")
@@ -81,6 +83,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     augment_padding: int | None = None
     threads: int | None = None
+    # Local CPU runs trained at once, each in its own process; auto = one per available core.
+    workers: Literal["auto"] | int = "auto"
     backend: Literal["local", "ray"] = "local"
     ray: RayConfig = field(default_factory=RayConfig)
     # Runs trained together in one step; auto = 1 on a CPU, sized to free memory on CUDA.
@@ -107,6 +111,7 @@ class DistancesConfig:
     max_block_mib: int = 256
     method: Literal["auto", "reference", "fused"] = "auto"  # see lowdim.distances
     cache: bool = True     # reuse cached blocks of unchanged run pairs (lowdim.distance_blocks)
+    dtype: Literal["float64", "float32"] = "float64"  # stored matrices; float32 halves the disk
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,8 @@ class EmbeddingConfig:
     n_components: int = 50
     stress_dims: tuple[int, ...] = (1, 2, 3, 10, 50)
     solver: Literal["auto", "dense", "lanczos", "randomized"] = "auto"
+    landmarks: int | None = None  # embed this many evenly spaced points, project the rest
+    device: Literal["cpu", "cuda", "auto"] = "cpu"  # where the eigensolver's products with D run
 
 
 @dataclass(frozen=True)
@@ -133,8 +140,8 @@ class TrajectoriesConfig:
 
 @dataclass(frozen=True)
 class CornersConfig:
-    """Initialization corners (docs/study.md B7, D16): phase 1 reaches a far corner (random labels, or
-    a small balanced subset), phase 2 continues on the true labels."""
+    """Initialization corners (docs/study.md B7, D16): phase 1 reaches a far corner (random
+    labels, or a small balanced subset), phase 2 continues on the true labels."""
 
     arch: str = "fc"                    # must be in grid.arch: its normal runs are the baseline
     optimizer: str = "sgdn"
@@ -152,8 +159,8 @@ class CornersConfig:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Sloppy synthetic data (docs/study.md B8, D17): fc students on Gaussian inputs whose covariance
-    eigenvalues decay at rate c, labelled by a random teacher."""
+    """Sloppy synthetic data (docs/study.md B8, D17): fc students on Gaussian inputs whose
+    covariance eigenvalues decay at rate c, labelled by a random teacher."""
 
     c: tuple[float, ...] = (0.0, 0.001, 0.5)
     d: int = 200
@@ -201,8 +208,10 @@ class JointConfig:
 
 @dataclass(frozen=True)
 class StudiesConfig:
-    """The paper's special studies beyond the main grid."""
+    """The paper's special studies beyond the main grid (lowdim.studies, notebooks 70-84)."""
 
+    corners: CornersConfig = field(default_factory=CornersConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     averaging: AveragingConfig = field(default_factory=AveragingConfig)
     tangents: TangentsConfig = field(default_factory=TangentsConfig)
     joint: JointConfig = field(default_factory=JointConfig)
@@ -229,8 +238,6 @@ class Config:
     distances: DistancesConfig = field(default_factory=DistancesConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     trajectories: TrajectoriesConfig = field(default_factory=TrajectoriesConfig)
-    corners: CornersConfig = field(default_factory=CornersConfig)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     studies: StudiesConfig = field(default_factory=StudiesConfig)
     figures: FiguresConfig = field(default_factory=FiguresConfig)
 
@@ -238,21 +245,36 @@ class Config:
 # --------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read a parameter file, apply nested `overrides`, validate everything, return a Config."""
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
+                build_models: bool = True) -> Config:
+    """Read a parameter file, apply nested `overrides`, validate every key, return a Config.
+
+    `build_models=False` skips the one check that needs torch (building every architecture of
+    `models` and `grid.arch` at its size, and comparing the parameter counts of
+    `trajectories.size_pair`): stages that never build a network pass it, so they start without
+    importing torch. Names, types and ranges are checked either way."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"parameter file {path} does not exist: pass params.yaml or a profile")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    return config_from_dict(deep_merge(raw, overrides or {}))
+    return config_from_dict(deep_merge(raw, overrides or {}), build_models=build_models)
 
 
-def config_from_dict(raw: Mapping[str, Any]) -> Config:
-    """Validate a nested mapping (as read from YAML) into a Config."""
+# Sections that moved: a parameter file written before the move names them at the top level.
+MOVED_SECTIONS = {"corners": "studies.corners", "synthetic": "studies.synthetic"}
+
+
+def config_from_dict(raw: Mapping[str, Any], *, build_models: bool = True) -> Config:
+    """Validate a nested mapping (as read from YAML) into a Config (`build_models`: see
+    `load_config`)."""
+    for old, new in MOVED_SECTIONS.items():
+        if isinstance(raw, Mapping) and old in raw:
+            raise ConfigError(f"the top-level section {old} has moved to {new}: indent it under "
+                              "studies (see profiles/)")
     config = _build(Config, raw, "")
-    _check_values(config)
+    _check_values(config, build_models)
     return config
 
 
@@ -378,10 +400,11 @@ def _scalar(hint: Any, value: Any, key: str) -> Any:
 # --------------------------------------------------------------------------- values
 
 
-def _check_values(config: Config) -> None:
+def _check_values(config: Config, build_models: bool) -> None:
     _check_data(config.data)
     _check_grid(config.grid)
-    _check_models(config)
+    if build_models:
+        _check_models(config)
     _check_train(config.train)
     _positive(config.predictions.geodesic_points, "predictions.geodesic_points")
     _positive(config.distances.sample_step, "distances.sample_step")
@@ -389,11 +412,14 @@ def _check_values(config: Config) -> None:
     if not 0.0 < config.distances.bc_floor < 1.0:
         raise ConfigError(f"distances.bc_floor = {config.distances.bc_floor}: must be in (0, 1)")
     _positive(config.embedding.n_components, "embedding.n_components")
+    if config.embedding.landmarks is not None and config.embedding.landmarks < 2:
+        raise ConfigError(f"embedding.landmarks = {config.embedding.landmarks}: must be null "
+                          "(embed every point) or at least 2")
     for i, k in enumerate(config.embedding.stress_dims):
         _positive(k, f"embedding.stress_dims[{i}]")
-    _check_trajectories(config)
+    _check_trajectories(config, build_models)
     _check_corners(config)
-    _check_synthetic(config.synthetic)
+    _check_synthetic(config.studies.synthetic)
     _check_studies(config)
     for i, fmt in enumerate(config.figures.formats):
         _one_of(fmt, FIGURE_FORMATS, f"figures.formats[{i}]")
@@ -401,9 +427,9 @@ def _check_values(config: Config) -> None:
 
 
 def _check_data(data: DataConfig) -> None:
-    from lowdim.data import DATASETS
-
-    _one_of(data.dataset, DATASETS, "data.dataset")
+    # The dataset names are DATASET_SHAPES' keys (equal to lowdim.data.DATASETS, tested), so
+    # loading a parameter file does not import the data package and, through it, torch.
+    _one_of(data.dataset, tuple(DATASET_SHAPES), "data.dataset")
     if not 0.0 < data.test_fraction < 1.0:
         raise ConfigError(f"data.test_fraction = {data.test_fraction}: must be in (0, 1)")
     for name in ("eval_train_size", "eval_test_size"):
@@ -418,8 +444,6 @@ def _check_data(data: DataConfig) -> None:
 
 
 def _check_grid(grid: GridConfig) -> None:
-    from lowdim.models import INIT_SCHEMES
-
     for i, opt in enumerate(grid.optimizer):
         _one_of(opt, OPTIMIZERS, f"grid.optimizer[{i}]")
         if opt not in grid.base_lr:
@@ -476,7 +500,7 @@ def _check_models(config: Config) -> None:
             check_architecture(name, {}, config.data.dataset, f"grid.arch[{i}]")
 
 
-def _check_trajectories(config: Config) -> None:
+def _check_trajectories(config: Config, build_models: bool) -> None:
     traj = config.trajectories
     _one_of(traj.reindex_by, REINDEX_BY, "trajectories.reindex_by")
     _positive(traj.grid_points, "trajectories.grid_points")
@@ -488,6 +512,8 @@ def _check_trajectories(config: Config) -> None:
         )
     if traj.size_pair is not None:
         _check_size_pair(traj.size_pair, config)
+        if build_models:
+            _check_size_pair_sizes(traj.size_pair, config)
 
 
 def _check_studies(config: Config) -> None:
@@ -510,9 +536,7 @@ def _check_studies(config: Config) -> None:
 
 
 def _check_size_pair(pair: tuple[str, ...], config: Config) -> None:
-    """The D15 pair: two distinct grid architectures, the second with more parameters."""
-    from lowdim.models import build_model, parameter_count
-
+    """The D15 pair: two distinct grid architectures (their sizes: `_check_size_pair_sizes`)."""
     key = "trajectories.size_pair"
     if len(pair) != 2 or pair[0] == pair[1]:
         raise ConfigError(f"{key} = {list(pair)}: give two different architectures, "
@@ -521,6 +545,13 @@ def _check_size_pair(pair: tuple[str, ...], config: Config) -> None:
         if name not in config.grid.arch:
             raise ConfigError(f"{key}[{i}] = {name!r} is not in grid.arch "
                               f"({', '.join(config.grid.arch)}): add it there or change the pair")
+
+
+def _check_size_pair_sizes(pair: tuple[str, ...], config: Config) -> None:
+    """The larger member of the D15 pair has more parameters (builds both: imports torch)."""
+    from lowdim.models import build_model, parameter_count
+
+    key = "trajectories.size_pair"
     shape, classes = DATASET_SHAPES[config.data.dataset]
     small, large = (parameter_count(build_model(n, shape, classes, **config.models.get(n, {})))
                     for n in pair)
@@ -530,52 +561,55 @@ def _check_size_pair(pair: tuple[str, ...], config: Config) -> None:
 
 
 def _check_corners(config: Config) -> None:
-    corners = config.corners
+    corners = config.studies.corners
     if corners.arch not in config.grid.arch:
-        raise ConfigError(f"corners.arch = {corners.arch!r} is not in grid.arch "
+        raise ConfigError(f"studies.corners.arch = {corners.arch!r} is not in grid.arch "
                           f"({', '.join(config.grid.arch)}): the corner runs are compared with "
                           "the normal runs of that architecture, so add it there")
-    _one_of(corners.optimizer, OPTIMIZERS, "corners.optimizer")
+    _one_of(corners.optimizer, OPTIMIZERS, "studies.corners.optimizer")
     for key in ("base_lr", "batch_size", "subsample_size", "phase1_epochs", "phase2_epochs",
                 "geodesic_points", "grid_points"):
-        _positive(getattr(corners, key), f"corners.{key}")
+        _positive(getattr(corners, key), f"studies.corners.{key}")
     for i, kind in enumerate(corners.kinds):
-        _one_of(kind, CORNER_KINDS, f"corners.kinds[{i}]")
+        _one_of(kind, CORNER_KINDS, f"studies.corners.kinds[{i}]")
     for i, iseed in enumerate(corners.iseeds):
         if not 0 <= iseed < 2**32:
-            raise ConfigError(f"corners.iseeds[{i}] = {iseed}: an iseed must be in [0, 2**32)")
+            raise ConfigError(f"studies.corners.iseeds[{i}] = {iseed}: an iseed must be in "
+                              "[0, 2**32)")
     classes = DATASET_SHAPES[config.data.dataset][1]
     if corners.subsample_size % classes:
-        raise ConfigError(f"corners.subsample_size = {corners.subsample_size}: a balanced subset "
-                          f"needs a multiple of the {classes} classes")
-    _unique(corners, ("kinds", "iseeds", "seeds"), "corners")
+        raise ConfigError(f"studies.corners.subsample_size = {corners.subsample_size}: a "
+                          f"balanced subset needs a multiple of the {classes} classes")
+    _unique(corners, ("kinds", "iseeds", "seeds"), "studies.corners")
 
 
 def _check_synthetic(syn: SyntheticConfig) -> None:
     for i, c in enumerate(syn.c):
         if not c >= 0:
-            raise ConfigError(f"synthetic.c[{i}] = {c}: the decay rate must be >= 0 (0 is "
+            raise ConfigError(f"studies.synthetic.c[{i}] = {c}: the decay rate must be >= 0 (0 is "
                               "isotropic)")
     for key in ("d", "n_train", "n_test", "batch_size", "epochs", "geodesic_points"):
-        _positive(getattr(syn, key), f"synthetic.{key}")
+        _positive(getattr(syn, key), f"studies.synthetic.{key}")
     if syn.num_classes < 2:
-        raise ConfigError(f"synthetic.num_classes = {syn.num_classes}: must be at least 2")
-    _one_of(syn.teacher, TEACHERS, "synthetic.teacher")
+        raise ConfigError(f"studies.synthetic.num_classes = {syn.num_classes}: must be at least 2")
+    _one_of(syn.teacher, TEACHERS, "studies.synthetic.teacher")
     for name in ("teacher_widths", "student_widths"):
         for i, width in enumerate(getattr(syn, name)):
-            _positive(width, f"synthetic.{name}[{i}]")
+            _positive(width, f"studies.synthetic.{name}[{i}]")
     for i, opt in enumerate(syn.optimizers):
-        _one_of(opt, OPTIMIZERS, f"synthetic.optimizers[{i}]")
+        _one_of(opt, OPTIMIZERS, f"studies.synthetic.optimizers[{i}]")
         if opt not in syn.lr:
-            raise ConfigError(f"synthetic.lr has no entry for optimizer {opt!r}: add {opt}: lr")
+            raise ConfigError(f"studies.synthetic.lr has no entry for optimizer {opt!r}: add "
+                              f"{opt}: lr")
     for opt, lr in syn.lr.items():
-        _one_of(opt, OPTIMIZERS, f"synthetic.lr.{opt}")
+        _one_of(opt, OPTIMIZERS, f"studies.synthetic.lr.{opt}")
         if not lr > 0:
-            raise ConfigError(f"synthetic.lr.{opt} = {lr}: a learning rate must be positive")
+            raise ConfigError(f"studies.synthetic.lr.{opt} = {lr}: a learning rate must be "
+                              "positive")
     if syn.ncorners < 0:
-        raise ConfigError(f"synthetic.ncorners = {syn.ncorners}: must be >= 0 (0 skips the "
+        raise ConfigError(f"studies.synthetic.ncorners = {syn.ncorners}: must be >= 0 (0 skips the "
                           "perturbed-initialization corners)")
-    _unique(syn, ("c", "optimizers", "seeds"), "synthetic")
+    _unique(syn, ("c", "optimizers", "seeds"), "studies.synthetic")
 
 
 def _unique(section: Any, keys: tuple[str, ...], name: str) -> None:
@@ -592,6 +626,9 @@ def _check_train(train: TrainConfig) -> None:
         raise ConfigError(f"train.augment_padding = {train.augment_padding}: must be >= 0")
     if train.threads is not None:
         _positive(train.threads, "train.threads")
+    if train.workers != "auto" and train.workers < 1:
+        raise ConfigError(f"train.workers = {train.workers}: must be auto (one process per CPU "
+                          "core) or a whole number >= 1 (1: every run in the stage's process)")
     if train.pack_size != "auto":
         _positive(train.pack_size, "train.pack_size")
     _check_ray(train.ray)

@@ -20,7 +20,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -33,7 +33,7 @@ PATH_PARAMETER = re.compile(r"-p\s+(\w+)\s+(\S+)")
 
 
 def notebook_source(path: Path) -> str:
-    """The code cells of a notebook as one Python source (IPython magics and shell lines dropped)."""
+    """A notebook's code cells as one Python source (IPython magics and shell lines dropped)."""
     cells = json.loads(path.read_text())["cells"]
     lines = [line for cell in cells if cell["cell_type"] == "code"
              for line in "".join(cell["source"]).splitlines()]
@@ -131,7 +131,7 @@ def stage_notebook(stage: Mapping) -> str:
     return match.group(1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _closure_of(notebook: Path, src: Path) -> frozenset[Path]:
     return frozenset(import_closure(notebook_source(notebook), src))
 
@@ -150,7 +150,7 @@ def missing_code_deps(stage: Mapping, root: Path, deps: Iterable[str] | None = N
 
 
 def needless_code_deps(stage: Mapping, root: Path) -> list[str]:
-    """Code deps (notebooks/ or src/) that cover no file the stage runs: they rerun it for nothing."""
+    """Code deps (notebooks/, src/) that cover no file the stage runs: they rerun it for nothing."""
     closure = code_closure(stage, root)
     code = [dep for dep in dep_paths(stage) if dep.startswith(("src/", "notebooks/"))]
     return [dep for dep in code if not any(covered(path, [dep]) for path in closure)]
