@@ -1,4 +1,5 @@
-"""The six averages of a set of models (docs/study.md A9): defining properties, not re-derivations."""
+"""The six averages of a set of models (docs/study.md A9): defining properties, not
+re-derivations."""
 
 from __future__ import annotations
 

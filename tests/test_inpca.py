@@ -1,4 +1,5 @@
-"""InPCA (docs/study.md A4, A5): classical MDS limit, signed spectra, stress, projection, bad input."""
+"""InPCA (docs/study.md A4, A5): classical MDS limit, signed spectra, stress, projection, bad
+input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tangent bases (docs/study.md A14): kernel averages, the four-point embedding, explained distance."""
+"""Tangent bases (docs/study.md A14): kernel averages, the four-point embedding, explained
+distance."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""One training run: the checkpoint schedule (docs/study.md B5), optimizers, determinism, divergence."""
+"""One training run: the checkpoint schedule (docs/study.md B5), optimizers, determinism,
+divergence."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The trajectory set: run table, reindexing index, averages and the geodesic (docs/study.md A6-A9)."""
+"""The trajectory set: run table, reindexing index, averages and the geodesic (docs/study.md
+A6-A9)."""
 
 from __future__ import annotations
 

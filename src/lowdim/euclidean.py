@@ -1,9 +1,11 @@
-"""Mean per-sample Euclidean distance between models, for the comparison embedding (docs/study.md D20).
+"""Mean per-sample Euclidean distance between models, for the comparison embedding
+(docs/study.md D20).
 
     d_E(u, v) = (1/N') sum_n || p_u^n - p_v^n ||_2
 
 over every ``sample_step``-th sample (N' of them), the probability vectors taken as points of R^C.
-This is the authors' ``deuclid`` (docs/study.md A8): a mean of per-sample distances, **not squared**.
+This is the authors' ``deuclid`` (docs/study.md A8): a mean of per-sample distances, **not
+squared**.
 
 **As InPCA's input.** The authors fed this matrix to the same eigendecomposition code as the
 Bhattacharyya matrix (``inpca_results_all/euclidean``), so InPCA treats d_E, like d_B, as a matrix
