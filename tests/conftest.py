@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,31 @@ def copy_repository(root: Path, dest: Path, profile: str = "tiny") -> Path:
     shutil.copy2(root / "profiles" / f"{profile}.yaml", dest / "params.yaml")
     (dest / "dvc.lock").unlink(missing_ok=True)
     git_commit(dest, "copy", init=True)
+    return dest
+
+
+@dataclass(frozen=True)
+class TinyPipeline:
+    """A committed repository copy after one tiny-profile `dvc repro`, and what it printed."""
+
+    repo: Path
+    output: str
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(root, tmp_path_factory) -> TinyPipeline:
+    """The tiny profile's whole pipeline, run once per session and shared by the notebook,
+    pipeline and remote tests. Treat it as read-only: a test that changes files works on
+    `copy_pipeline(...)`."""
+    repo = copy_repository(root, tmp_path_factory.mktemp("tiny_pipeline") / "repo")
+    done = run_command(["dvc", "repro"], repo)
+    git_commit(repo, "results")
+    return TinyPipeline(repo, done.stdout + done.stderr)
+
+
+def copy_pipeline(pipeline: TinyPipeline, dest: Path) -> Path:
+    """A private copy of the shared pipeline: git history, DVC cache and every product."""
+    shutil.copytree(pipeline.repo, dest, symlinks=True)
     return dest
 
 

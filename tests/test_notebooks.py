@@ -1,4 +1,6 @@
-"""Every notebook runs top to bottom with papermill on the tiny profile, in pipeline order."""
+"""Every notebook runs top to bottom with papermill on the tiny profile, in pipeline order: the
+stage notebooks through the session's shared `dvc repro` (conftest.tiny_pipeline), then the
+tools."""
 
 from __future__ import annotations
 
@@ -32,31 +34,48 @@ def pipeline_notebooks(dvc_yaml: Path) -> list[tuple[str, dict[str, str]]]:
     return found
 
 
-# The index notebook first (it has no parameters), then every stage, then the user tools that
-# read the stages' outputs and write nothing.
-STAGES = [("00_index", {}), *pipeline_notebooks(ROOT / "dvc.yaml"),
-          ("90_place_a_model", {"prepared_dir": "prepared", "predictions_dir": "predictions",
-                                "distances_dir": "distances", "embedding_dir": "embedding"})]
+# Every stage's notebook, in pipeline order; the session's tiny pipeline executes them all.
+STAGES = pipeline_notebooks(ROOT / "dvc.yaml")
+# The notebooks that are not stages: the index (no parameters), and the user tool that reads the
+# stages' outputs and writes nothing.
+TOOLS = [("00_index", {}),
+         ("90_place_a_model", {"prepared_dir": "prepared", "predictions_dir": "predictions",
+                               "distances_dir": "distances", "embedding_dir": "embedding"})]
 
 
 @pytest.fixture(scope="module")
-def executed(root, tmp_path_factory) -> Path:
-    """Run all notebooks once on the tiny profile; return the work directory."""
+def executed(root, tiny_pipeline, tmp_path_factory) -> Path:
+    """A work directory laid out as the stages' path parameters name it (data/ products, figures/
+    and metrics/ side by side), linked to the session's tiny pipeline, with the two tool
+    notebooks executed on it."""
     work = tmp_path_factory.mktemp("notebooks")
+    repo = tiny_pipeline.repo
+    for entry in (repo / "data").iterdir():
+        if entry.name not in ("executed", ".gitkeep"):
+            (work / entry.name).symlink_to(entry)
+    for name in ("figures", "metrics"):
+        (work / name).symlink_to(repo / name)
     (work / "executed").mkdir()
-    for name, paths in STAGES:
+    for notebook in (repo / "data" / "executed").iterdir():
+        (work / "executed" / notebook.name).symlink_to(notebook)
+    for name, paths in TOOLS:
         parameters = {k: str(work / v) for k, v in paths.items()}
         if paths:
             parameters["params_file"] = str(root / "profiles" / "tiny.yaml")
         pm.execute_notebook(root / "notebooks" / f"{name}.ipynb",
-                            work / "executed" / f"{Path(name).name}.ipynb",
+                            work / "executed" / f"{name}.ipynb",
                             parameters=parameters, cwd=str(root), progress_bar=False,
                             kernel_name="python3")
     return work
 
 
+def test_every_stage_notebook_was_executed(executed):
+    for name, _ in STAGES:
+        assert (executed / "executed" / f"{Path(name).name}.ipynb").is_file(), name
+
+
 def test_every_notebook_has_a_parameters_cell(root):
-    for name, _ in STAGES[1:]:  # the index notebook has no parameters
+    for name, _ in STAGES + TOOLS[1:]:  # the index notebook has no parameters
         cells = json.loads((root / "notebooks" / f"{name}.ipynb").read_text())["cells"]
         tagged = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
         assert len(tagged) == 1, name
@@ -114,7 +133,8 @@ def figure_outputs(dvc_yaml: Path) -> list[str]:
 def test_figures_are_written(executed):
     expected = figure_outputs(ROOT / "dvc.yaml")
     assert len(expected) >= 2 * 14 + 2  # every figure stage: pdf and png; two html pages
-    assert sorted(p.name for p in (executed / "figures").iterdir()) == expected
+    written = sorted(p.name for p in (executed / "figures").iterdir() if p.name != ".gitkeep")
+    assert written == expected
     for name in expected:
         if name.endswith((".pdf", ".png")):
             assert (executed / "figures" / name).stat().st_size > 5_000, name

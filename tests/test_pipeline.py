@@ -1,5 +1,5 @@
-"""The pipeline: `dvc repro` of the tiny profile in a temporary copy of the repository, then a
-clean `dvc status` and a second `dvc repro` that runs nothing."""
+"""The pipeline: `dvc repro` of the tiny profile in a temporary copy of the repository (the
+session's shared run), then a clean `dvc status` and a second `dvc repro` that runs nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_repository, git_commit, run_command, stages_reading
+from conftest import ROOT, copy_pipeline, run_command, stages_reading
 
 pytestmark = pytest.mark.slow
 
@@ -18,14 +18,13 @@ def _run(cmd: list[str], cwd: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def repo(root, tmp_path_factory) -> Path:
-    """A copy of the tracked files with the tiny profile active, as its own git repository."""
-    copy = tmp_path_factory.mktemp("pipeline") / "repo"
-    return copy_repository(root, copy)
+def repo(tiny_pipeline, tmp_path_factory) -> Path:
+    """A private copy of the session's tiny pipeline, committed after its first `dvc repro`."""
+    return copy_pipeline(tiny_pipeline, tmp_path_factory.mktemp("pipeline") / "repo")
 
 
-def test_repro_then_clean_status_then_noop(repo):
-    first = _run(["dvc", "repro"], repo)
+def test_repro_then_clean_status_then_noop(tiny_pipeline, repo):
+    first = tiny_pipeline.output
     for stage in ("data", "train", "predictions", "distances", "embedding", "trajectories",
                   "fig02_embedding", "figS01_spectrum", "fig16_larger_networks"):
         assert f"Running stage '{stage}'" in first
@@ -42,7 +41,6 @@ def test_repro_then_clean_status_then_noop(repo):
     assert "didn't change, skipping" in second
 
     assert "train.explained_stress_1" in _run(["dvc", "metrics", "show"], repo)
-    git_commit(repo, "results")
 
 
 def test_plots_declare_the_figure_images(repo):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_repository, git_commit, run_command, stages_reading
+from conftest import ROOT, copy_pipeline, git_commit, run_command, stages_reading
 
 pytestmark = pytest.mark.slow
 boto3 = pytest.importorskip("boto3")
@@ -55,11 +55,10 @@ def _s3_credentials(repo: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def published(root, tmp_path_factory, s3_endpoint) -> dict[str, Path]:
-    """The tiny pipeline, run once and pushed to S3 (with the run-cache) and to a directory."""
+def published(tiny_pipeline, tmp_path_factory, s3_endpoint) -> dict[str, Path]:
+    """The session's tiny pipeline, pushed to S3 (with the run-cache) and to a directory."""
     base = tmp_path_factory.mktemp("remote")
-    repo = copy_repository(root, base / "origin")
-    _dvc(repo, "repro")
+    repo = copy_pipeline(tiny_pipeline, base / "origin")
     _dvc(repo, "remote", "add", "-d", "s3", f"s3://{BUCKET}/cache")
     _dvc(repo, "remote", "modify", "s3", "endpointurl", s3_endpoint)
     _dvc(repo, "remote", "modify", "s3", "region", "us-east-1")
