@@ -121,29 +121,15 @@ def build_trajectory_set(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFr
     (M, N, C) probabilities of one space and (M,) index values -> the trajectory table and a
     (R, G, N, C) float32 array in its order.
     """
-    trained = runs[runs["trained"]].reset_index(drop=True)
-    if trained.empty:
-        raise ValueError("no run is trained (final train error at most "
-                         "trajectories.trained_max_error): train longer, or raise the limit")
+    table, trained, members = _trajectory_table(index, runs)
     rows_of = index[index["kind"] == "run"].sort_values("checkpoint").groupby("run_id")["row"]
     reindexed = np.stack([
         reindex(np.asarray(probs[rows]), index_values[rows], grid).astype(np.float32)
         for rows in (rows_of.get_group(r).to_numpy() for r in trained["run_id"])
     ])
-    averages, average_rows = [], []
-    for config, members in trained.groupby("config", sort=True):
-        averages.append(average_trajectories(reindexed[members.index.to_numpy()]))
-        average_rows.append({**members.iloc[0][list(FACTORS)].to_dict(), "config": config,
-                             "seeds": len(members)})
+    averages = [average_trajectories(reindexed[positions]) for positions in members]
     p0_row, p1_row = reference_rows(index)
     geo = geodesic(np.asarray(probs[p0_row]), np.asarray(probs[p1_row]), grid)
-    table = pd.concat([
-        trained.assign(kind="run", seeds=1),
-        pd.DataFrame(average_rows).assign(kind="average", run_id=None, seed=-1),
-        pd.DataFrame([{"kind": "geodesic", "config": "geodesic", "run_id": None, "seed": -1,
-                       "arch": "geodesic", "seeds": 0}]),
-    ], ignore_index=True)
-    table.insert(0, "trajectory", np.arange(len(table)))
     stacked = np.concatenate([reindexed, np.stack(averages).astype(np.float32),
                               geo[None].astype(np.float32)])
     return table, stacked
