@@ -154,3 +154,18 @@ def test_missing_files_say_what_to_do(tmp_path):
         load_predictions_file(tmp_path / "mine.npy")
     with pytest.raises(FileNotFoundError, match="run the pipeline first"):
         load_space(tmp_path / "predictions", tmp_path / "embedding", "train", sample_step=2)
+
+
+def test_a_landmark_embedding_is_loaded_and_places_its_own_checkpoints(products, tmp_path):
+    # embedding.landmarks: only L points were diagonalized, the others projected; placing a
+    # stored checkpoint must still land on its stored coordinates.
+    d = np.load(products / "distances" / "train.npy")
+    landmark = inpca(d, n_components=5, landmarks=12)
+    assert landmark.landmarks.size == 12 < d.shape[0]
+    save_embeddings({"train": landmark}, tmp_path / "embedding")
+    space = load_space(products / "predictions", tmp_path / "embedding", "train",
+                       sample_step=STEP, bc_floor=FLOOR, distances_dir=products / "distances")
+    rows = np.flatnonzero(space.index["run_id"].to_numpy() == "run2")
+    placed = place(np.asarray(space.probs[rows]), space)
+    np.testing.assert_allclose(placed.coords, landmark.coords[rows], atol=1e-6)
+    assert placed.distances.shape == (len(rows), d.shape[0])  # nearest runs search every point

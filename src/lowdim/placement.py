@@ -119,7 +119,7 @@ def load_space(predictions_dir: str | Path, embedding_dir: str | Path, space: st
     index = load_index(predictions_dir)
     probs = load_probs(predictions_dir, space)
     embedding = load_embedding(embedding_dir, space)
-    m = embedding.column_means.shape[0]
+    m = embedding.coords.shape[0]  # every embedded point (column_means: the landmarks')
     if not len(index) == probs.shape[0] == m:
         raise ValueError(
             f"{predictions_dir} holds {probs.shape[0]} {space} points ({len(index)} index rows) "
