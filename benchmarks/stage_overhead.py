@@ -9,7 +9,13 @@ Each way runs --repeat times in fresh subprocesses, alternating; the best time o
 printed with the ratio. A papermill stage adds a Jupyter kernel start on top (`--kernel`
 times an empty notebook through papermill, once).
 
+`--papermill` times papermill's own start (`import papermill`, which every stage pays before
+its kernel starts) as installed, against the same import with `rfc3987_syntax` blocked: with
+jsonschema >= 4.25 that package compiles an IRI grammar at import, which no notebook schema uses
+(hence the `jsonschema<4.25` pin in pyproject.toml; ratio 1.00 means the pin is in effect).
+
     python benchmarks/stage_overhead.py --profile profiles/quick.yaml --repeat 5 --kernel
+    python benchmarks/stage_overhead.py --papermill --repeat 5
 """
 
 from __future__ import annotations
@@ -56,12 +62,39 @@ def kernel_start_seconds() -> float:
     return seconds
 
 
+PAPERMILL_PROBE = ("import sys\n{block}import papermill, jsonschema\n"
+                   "print(jsonschema.__version__, 'rfc3987_syntax' in sys.modules)")
+
+
+def papermill_import(repeat: int) -> None:
+    """Best-of-`repeat` seconds of `import papermill`, as installed and with the IRI grammar
+    package blocked, alternating; prints both and their ratio."""
+    ways = {"as installed": "", "grammar blocked": "sys.modules['rfc3987_syntax'] = None\n"}
+    best = dict.fromkeys(ways, float("inf"))
+    seen = {}
+    for _ in range(repeat):
+        for way, block in ways.items():
+            seconds, seen[way] = timed([sys.executable, "-c", PAPERMILL_PROBE.format(block=block)])
+            best[way] = min(best[way], seconds)
+    version, loaded = seen["as installed"].split()
+    print(f"jsonschema {version}; rfc3987_syntax imported by papermill: {loaded}")
+    for way, seconds in best.items():
+        print(f"import papermill, {way:>15}: {seconds:6.2f} s (best of {repeat})")
+    print(f"ratio as installed / grammar blocked: "
+          f"{best['as installed'] / best['grammar blocked']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="profiles/quick.yaml")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--kernel", action="store_true", help="also time a kernel start")
+    parser.add_argument("--papermill", action="store_true",
+                        help="only time papermill's import (see the module docstring)")
     args = parser.parse_args()
+    if args.papermill:
+        papermill_import(args.repeat)
+        return
     best = {"torch-free": float("inf"), "building": float("inf")}
     loaded = {}
     for _ in range(args.repeat):
