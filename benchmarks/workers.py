@@ -8,6 +8,9 @@ worker start-up included, and the load average around it (other jobs slow every 
     python benchmarks/workers.py --profile profiles/quick.yaml --ways 1x2,2x1
     python benchmarks/workers.py --profile profiles/tiny.yaml --ways 1x2,2x1,1x1 --repeat 2
     python benchmarks/workers.py --profile profiles/quick.yaml --seeds 1 --epochs 4  # a subset
+    # seconds per run of chosen networks alone (--archs replaces grid.arch, --optimizers
+    # grid.optimizer), to compare this machine's speed with timings measured elsewhere:
+    python benchmarks/workers.py --archs allcnn --optimizers sgd --seeds 1 --ways 1x2,1x1
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="keep the first N grid seeds")
     parser.add_argument("--epochs", type=int, default=None, help="override grid.epochs")
     parser.add_argument("--repeat", type=int, default=1, help="rounds over every way")
+    parser.add_argument("--archs", default=None, help="comma-separated: replaces grid.arch")
+    parser.add_argument("--optimizers", default=None,
+                        help="comma-separated: replaces grid.optimizer")
     args = parser.parse_args()
 
     cfg = load_config(args.profile)
@@ -57,6 +63,10 @@ def main() -> None:
         grid = dataclasses.replace(grid, seed=grid.seed[:args.seeds])
     if args.epochs:
         grid = dataclasses.replace(grid, epochs=(args.epochs,))
+    if args.archs:
+        grid = dataclasses.replace(grid, arch=tuple(args.archs.split(",")))
+    if args.optimizers:
+        grid = dataclasses.replace(grid, optimizer=tuple(args.optimizers.split(",")))
     specs = expand_grid(grid, cfg.models, cfg.train.lr_reference_batch_size)
     data = cfg.data
     prepared = prepare(load_source(data.dataset, data.root, data.download, data.test_fraction,
@@ -67,7 +77,8 @@ def main() -> None:
         for way in args.ways.split(","):
             load = os.getloadavg()[0]
             seconds = time_way(specs, prepared, *parse_way(way))
-            print(f"round {round_ + 1} {way}: {seconds:.1f} s  (load {load:.1f} -> "
+            print(f"round {round_ + 1} {way}: {seconds:.1f} s, {seconds / len(specs):.1f} s per "
+                  f"run  (load {load:.1f} -> "
                   f"{os.getloadavg()[0]:.1f})", flush=True)
 
 
