@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -44,9 +45,7 @@ def tiny_prepared():
 
 def run_command(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command with the project environment's tools first on PATH; fail with its log."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "MPLBACKEND": "Agg"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=cwd, env=_project_env(), capture_output=True, text=True)
     if check:
         log = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{log}"
@@ -75,15 +74,54 @@ class TinyPipeline:
     output: str
 
 
+def _needs_pipeline(item: pytest.Item) -> bool:
+    return "tiny_pipeline" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of the shared tiny pipeline run last (in their files' order), so that every other
+    test runs while `_tiny_pipeline_build` builds it in the background."""
+    items[:] = ([i for i in items if not _needs_pipeline(i)]
+                + [i for i in items if _needs_pipeline(i)])
+
+
+def _project_env() -> dict[str, str]:
+    """The environment of commands run by the tests: the project's tools first on PATH."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "MPLBACKEND": "Agg"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_pipeline_build(request, root, tmp_path_factory):
+    """Start the tiny profile's `dvc repro` at the session's first test when any selected test
+    needs it; it runs in its own process beside the other tests (the suite's longest chain of
+    work, on one core while the tests use the other). Stopped if the session ends first."""
+    if not any(_needs_pipeline(i) for i in request.session.items):
+        yield None
+        return
+    repo = copy_repository(root, tmp_path_factory.mktemp("tiny_pipeline") / "repo")
+    log = repo.parent / "repro.log"
+    with log.open("w") as out:
+        # its own process group, so that stopping it also stops papermill and the kernels
+        proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=_project_env(), stdout=out,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    yield repo, log, proc
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
 @pytest.fixture(scope="session")
-def tiny_pipeline(root, tmp_path_factory) -> TinyPipeline:
+def tiny_pipeline(_tiny_pipeline_build) -> TinyPipeline:
     """The tiny profile's whole pipeline, run once per session and shared by the notebook,
     pipeline and remote tests. Treat it as read-only: a test that changes files works on
     `copy_pipeline(...)`."""
-    repo = copy_repository(root, tmp_path_factory.mktemp("tiny_pipeline") / "repo")
-    done = run_command(["dvc", "repro"], repo)
+    repo, log, proc = _tiny_pipeline_build
+    returncode = proc.wait()
+    output = log.read_text()
+    assert returncode == 0, f"dvc repro of the tiny profile failed:\n{output[-6000:]}"
     git_commit(repo, "results")
-    return TinyPipeline(repo, done.stdout + done.stderr)
+    return TinyPipeline(repo, output)
 
 
 def copy_pipeline(pipeline: TinyPipeline, dest: Path) -> Path:
