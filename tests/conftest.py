@@ -139,6 +139,11 @@ def git_commit(repo: Path, message: str, init: bool = False) -> None:
                 repo)
 
 
+def stages_run(output: str) -> set[str]:
+    """The stages a `dvc repro` printed as running (with `--dry`: the stages it would run)."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
 def stages_reading(dvc_yaml: Path, section: str) -> set[str]:
     """Stages of dvc.yaml that list the params section `section` (so a change to it reruns them)."""
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]

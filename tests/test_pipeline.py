@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_pipeline, run_command, stages_reading
+from conftest import ROOT, copy_pipeline, run_command, stages_reading, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -49,21 +49,17 @@ def test_plots_declare_the_figure_images(repo):
         assert plots[f"figures/{stem}.png"][0]["type"] == "image"
 
 
-def _planned(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
-
-
 def test_figure_parameter_reruns_only_figures(repo):
     params = (repo / "params.yaml").read_text().replace("dpi: 150", "dpi: 90")
     (repo / "params.yaml").write_text(params)
     # DVC's plan (`--dry` decides exactly as a real repro does) is every figure stage and
     # nothing else; test_remote re-renders them all for real from a partial pull.
-    planned = _planned(_run(["dvc", "repro", "--dry"], repo))
+    planned = stages_run(_run(["dvc", "repro", "--dry"], repo))
     figures = stages_reading(ROOT / "dvc.yaml", "figures")
     assert len(figures) >= 16 and all(name.startswith("fig") for name in figures)
     assert planned == figures
     before = (repo / "figures" / "fig02_embedding.png").read_bytes()
-    assert _planned(_run(["dvc", "repro", "fig02_embedding"], repo)) == {"fig02_embedding"}
+    assert stages_run(_run(["dvc", "repro", "fig02_embedding"], repo)) == {"fig02_embedding"}
     assert (repo / "figures" / "fig02_embedding.png").read_bytes() != before
     # `dvc plots diff` puts the committed and the re-rendered figure side by side.
     diff = json.loads(run_command(["dvc", "plots", "diff", "HEAD", "--json"], repo).stdout)

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_pipeline, git_commit, run_command, stages_reading
+from conftest import (
+    ROOT,
+    copy_pipeline,
+    git_commit,
+    run_command,
+    stages_reading,
+    stages_run,
+)
 
 pytestmark = pytest.mark.slow
 boto3 = pytest.importorskip("boto3")
@@ -77,10 +84,6 @@ def _clone(published: dict[str, Path], name: str) -> Path:
     return clone
 
 
-def _ran(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
-
-
 def test_s3_pull_rebuilds_nothing_and_a_figure_edit_plans_only_figures(published):
     clone = _clone(published, "reader-s3")
     _s3_credentials(clone)
@@ -88,7 +91,7 @@ def test_s3_pull_rebuilds_nothing_and_a_figure_edit_plans_only_figures(published
     assert (clone / "figures" / "fig02_embedding.png").is_file()
     assert "Data and pipelines are up to date" in _dvc(clone, "status").stdout
     repro = _dvc(clone, "repro")
-    assert _ran(repro.stdout + repro.stderr) == set()
+    assert stages_run(repro.stdout + repro.stderr) == set()
     assert run_command(["python", "-m", "lowdim.verify"], clone).returncode == 0
 
     params = yaml.safe_load((clone / "params.yaml").read_text())
@@ -96,7 +99,7 @@ def test_s3_pull_rebuilds_nothing_and_a_figure_edit_plans_only_figures(published
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The plan only: test_partial_pulls_fetch_only_what_is_needed re-renders for real.
     plan = _dvc(clone, "repro", "--dry")
-    assert _ran(plan.stdout + plan.stderr) == FIGURES
+    assert stages_run(plan.stdout + plan.stderr) == FIGURES
 
 
 def test_http_remote_serves_a_read_only_cache(published):
@@ -159,5 +162,5 @@ def test_partial_pulls_fetch_only_what_is_needed(published):
     params["figures"]["dpi"] = 70
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repro = _dvc(clone, "repro", "--pull", "--allow-missing")
-    assert _ran(repro.stdout + repro.stderr) == FIGURES
+    assert stages_run(repro.stdout + repro.stderr) == FIGURES
     assert not (clone / "data" / "runs").exists()
