@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from lowdim.figures import spread_centres, spread_labels
-from lowdim.trajectory_panels import configuration_label, epochs_to_progress
+from lowdim.trajectory_panels import (
+    configuration_label,
+    epochs_to_progress,
+    larger_lead,
+    progress_milestones,
+)
 
 
 def test_spread_labels_pick_the_nearest_centre_within_the_radius():
@@ -51,3 +56,43 @@ def test_epochs_to_progress_finds_the_first_crossing():
     assert reached.loc["a", "epoch"] == 2.0 and reached.loc["b", "epoch"] == 1.0
     never = epochs_to_progress(index, np.zeros(8), ["small"])
     assert never["epoch"].isna().all()
+
+
+def _pair_runs() -> tuple[pd.DataFrame, np.ndarray]:
+    """Two seeds of a small and a large network, four checkpoints each (epochs 0..3)."""
+    runs = [("s42", "small", 42), ("s43", "small", 43), ("l42", "large", 42), ("l43", "large", 43)]
+    index = pd.DataFrame({"kind": "run", "run_id": [r for r, _, _ in runs for _ in range(4)],
+                          "arch": [a for _, a, _ in runs for _ in range(4)], "optimizer": "sgd",
+                          "seed": [s for _, _, s in runs for _ in range(4)],
+                          "checkpoint": list(range(4)) * 4, "epoch": [0.0, 1.0, 2.0, 3.0] * 4})
+    progress = np.array([0.0, 0.3, 0.6, 0.8,    # small, s42: 0.5 at epoch 2, 0.9 never
+                         0.0, 0.1, 0.4, 0.95,   # small, s43: 0.5 at epoch 3, 0.9 at epoch 3
+                         0.0, 0.6, 0.7, 0.9,    # large, s42: 0.5 at epoch 1, 0.9 at epoch 3
+                         0.0, 0.2, 0.5, 0.92])  # large, s43: 0.5 at epoch 2, 0.9 at epoch 3
+    return index, progress
+
+
+def test_progress_milestones_average_the_runs_that_reach_each_level():
+    index, progress = _pair_runs()
+    table = progress_milestones(index, progress, ["small", "large"], levels=(0.5, 0.9, 0.99))
+    cell = table.set_index(["level", "arch"])
+    assert cell.loc[(0.5, "small"), "mean_epoch"] == 2.5
+    assert cell.loc[(0.5, "large"), "mean_epoch"] == 1.5
+    assert cell.loc[(0.9, "small"), ["mean_epoch", "reached", "runs"]].tolist() == [3.0, 1, 2]
+    assert cell.loc[(0.9, "large"), ["reached", "runs"]].tolist() == [2, 2]
+    assert np.isnan(cell.loc[(0.99, "large"), "mean_epoch"])
+    assert cell.loc[(0.99, "large"), "reached"] == 0
+
+
+def test_larger_lead_compares_only_levels_every_run_reaches():
+    index, progress = _pair_runs()
+    table = progress_milestones(index, progress, ["small", "large"], levels=(0.25, 0.5, 0.9))
+    lead = larger_lead(table, ("small", "large"))
+    # 0.9: one small run never reaches it, so the level is not compared
+    assert lead.index.tolist() == [(0.25, "sgd"), (0.5, "sgd")]
+    assert lead.tolist() == [0.0, 1.0]  # 0.25: both at 1.5 on average; 0.5: 2.5 against 1.5
+    slower = progress.copy()
+    slower[13:16] = [0.1, 0.2, 0.6]  # large s43 now reaches 0.5 at epoch 3: mean 2.0
+    slower[9:12] = [0.2, 0.3, 0.6]   # and large s42 at epoch 3 too: mean 3.0, half an epoch late
+    late = progress_milestones(index, slower, ["small", "large"], levels=(0.5,))
+    assert larger_lead(late, ("small", "large")).tolist() == [-0.5]

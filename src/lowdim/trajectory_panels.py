@@ -165,3 +165,32 @@ def epochs_to_progress(index: pd.DataFrame, progress: np.ndarray, archs: Sequenc
                      "optimizer": group["optimizer"].iloc[0], "seed": group["seed"].iloc[0],
                      "epoch": float(index.loc[reached[0], "epoch"]) if len(reached) else np.nan})
     return pd.DataFrame(rows)
+
+
+MILESTONES = (0.25, 0.5, 0.75, 0.9)  # progress levels of Figure 16's table
+
+
+def progress_milestones(index: pd.DataFrame, progress: np.ndarray, archs: Sequence[str],
+                        levels: Sequence[float] = MILESTONES) -> pd.DataFrame:
+    """Per level, arch and optimizer: the mean first epoch over the runs that reach the level
+    (NaN if none does) and how many of how many runs reach it (D15's table)."""
+    rows = []
+    for level in levels:
+        reached = epochs_to_progress(index, progress, archs, level)
+        for (arch, optimizer), runs in reached.groupby(["arch", "optimizer"], sort=True):
+            rows.append({"level": level, "arch": arch, "optimizer": optimizer,
+                         "mean_epoch": runs["epoch"].mean(),
+                         "reached": int(runs["epoch"].notna().sum()), "runs": len(runs)})
+    return pd.DataFrame(rows)
+
+
+def larger_lead(milestones: pd.DataFrame, pair: Sequence[str]) -> pd.Series:
+    """Figure 16's finding cell by cell: for each (level, optimizer) that every run of both
+    networks reaches, the smaller's mean first epoch minus the larger's (>= 0: the larger is no
+    later; > 0: it is earlier)."""
+    smaller, larger = pair
+    complete = milestones[milestones["arch"].isin(pair)
+                          & (milestones["reached"] == milestones["runs"])]
+    wide = complete.pivot(index=["level", "optimizer"], columns="arch", values="mean_epoch")
+    wide = wide.reindex(columns=[smaller, larger]).dropna()
+    return (wide[smaller] - wide[larger]).rename("lead")

@@ -1,0 +1,103 @@
+"""Candidate [smaller, larger] pairs for Figure 16: what each costs and whether the larger
+network reaches each progress level no later than the smaller.
+
+Trains every network of the pairs on the profile's grid (its optimizers, learning rates and
+seeds) into a run store, two at a time with one thread each as the train stage does, then
+computes each checkpoint's progress lambda as the trajectories stage does (train space, the
+profile's geodesic) and Figure 16's table of first epochs. A store given with --store keeps the
+runs, so a second call only trains what is missing:
+
+    python benchmarks/size_pair.py --pairs wr-10-1-8:wr-16-1-8,wr-10-2-8:wr-16-2-8 \
+        --store /tmp/size-pair-runs
+
+Seconds are `seconds` of each run's meta.json (training and evaluation, two runs at a time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from lowdim.config import load_config
+from lowdim.data import load_source, prepare
+from lowdim.grid import expand_grid
+from lowdim.launch import launch_local
+from lowdim.predictions import build_analysis_set
+from lowdim.trajectories import checkpoint_progress
+from lowdim.trajectory_panels import MILESTONES, larger_lead, progress_milestones
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    """'a:b,c:d' -> [(a, b), (c, d)]."""
+    pairs = [tuple(p.split(":")) for p in text.split(",")]
+    bad = [p for p in pairs if len(p) != 2]
+    if bad:
+        raise SystemExit(f"--pairs: write each pair as smaller:larger, got {bad}")
+    return pairs
+
+
+def mean_seconds(store: Path, specs) -> pd.Series:
+    """Mean `seconds` of one run, per architecture."""
+    rows = [{"arch": s.arch, "seconds": json.loads((store / s.run_id / "meta.json").read_text())
+             ["seconds"]} for s in specs]
+    return pd.DataFrame(rows).groupby("arch")["seconds"].mean()
+
+
+def report(pair, milestones: pd.DataFrame, seconds: pd.Series) -> None:
+    smaller, larger = pair
+    lead = larger_lead(milestones, pair)
+    print(f"\n{smaller} -> {larger}: {seconds[smaller]:.1f} s and {seconds[larger]:.1f} s per "
+          f"run ({seconds[larger] / seconds[smaller]:.2f}x); the larger is no later in "
+          f"{int((lead >= 0).sum())} and earlier in {int((lead > 0).sum())} of {len(lead)} "
+          f"cells that every run reaches")
+    mine = milestones[milestones["arch"].isin(pair)].assign(
+        epoch=lambda t: t["mean_epoch"].map("{:.2f}".format).str.replace("nan", "-"),
+        reached=lambda t: t["reached"].astype(str) + "/" + t["runs"].astype(str))
+    table = mine.pivot(index=["level", "optimizer"], columns="arch", values=["epoch", "reached"])
+    print(table.reindex(columns=[smaller, larger], level=1).to_string())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="profiles/quick.yaml")
+    parser.add_argument("--pairs", default="wr-10-1-8:wr-16-1-8,wr-10-2-8:wr-16-2-8,"
+                                           "wr-10-4-8:wr-16-4-8")
+    parser.add_argument("--store", default=None, help="run store kept between calls")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    pairs = parse_pairs(args.pairs)
+    cfg = load_config(args.profile)
+    archs = tuple(dict.fromkeys(a for pair in pairs for a in pair))
+    grid = dataclasses.replace(cfg.grid, arch=archs)
+    specs = expand_grid(grid, cfg.models, cfg.train.lr_reference_batch_size)
+    data = cfg.data
+    prepared = prepare(load_source(data.dataset, data.root, data.download, data.test_fraction,
+                                   data.split_seed),
+                       data.eval_train_size, data.eval_test_size, data.eval_seed)
+    print(f"{cfg.profile}: {len(specs)} runs of {', '.join(archs)}, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as scratch:
+        store = Path(args.store or scratch)
+        torch.set_num_threads(1)
+        launch_local(specs, prepared, store, torch.device("cpu"), workers=args.workers,
+                     threads=1, augment_padding=cfg.train.augment_padding)
+        labels = {"train": prepared.train_labels[prepared.eval_train_index],
+                  "test": prepared.test_labels[prepared.eval_test_index]}
+        analysis = build_analysis_set(store, specs, labels, prepared.num_classes,
+                                      cfg.predictions.geodesic_points)
+        seconds = mean_seconds(store, specs)
+    lam = checkpoint_progress(analysis.index, analysis.probs["train"])
+    milestones = progress_milestones(analysis.index, lam, archs, MILESTONES)
+    for pair in pairs:
+        report(pair, milestones, seconds)
+
+
+if __name__ == "__main__":
+    main()
