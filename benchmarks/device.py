@@ -16,11 +16,10 @@ import time
 
 import numpy as np
 import torch
+from _grid import prepared_data, profile_runs
 
 from lowdim.config import load_config
-from lowdim.data import load_source, prepare
 from lowdim.distances import bhattacharyya
-from lowdim.grid import expand_grid
 from lowdim.predictions import renormalize
 from lowdim.train import DeviceData, train_run
 
@@ -40,10 +39,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=6, help="runs of the grid to train")
     args = parser.parse_args()
     cfg = load_config(args.profile)
-    d = cfg.data
-    prepared = prepare(load_source(d.dataset, d.root, d.download, d.test_fraction, d.split_seed),
-                       d.eval_train_size, d.eval_test_size, d.eval_seed)
-    specs = expand_grid(cfg.grid, cfg.models, cfg.train.lr_reference_batch_size)
+    prepared = prepared_data(cfg)
+    specs = profile_runs(cfg)
     specs = specs[:: max(1, len(specs) // args.runs)][: args.runs]
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "

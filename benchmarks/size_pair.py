@@ -16,7 +16,6 @@ Seconds are `seconds` of each run's meta.json (training and evaluation, two runs
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import tempfile
@@ -24,10 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _grid import prepared_data, profile_runs
 
 from lowdim.config import load_config
-from lowdim.data import load_source, prepare
-from lowdim.grid import expand_grid
 from lowdim.launch import launch_local
 from lowdim.predictions import build_analysis_set
 from lowdim.trajectories import checkpoint_progress
@@ -76,12 +74,8 @@ def main() -> None:
     pairs = parse_pairs(args.pairs)
     cfg = load_config(args.profile)
     archs = tuple(dict.fromkeys(a for pair in pairs for a in pair))
-    grid = dataclasses.replace(cfg.grid, arch=archs)
-    specs = expand_grid(grid, cfg.models, cfg.train.lr_reference_batch_size)
-    data = cfg.data
-    prepared = prepare(load_source(data.dataset, data.root, data.download, data.test_fraction,
-                                   data.split_seed),
-                       data.eval_train_size, data.eval_test_size, data.eval_seed)
+    specs = profile_runs(cfg, arch=archs)
+    prepared = prepared_data(cfg)
     print(f"{cfg.profile}: {len(specs)} runs of {', '.join(archs)}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as scratch:
         store = Path(args.store or scratch)

@@ -16,16 +16,14 @@ worker start-up included, and the load average around it (other jobs slow every 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import tempfile
 import time
 
 import torch
+from _grid import prepared_data, profile_runs
 
 from lowdim.config import load_config
-from lowdim.data import load_source, prepare
-from lowdim.grid import expand_grid
 from lowdim.launch import launch_local
 
 
@@ -58,20 +56,12 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = load_config(args.profile)
-    grid = cfg.grid
-    if args.seeds:
-        grid = dataclasses.replace(grid, seed=grid.seed[:args.seeds])
-    if args.epochs:
-        grid = dataclasses.replace(grid, epochs=(args.epochs,))
-    if args.archs:
-        grid = dataclasses.replace(grid, arch=tuple(args.archs.split(",")))
-    if args.optimizers:
-        grid = dataclasses.replace(grid, optimizer=tuple(args.optimizers.split(",")))
-    specs = expand_grid(grid, cfg.models, cfg.train.lr_reference_batch_size)
-    data = cfg.data
-    prepared = prepare(load_source(data.dataset, data.root, data.download, data.test_fraction,
-                                   data.split_seed),
-                       data.eval_train_size, data.eval_test_size, data.eval_seed)
+    specs = profile_runs(
+        cfg, seed=cfg.grid.seed[:args.seeds] if args.seeds else None,
+        epochs=(args.epochs,) if args.epochs else None,
+        arch=tuple(args.archs.split(",")) if args.archs else None,
+        optimizer=tuple(args.optimizers.split(",")) if args.optimizers else None)
+    prepared = prepared_data(cfg)
     print(f"{cfg.profile}: {len(specs)} runs, {os.cpu_count()} CPUs")
     for round_ in range(args.repeat):
         for way in args.ways.split(","):
