@@ -2,7 +2,7 @@
 network reaches each progress level no later than the smaller.
 
 Trains every network of the pairs on the profile's grid (its optimizers, learning rates and
-seeds) into a run store, two at a time with one thread each as the train stage does, then
+seeds) into a run store with the profile's `train` settings, as the train stage does, then
 computes each checkpoint's progress lambda as the trajectories stage does (train space, the
 profile's geodesic) and Figure 16's table of first epochs. A store given with --store keeps the
 runs, so a second call only trains what is missing:
@@ -10,24 +10,24 @@ runs, so a second call only trains what is missing:
     python benchmarks/size_pair.py --pairs wr-10-1-8:wr-16-1-8,wr-10-2-8:wr-16-2-8 \
         --store /tmp/size-pair-runs
 
-Seconds are `seconds` of each run's meta.json (training and evaluation, two runs at a time).
+Seconds are `seconds` of each run's meta.json (training and evaluation; on the quick profile
+two runs at a time).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
 
 import pandas as pd
-import torch
 from _grid import prepared_data, profile_runs
 
 from lowdim.config import load_config
-from lowdim.launch import launch_local
+from lowdim.launch import launch
 from lowdim.predictions import build_analysis_set
+from lowdim.runs import read_meta
 from lowdim.trajectories import checkpoint_progress
 from lowdim.trajectory_panels import MILESTONES, larger_lead, progress_milestones
 
@@ -43,8 +43,7 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
 
 def mean_seconds(store: Path, specs) -> pd.Series:
     """Mean `seconds` of one run, per architecture."""
-    rows = [{"arch": s.arch, "seconds": json.loads((store / s.run_id / "meta.json").read_text())
-             ["seconds"]} for s in specs]
+    rows = [{"arch": s.arch, "seconds": read_meta(store, s.run_id)["seconds"]} for s in specs]
     return pd.DataFrame(rows).groupby("arch")["seconds"].mean()
 
 
@@ -68,7 +67,6 @@ def main() -> None:
     parser.add_argument("--pairs", default="wr-10-1-8:wr-16-1-8,wr-10-2-8:wr-16-2-8,"
                                            "wr-10-4-8:wr-16-4-8")
     parser.add_argument("--store", default=None, help="run store kept between calls")
-    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
     pairs = parse_pairs(args.pairs)
@@ -79,9 +77,7 @@ def main() -> None:
     print(f"{cfg.profile}: {len(specs)} runs of {', '.join(archs)}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as scratch:
         store = Path(args.store or scratch)
-        torch.set_num_threads(1)
-        launch_local(specs, prepared, store, torch.device("cpu"), workers=args.workers,
-                     threads=1, augment_padding=cfg.train.augment_padding)
+        launch(specs, prepared, store, cfg.train)  # the profile's workers, threads and device
         labels = {"train": prepared.train_labels[prepared.eval_train_index],
                   "test": prepared.test_labels[prepared.eval_test_index]}
         analysis = build_analysis_set(store, specs, labels, prepared.num_classes,
