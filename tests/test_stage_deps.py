@@ -64,6 +64,29 @@ def test_closure_of_a_notebook_includes_the_notebook_and_drops_magics(fake_packa
                                                       "src/lowdim/d.py"]
 
 
+def test_imports_under_type_checking_are_not_in_the_closure(fake_package: Path):
+    write(fake_package / "src" / "lowdim" / "e.py",
+          "from typing import TYPE_CHECKING\nimport typing\nif TYPE_CHECKING:\n"
+          "    from lowdim import c\nelse:\n    from lowdim import d\n"
+          "if typing.TYPE_CHECKING:\n    import lowdim.unused\n")
+    files = import_closure("import lowdim.e\n", fake_package / "src")
+    names = {path.name for path in files}
+    assert names == {"__init__.py", "e.py", "d.py"}
+
+
+def test_a_folder_is_listed_only_when_the_closure_holds_all_of_it(fake_package: Path):
+    write(fake_package / "src" / "lowdim" / "part" / "__init__.py", "")
+    write(fake_package / "src" / "lowdim" / "part" / "used.py", "")
+    write(fake_package / "src" / "lowdim" / "part" / "other.py", "")
+    cells = [{"cell_type": "code", "source": ["import lowdim.part.used\nimport lowdim.sub.k\n"]}]
+    write(fake_package / "notebooks" / "n.ipynb", json.dumps({"cells": cells}))
+    stage = {"cmd": "papermill notebooks/n.ipynb out.ipynb"}
+    # sub/'s three files all run (and d.py, through j.py); part/other.py never does
+    assert minimal_code_deps(stage, fake_package) == [
+        "src/lowdim/__init__.py", "src/lowdim/d.py", "src/lowdim/part/__init__.py",
+        "src/lowdim/part/used.py", "src/lowdim/sub"]
+
+
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_deps_cover_every_file_it_runs(name: str):
     missing = missing_code_deps(STAGES[name], ROOT)

@@ -9,8 +9,9 @@ nothing is executed:
     python -m lowdim.stage_deps          # exit status 1 and a list when a stage misses a file
     python -m lowdim.stage_deps --write  # rewrite the src/ entries of every stage's deps
 
-Sub-packages (`data/`, `models/`, `kernels/`, `studies/`) are listed as folders, top-level
-modules as files, so a stage reruns when, and only when, code it can run changes.
+A package folder is listed when the closure holds every file under it, otherwise its files one by
+one, so a stage reruns when, and only when, code it can run changes. Imports under
+`if TYPE_CHECKING:` never run and are skipped.
 """
 
 from __future__ import annotations
@@ -57,11 +58,32 @@ def resolve_relative(current: str, is_package: bool, level: int, name: str | Non
     return ".".join(base + ([name] if name else []))
 
 
+def is_type_checking_block(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:` or `if typing.TYPE_CHECKING:`: code that never runs."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def walk_runtime(tree: ast.AST) -> Iterable[ast.AST]:
+    """`ast.walk` without the bodies of `if TYPE_CHECKING:` blocks (their `else` still runs)."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        yield node
+        if is_type_checking_block(node):
+            pending.extend(node.orelse)
+        else:
+            pending.extend(ast.iter_child_nodes(node))
+
+
 def imported_modules(tree: ast.AST, current: str | None, is_package: bool) -> set[str]:
     """Dotted names a module may import: `import`, `from ... import` (names included, since they
     may be submodules) and `importlib.import_module("<literal>")`. Unknown names are harmless."""
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in walk_runtime(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -180,15 +202,25 @@ def load_stages(root: Path) -> dict[str, Mapping]:
     return yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
 
 
+def package_files(folder: Path) -> set[Path]:
+    """Every Python file under a package folder, sub-packages included."""
+    return {path for path in folder.rglob("*.py") if "__pycache__" not in path.parts}
+
+
 def minimal_code_deps(stage: Mapping, root: Path) -> list[str]:
-    """The `src/` deps that cover a stage's closure: sub-packages as folders, modules as files."""
+    """The `src/` deps that cover a stage's closure exactly: a package folder when the closure
+    holds every file under it (the outermost such folder), otherwise the files one by one."""
+    closure = {path for path in code_closure(stage, root) if path.startswith("src/")}
     entries = set()
-    for path in code_closure(stage, root):
-        parts = path.split("/")
-        if parts[0] != "src":
-            continue
-        nested = len(parts) > 3  # src/lowdim/<package>/<file>
-        entries.add("/".join(parts[:3]) if nested else path)
+    for path in closure:
+        entry = path
+        parent = Path(path).parent
+        while parent.as_posix() != f"src/{PACKAGE}":
+            inside = {p.relative_to(root).as_posix() for p in package_files(root / parent)}
+            if inside <= closure:
+                entry = parent.as_posix()
+            parent = parent.parent
+        entries.add(entry)
     return sorted(entries)
 
 
