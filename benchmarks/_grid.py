@@ -6,7 +6,7 @@ import dataclasses
 
 from lowdim.config import Config
 from lowdim.data import Prepared, load_source, prepare
-from lowdim.grid import RunSpec, expand_grid
+from lowdim.training.grid import RunSpec, expand_grid
 
 
 def prepared_data(cfg: Config) -> Prepared:

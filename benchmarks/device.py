@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from _grid import prepared_data, profile_runs
 
+from lowdim.analysis.analysis_set import renormalize
 from lowdim.config import load_config
-from lowdim.distances import bhattacharyya
-from lowdim.predictions import renormalize
-from lowdim.train import DeviceData, train_run
+from lowdim.geometry.distances import bhattacharyya
+from lowdim.training.run import DeviceData, train_run
 
 
 def train_all(specs, prepared, device: torch.device) -> tuple[float, np.ndarray]:

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from lowdim.distances import bhattacharyya, bhattacharyya_reference, resolve_engine
+from lowdim.geometry.distances import bhattacharyya, bhattacharyya_reference, resolve_engine
 
 
 def probabilities(m: int, n: int, c: int, seed: int = 0) -> np.ndarray:

@@ -3,7 +3,7 @@
 For each M, builds M points on training-like trajectories of probability vectors (softmax
 logits that move from ignorance, 0, towards the true labels, bent along directions shared by a
 few families of runs and along each run's own, plus per-checkpoint noise), computes their
-Bhattacharyya distance matrix D with ``lowdim.distances.bhattacharyya``, then times
+Bhattacharyya distance matrix D with ``lowdim.geometry.distances.bhattacharyya``, then times
 ``inpca(D, solver="dense")`` (scipy eigh of the formed W, the baseline) and
 ``inpca(D, solver=s, n_eigenvalues=K)`` for each iterative solver s, all in the same run on the
 same D. Prints the times (best of ``--repeat``), their ratio, and the largest relative error
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from lowdim.distances import bhattacharyya
-from lowdim.inpca import Embedding, inpca
+from lowdim.geometry.distances import bhattacharyya
+from lowdim.geometry.inpca import Embedding, inpca
 
 STRESS_DIMS = (1, 3, 10, 50)
 CHECKPOINTS = 100  # points per trajectory

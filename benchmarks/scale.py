@@ -1,7 +1,7 @@
 """The geometry half at scale: predictions -> distances -> embedding on M synthetic checkpoints.
 
 Builds a run store of R runs x T checkpoints x N samples in the store's real format
-(``lowdim.runs.write_run``): per run and sample, a noisy path from ignorance towards a
+(``lowdim.store.runs.write_run``): per run and sample, a noisy path from ignorance towards a
 near-one-hot prediction at a run-specific endpoint (square-root probabilities interpolated on
 the sphere, run-specific speed and noise), float16 as training writes them. Then it runs the
 stage functions that notebooks 30, 40 and 50 call, each in its own process so that each
@@ -76,9 +76,9 @@ def run_paths(rng: np.random.Generator, labels: np.ndarray, checkpoints: int, c:
 def build_store(work: Path, runs: int, checkpoints: int, n: dict[str, int], c: int,
                 seed: int = 0) -> None:
     """The run store, specs and labels of one size (written under `work`)."""
-    from lowdim.grid import RunSpec
-    from lowdim.runs import write_run
-    from lowdim.train import RunResult
+    from lowdim.store.runs import write_run
+    from lowdim.training.grid import RunSpec
+    from lowdim.training.run import RunResult
 
     rng = np.random.default_rng(seed)
     labels = {space: rng.integers(0, c, size=count) for space, count in n.items()}
@@ -108,11 +108,15 @@ def build_store(work: Path, runs: int, checkpoints: int, n: dict[str, int], c: i
 
 def child(stage: str, work: Path, options: dict) -> dict:
     """Run one stage as notebooks 30 / 40 / 50 do; returns what it printed."""
-    from lowdim.grid import RunSpec
+    from lowdim.training.grid import RunSpec
 
     notes = []
     if stage == "predictions":
-        from lowdim.predictions import check_predictions_disk, plan_analysis_set, write_analysis_set
+        from lowdim.analysis.analysis_set import (
+            check_predictions_disk,
+            plan_analysis_set,
+            write_analysis_set,
+        )
 
         specs = [RunSpec(**s) for s in json.loads((work / "specs.json").read_text())]
         with np.load(work / "labels.npz") as z:
@@ -123,14 +127,14 @@ def child(stage: str, work: Path, options: dict) -> dict:
         write_analysis_set(work / "runs", specs, labels, options["c"], GEODESIC_POINTS,
                            work / "predictions")
     elif stage == "distances":
-        from lowdim.distance_blocks import (
+        from lowdim.analysis.analysis_set import load_index, open_probs, reference_distances
+        from lowdim.geometry.distance_blocks import (
             check_distances_disk,
             plan_distances,
             unit_labels,
             write_distances,
         )
-        from lowdim.predictions import load_index, open_probs, reference_distances
-        from lowdim.store import BlockCache
+        from lowdim.store.products import BlockCache
 
         index = load_index(work / "predictions")
         probs = {space: open_probs(work / "predictions", space) for space in ("train", "test")}
@@ -155,8 +159,8 @@ def child(stage: str, work: Path, options: dict) -> dict:
         options["pair_samples"] = plan.pair_samples
         options["matrix_seconds"] = seconds
     elif stage == "embedding":
-        from lowdim.inpca import inpca, memory_estimate
-        from lowdim.store import (
+        from lowdim.geometry.inpca import inpca, memory_estimate
+        from lowdim.store.products import (
             human_bytes,
             load_centring,
             open_distance_matrix,

@@ -24,12 +24,12 @@ from pathlib import Path
 import pandas as pd
 from _grid import prepared_data, profile_runs
 
+from lowdim.analysis.analysis_set import build_analysis_set
+from lowdim.analysis.trajectories import checkpoint_progress
 from lowdim.config import load_config
-from lowdim.launch import launch
-from lowdim.predictions import build_analysis_set
-from lowdim.runs import read_meta
-from lowdim.trajectories import checkpoint_progress
-from lowdim.trajectory_panels import MILESTONES, larger_lead, progress_milestones
+from lowdim.figures.trajectory_panels import MILESTONES, larger_lead, progress_milestones
+from lowdim.store.runs import read_meta
+from lowdim.training.launch import launch
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:

@@ -28,9 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-FIGURE_IMPORTS = ("import matplotlib.pyplot, lowdim.plotting, lowdim.figures, "
-                  "lowdim.trajectory_panels, lowdim.study_panels, lowdim.predictions, "
-                  "lowdim.store")
+FIGURE_IMPORTS = ("import matplotlib.pyplot, lowdim.figures.theme, "
+                  "lowdim.figures.embedding_panels, lowdim.figures.trajectory_panels, "
+                  "lowdim.figures.study_panels, lowdim.analysis.analysis_set, "
+                  "lowdim.store.products")
 
 
 def probe(profile: str, build_models: bool) -> str:

@@ -36,9 +36,9 @@ from torchvision.transforms import v2
 
 from lowdim.config import load_config
 from lowdim.data import default_padding
-from lowdim.grid import RunSpec
-from lowdim.packed import SpeedOptions, float32_mode, split_evenly, train_pack
-from lowdim.train import (
+from lowdim.training.grid import RunSpec
+from lowdim.training.packed import SpeedOptions, float32_mode, split_evenly, train_pack
+from lowdim.training.run import (
     DeviceData,
     cosine_factor,
     init_model,

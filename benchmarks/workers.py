@@ -24,7 +24,7 @@ import torch
 from _grid import prepared_data, profile_runs
 
 from lowdim.config import load_config
-from lowdim.launch import launch_local
+from lowdim.training.launch import launch_local
 
 
 def parse_way(way: str) -> tuple[int, int]:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lowdim.distances import bhattacharyya, ignorance_point, truth_point
-from lowdim.geometry import geodesic, progress_closed_form
+from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
+from lowdim.geometry.geodesic import geodesic, progress_closed_form
 
 SPACES = ("train", "test")
 # run_id, arch, optimizer, seed: two configurations with two seeds, one with a single seed.

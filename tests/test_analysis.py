@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import fcluster, leaves_list
 
-from lowdim.analysis import (
+from lowdim.analysis.trajectory_analyses import (
     cluster_configurations,
     configuration_distances,
     configuration_to_geodesic,
@@ -19,15 +19,15 @@ from lowdim.analysis import (
     trajectory_embedding,
     tube_width,
 )
-from lowdim.distances import ignorance_point, truth_point
-from lowdim.geometry import (
+from lowdim.geometry.distances import ignorance_point, truth_point
+from lowdim.geometry.geodesic import (
     PROGRESS_GRID,
     average_trajectories,
     geodesic,
     reindex,
     trajectory_distance_tensor,
 )
-from lowdim.inpca import minkowski_sq_distances
+from lowdim.geometry.inpca import minkowski_sq_distances
 
 N, C = 30, 10
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lowdim.atomic import atomic_directory, atomic_file, write_json
+from lowdim.store.atomic import atomic_directory, atomic_file, write_json
 
 
 def test_directory_is_replaced_whole(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lowdim.centroids import (
+from lowdim.geometry.centroids import (
     AVERAGING_METHODS,
     average_trajectory,
     bhattacharyya_centroid,
@@ -16,7 +16,7 @@ from lowdim.centroids import (
     jeffreys_positive_centroid,
     square_root_mean,
 )
-from lowdim.geometry import geodesic
+from lowdim.geometry.geodesic import geodesic
 
 
 def random_models(seed: int, s: int = 6, n: int = 30, c: int = 5, low: float = 1e-4):
@@ -54,7 +54,7 @@ def test_every_average_is_a_probability_model(method):
 @pytest.mark.parametrize("method", ["bhattacharyya", "square_root"])
 def test_two_model_average_on_the_sphere_is_the_geodesic_midpoint(method):
     # Both minimize/average on the sphere of roots: for two models the result is the slerp
-    # midpoint, computed independently by lowdim.geometry.
+    # midpoint, computed independently by lowdim.geometry.geodesic.
     p = random_models(2, s=2)
     np.testing.assert_allclose(centroid(p, method, **({"tol": 1e-14, "max_iter": 2000}
                                                       if method == "bhattacharyya" else {})),

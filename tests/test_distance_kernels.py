@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lowdim.config import ConfigError, config_from_dict, load_config
-from lowdim.distances import (
+from lowdim.geometry.distances import (
     BC_FLOOR,
     bhattacharyya,
     bhattacharyya_reference,
@@ -131,17 +131,17 @@ def test_distance_blocks_cover_the_requested_rows():
 def test_auto_picks_the_device_kernel_and_falls_back_with_a_reason(caplog, monkeypatch):
     assert resolve_engine("auto", "cpu").name.startswith("fused-numba")
     assert resolve_engine("reference", "cpu").name == "reference"
-    with caplog.at_level(logging.WARNING, logger="lowdim.distances"):
+    with caplog.at_level(logging.WARNING, logger="lowdim.geometry.distances"):
         assert resolve_engine("auto", "meta").name == "reference"
     assert "there is no fused kernel for meta devices" in caplog.text
     if not torch.cuda.is_available():
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="lowdim.distances"):
+        with caplog.at_level(logging.WARNING, logger="lowdim.geometry.distances"):
             assert resolve_engine("auto", "cuda").name == "reference"
         assert "CUDA is not available" in caplog.text or "triton is not installed" in caplog.text
-    monkeypatch.setitem(sys.modules, "lowdim.kernels.numba_bc", None)  # as if numba were missing
+    monkeypatch.setitem(sys.modules, "lowdim.geometry.kernels.numba_bc", None)  # as if no numba
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="lowdim.distances"):
+    with caplog.at_level(logging.WARNING, logger="lowdim.geometry.distances"):
         assert resolve_engine("auto", "cpu").name == "reference"
     assert "numba is not installed" in caplog.text
 
@@ -198,8 +198,8 @@ def test_triton_equals_oracle_and_is_symmetric():
 
 _INTERPRETED = """
 import numpy as np, torch
-from lowdim.kernels import triton_bc as tb
-from lowdim.distances import bhattacharyya_reference
+from lowdim.geometry.kernels import triton_bc as tb
+from lowdim.geometry.distances import bhattacharyya_reference
 from test_distance_kernels import hard_probabilities
 p = hard_probabilities(np.random.default_rng(9), 70, 23, 3)  # 70 rows: two tiles of 64
 cpu = torch.device("cpu")

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowdim.distance_blocks import BlockStats, cached_bhattacharyya, unit_labels
-from lowdim.distances import (
+from lowdim.geometry.distance_blocks import BlockStats, cached_bhattacharyya, unit_labels
+from lowdim.geometry.distances import (
     BC_FLOOR,
     _block_bytes,
     _plan_blocks,
@@ -20,7 +20,7 @@ from lowdim.distances import (
     ignorance_point,
     truth_point,
 )
-from lowdim.store import BlockCache
+from lowdim.store.products import BlockCache
 
 # Every method (float32 roots and coefficients) vs the float64 reference: stated tolerance.
 FAST_ATOL = 1e-6
@@ -300,7 +300,7 @@ def test_memory_mapped_predictions_with_the_cache(rng, tmp_path):
 
 def test_reference_method_skips_the_cache(rng, tmp_path, caplog):
     p, labels = grid_of_runs(rng, ["a", "b"])
-    with caplog.at_level(logging.WARNING, logger="lowdim.distance_blocks"):
+    with caplog.at_level(logging.WARNING, logger="lowdim.geometry.distance_blocks"):
         d, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path), method="reference")
     assert "without the block cache" in caplog.text
     assert not list(tmp_path.iterdir()) and stats.computed == 3

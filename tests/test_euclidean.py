@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lowdim.distances import ignorance_point, truth_point
-from lowdim.euclidean import euclidean_distances
-from lowdim.inpca import inpca
+from lowdim.geometry.distances import ignorance_point, truth_point
+from lowdim.geometry.euclidean import euclidean_distances
+from lowdim.geometry.inpca import inpca
 
 
 def random_models(seed: int, m: int, n: int = 50, c: int = 4) -> np.ndarray:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowdim.figures import spread_centres, spread_labels
-from lowdim.trajectory_panels import (
+from lowdim.figures.embedding_panels import spread_centres, spread_labels
+from lowdim.figures.trajectory_panels import (
     configuration_label,
     epochs_to_progress,
     larger_lead,

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from lowdim.distances import bhattacharyya_reference, ignorance_point, truth_point
-from lowdim.geometry import (
+from lowdim.geometry.distances import bhattacharyya_reference, ignorance_point, truth_point
+from lowdim.geometry.geodesic import (
     GEODESIC_T,
     PROGRESS_GRID,
     average_trajectories,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lowdim.config import GridConfig
-from lowdim.grid import RunSpec, expand_grid, scaled_lr
+from lowdim.training.grid import RunSpec, expand_grid, scaled_lr
 
 
 def _grid(**axes) -> GridConfig:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from lowdim import eigen, store
-from lowdim import inpca as inpca_module
 from lowdim.config import ConfigError, config_from_dict
-from lowdim.distances import bhattacharyya_reference
-from lowdim.inpca import (
+from lowdim.geometry import eigen
+from lowdim.geometry import inpca as inpca_module
+from lowdim.geometry.distances import bhattacharyya_reference
+from lowdim.geometry.inpca import (
     Embedding,
     double_centre,
     explained_stress,
@@ -21,6 +21,7 @@ from lowdim.inpca import (
     minkowski_sq_distances,
     project,
 )
+from lowdim.store import products as store
 
 
 @pytest.fixture
@@ -196,7 +197,8 @@ def test_bad_input_messages(rng):
         explained_stress(np.array([1.0]), -1.0)
 
 
-# ---- iterative solvers (lowdim.eigen): matrix-free W, streaming ||W||_F^2 ---------------------
+# ---- iterative solvers (lowdim.geometry.eigen): matrix-free W, streaming ||W||_F^2
+# ---------------------
 
 SMALL_BLOCKS = 8 * 8 * 6 * 8  # tiles of 8 x 8 and slabs of a few rows: many ragged blocks
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lowdim.inpca import inpca
-from lowdim.interactive import PROGRESS_STEPS, embedding_figure
+from lowdim.figures.interactive import PROGRESS_STEPS, embedding_figure
+from lowdim.geometry.inpca import inpca
 
 
 def _analysis() -> tuple[pd.DataFrame, object]:

@@ -42,8 +42,9 @@ ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
 from lowdim.config import RayConfig, TrainConfig, load_config  # noqa: E402
-from lowdim.grid import RunSpec, expand_grid  # noqa: E402
-from lowdim.launch import (  # noqa: E402
+from lowdim.store.runs import is_complete, read_meta, write_run  # noqa: E402
+from lowdim.training.grid import RunSpec, expand_grid  # noqa: E402
+from lowdim.training.launch import (  # noqa: E402
     LaunchSummary,
     check_failures,
     launch,
@@ -51,9 +52,8 @@ from lowdim.launch import (  # noqa: E402
     pending,
     write_failure,
 )
-from lowdim.launch_ray import bundles, launch_ray, warn_if_unschedulable  # noqa: E402
-from lowdim.runs import is_complete, read_meta, write_run  # noqa: E402
-from lowdim.train import DeviceData, train_run  # noqa: E402
+from lowdim.training.ray_backend import bundles, launch_ray, warn_if_unschedulable  # noqa: E402
+from lowdim.training.run import DeviceData, train_run  # noqa: E402
 
 RAY = Path(sys.executable).parent / "ray"
 # A node's process title while it runs one of our tasks (ray sets "ray::<task name>").
@@ -320,10 +320,10 @@ def test_unschedulable_resources_are_reported(caplog):
 
 
 def test_launch_dispatches_on_the_backend(tmp_path, tiny_prepared, monkeypatch):
-    import lowdim.launch_ray
+    import lowdim.training.ray_backend
 
     calls = []
-    monkeypatch.setattr(lowdim.launch_ray, "launch_ray",
+    monkeypatch.setattr(lowdim.training.ray_backend, "launch_ray",
                         lambda specs, prepared, store, train, progress: calls.append(train))
     train = TrainConfig(device="cpu", backend="ray")
     launch([_spec(1)], tiny_prepared, tmp_path, train, progress=False)
@@ -341,7 +341,7 @@ def test_launch_dispatches_on_the_backend(tmp_path, tiny_prepared, monkeypatch):
 def test_cluster_run_store_is_byte_identical_to_local(two_nodes, tiny_cfg, tiny_specs,
                                                       tiny_prepared, local_store, tmp_path,
                                                       caplog):
-    caplog.set_level(logging.INFO, logger="lowdim.launch_ray")
+    caplog.set_level(logging.INFO, logger="lowdim.training.ray_backend")
     train = _on_cluster(tiny_cfg, two_nodes.address)
     summary = launch_ray(tiny_specs, tiny_prepared, tmp_path, train, progress=False)
     ids = [s.run_id for s in tiny_specs]
@@ -385,7 +385,7 @@ def test_run_failing_every_attempt_is_recorded_and_fails_the_stage(cluster, tiny
 @pytest.mark.slow
 def test_killed_node_costs_retries_not_runs(two_nodes, tiny_cfg, tiny_specs, tiny_prepared,
                                             local_store, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="lowdim.launch_ray")
+    caplog.set_level(logging.INFO, logger="lowdim.training.ray_backend")
     train = _on_cluster(tiny_cfg, two_nodes.address)
     result: dict = {}
 

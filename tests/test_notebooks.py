@@ -186,7 +186,7 @@ def test_place_a_model_places_a_new_run(executed):
 
 @pytest.mark.parametrize("space", ["train", "test"])
 def test_interactive_page_renders_offline(executed, space):
-    from lowdim.browser import find_chromium, render
+    from lowdim.tools.browser import find_chromium, render
 
     if find_chromium() is None:
         message = "chromium is not installed (apt-get install chromium)"
@@ -203,7 +203,7 @@ def test_interactive_page_renders_offline(executed, space):
 
 
 def test_special_study_products(executed):
-    from lowdim.centroids import AVERAGING_METHODS
+    from lowdim.geometry.centroids import AVERAGING_METHODS
 
     index = pd.read_parquet(executed / "predictions" / "index.parquet")
     # Averaging: runs, P0 and P*, then six averages of K checkpoints, embedded together.

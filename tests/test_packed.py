@@ -1,4 +1,4 @@
-"""Packed training (lowdim.packed): each run of a pack follows the run trained alone."""
+"""Packed training (lowdim.training.packed): each run of a pack follows the run trained alone."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-import lowdim.packed
-import lowdim.train
+import lowdim.training.packed
+import lowdim.training.run
 from lowdim.data import augment_simple, normalize
-from lowdim.grid import RunSpec
-from lowdim.launch import launch_local
-from lowdim.packed import (
+from lowdim.store.runs import load_predictions, read_meta
+from lowdim.training.grid import RunSpec
+from lowdim.training.launch import launch_local
+from lowdim.training.packed import (
     SpeedOptions,
     check_speed_options,
     compatible_groups,
@@ -24,8 +25,7 @@ from lowdim.packed import (
     train_pack,
     uses_packing,
 )
-from lowdim.runs import load_predictions, read_meta
-from lowdim.train import SPACES, DeviceData, cosine_factor, make_optimizer, train_run
+from lowdim.training.run import SPACES, DeviceData, cosine_factor, make_optimizer, train_run
 
 SIZES = {
     "fc": {"widths": (16, 8)},
@@ -75,8 +75,8 @@ def float64(monkeypatch):
     def normalize64(images, mean, std):
         return normalize(images, mean, std).double()
 
-    monkeypatch.setattr(lowdim.train, "normalize", normalize64)
-    monkeypatch.setattr(lowdim.packed, "normalize", normalize64)
+    monkeypatch.setattr(lowdim.training.run, "normalize", normalize64)
+    monkeypatch.setattr(lowdim.training.packed, "normalize", normalize64)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     yield
@@ -149,7 +149,7 @@ def test_divergence_ends_only_that_run(data):
 def test_pack_augmentation_is_augment_simple_per_run():
     images = torch.randint(0, 256, (3, 5, 2, 6, 6), dtype=torch.uint8)
     generators = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
-    packed = lowdim.packed.augment_pack(images, 2, generators, [True, False, True])
+    packed = lowdim.training.packed.augment_pack(images, 2, generators, [True, False, True])
     again = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
     assert torch.equal(packed[0], augment_simple(images[0], 2, again[0]))
     assert torch.equal(packed[1], images[1])  # not augmented, and draws nothing

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import lowdim.launch
+import lowdim.training.launch
 from lowdim.config import ConfigError, config_from_dict
-from lowdim.grid import RunSpec
-from lowdim.launch import available_cores, launch_local, worker_count, worker_threads
-from lowdim.runs import read_meta
+from lowdim.store.runs import read_meta
+from lowdim.training.grid import RunSpec
+from lowdim.training.launch import available_cores, launch_local, worker_count, worker_threads
 
 SIZES = {"fc": {"widths": (16, 8)}, "allcnn": {"channels": (4, 6)}}
 TIMING_FIELDS = ("seconds",)  # the only meta.json field that differs between two trainings
@@ -76,7 +76,7 @@ def test_one_worker_packing_and_single_runs_stay_in_this_process(tmp_path, tiny_
     def no_workers(*args, **kwargs):
         raise AssertionError("trained in worker processes")
 
-    monkeypatch.setattr(lowdim.launch, "in_workers", no_workers)
+    monkeypatch.setattr(lowdim.training.launch, "in_workers", no_workers)
     cpu = torch.device("cpu")
     runs = [_spec("fc", 1, epochs=1), _spec("fc", 2, epochs=1)]
     launch_local(runs, tiny_prepared, tmp_path / "a", cpu, progress=False, workers=1)

@@ -7,18 +7,18 @@ import pandas as pd
 import pytest
 import torch
 
-from lowdim.distances import bhattacharyya, ignorance_point, truth_point
-from lowdim.geometry import geodesic
-from lowdim.inpca import inpca
-from lowdim.placement import (
+from lowdim.analysis.analysis_set import AnalysisSet, reference_distances, save_analysis_set
+from lowdim.analysis.placement import (
     check_predictions,
     load_predictions_file,
     load_space,
     place,
     predict,
 )
-from lowdim.predictions import AnalysisSet, reference_distances, save_analysis_set
-from lowdim.store import save_distances, save_embeddings
+from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
+from lowdim.geometry.geodesic import geodesic
+from lowdim.geometry.inpca import inpca
+from lowdim.store.products import save_distances, save_embeddings
 
 STEP, FLOOR = 2, 1e-8
 

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lowdim import plotting  # noqa: E402
+from lowdim.figures import theme as plotting  # noqa: E402
 
 
 def _figure() -> plt.Figure:

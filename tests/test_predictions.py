@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 import torch
 
-from lowdim.grid import RunSpec
-from lowdim.predictions import (
+from lowdim.analysis.analysis_set import (
     build_analysis_set,
     load_index,
     load_probs,
     reference_distances,
     save_analysis_set,
 )
-from lowdim.runs import write_run
-from lowdim.train import DeviceData, train_run
+from lowdim.store.runs import write_run
+from lowdim.training.grid import RunSpec
+from lowdim.training.run import DeviceData, train_run
 
 
 def _spec(seed: int, lr: float) -> RunSpec:

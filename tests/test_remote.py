@@ -92,7 +92,7 @@ def test_s3_pull_rebuilds_nothing_and_a_figure_edit_plans_only_figures(published
     assert "Data and pipelines are up to date" in _dvc(clone, "status").stdout
     repro = _dvc(clone, "repro")
     assert stages_run(repro.stdout + repro.stderr) == set()
-    assert run_command(["python", "-m", "lowdim.verify"], clone).returncode == 0
+    assert run_command(["python", "-m", "lowdim.tools.verify"], clone).returncode == 0
 
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["figures"]["dpi"] = 80
@@ -113,7 +113,7 @@ def test_http_remote_serves_a_read_only_cache(published):
         _dvc(clone, "remote", "add", "--local", "web", f"http://127.0.0.1:{server.server_port}")
         _dvc(clone, "pull", "-r", "web")
         assert "Data and pipelines are up to date" in _dvc(clone, "status").stdout
-        assert run_command(["python", "-m", "lowdim.verify"], clone).returncode == 0
+        assert run_command(["python", "-m", "lowdim.tools.verify"], clone).returncode == 0
     finally:
         server.shutdown()
         server.server_close()
@@ -141,11 +141,11 @@ def test_truncated_object_is_reported(published):
     assert "figures/fig02_embedding.png" in pull.stdout + pull.stderr
     assert not (clone / "figures" / "fig02_embedding.png").exists()
 
-    # Without it, DVC trusts the remote, but `python -m lowdim.verify` names the damage.
+    # Without it, DVC trusts the remote, but `python -m lowdim.tools.verify` names the damage.
     trusting = _clone(published, "reader-trusting")
     _dvc(trusting, "remote", "add", "--local", "-d", "broken", str(broken))
     _dvc(trusting, "pull")
-    check = run_command(["python", "-m", "lowdim.verify"], trusting, check=False)
+    check = run_command(["python", "-m", "lowdim.tools.verify"], trusting, check=False)
     assert check.returncode == 1
     assert "corrupted figures/fig02_embedding.png" in check.stdout
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from lowdim.grid import RunSpec
-from lowdim.launch import data_fingerprint, launch_local, pending
-from lowdim.runs import is_complete, load_predictions, read_meta, stale_entries, write_run
-from lowdim.train import DeviceData, train_run
+from lowdim.store.runs import is_complete, load_predictions, read_meta, stale_entries, write_run
+from lowdim.training.grid import RunSpec
+from lowdim.training.launch import data_fingerprint, launch_local, pending
+from lowdim.training.run import DeviceData, train_run
 
 
 def _spec(seed: int, **kw) -> RunSpec:

@@ -11,20 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowdim import eigen
-from lowdim.distance_blocks import (
-    cached_bhattacharyya,
-    check_distances_disk,
-    plan_distances,
-    unit_labels,
-    write_bhattacharyya,
-    write_distances,
-)
-from lowdim.distances import bhattacharyya, ignorance_point, truth_point
-from lowdim.geometry import geodesic, trajectory_distance_tensor
-from lowdim.grid import RunSpec
-from lowdim.inpca import inpca, landmark_rows, minkowski_sq_distances, project
-from lowdim.predictions import (
+from lowdim.analysis.analysis_set import (
     build_analysis_set,
     check_predictions_disk,
     open_probs,
@@ -33,16 +20,7 @@ from lowdim.predictions import (
     save_analysis_set,
     write_analysis_set,
 )
-from lowdim.runs import write_run
-from lowdim.store import (
-    BlockCache,
-    NpyFile,
-    load_centring,
-    load_distance_matrix,
-    open_distance_matrix,
-)
-from lowdim.train import RunResult
-from lowdim.trajectories import (
+from lowdim.analysis.trajectories import (
     analyse_space,
     build_trajectory_set,
     checkpoint_progress,
@@ -51,6 +29,28 @@ from lowdim.trajectories import (
     run_table,
     trajectory_tensor,
 )
+from lowdim.geometry import eigen
+from lowdim.geometry.distance_blocks import (
+    cached_bhattacharyya,
+    check_distances_disk,
+    plan_distances,
+    unit_labels,
+    write_bhattacharyya,
+    write_distances,
+)
+from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
+from lowdim.geometry.geodesic import geodesic, trajectory_distance_tensor
+from lowdim.geometry.inpca import inpca, landmark_rows, minkowski_sq_distances, project
+from lowdim.store.products import (
+    BlockCache,
+    NpyFile,
+    load_centring,
+    load_distance_matrix,
+    open_distance_matrix,
+)
+from lowdim.store.runs import write_run
+from lowdim.training.grid import RunSpec
+from lowdim.training.run import RunResult
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -274,7 +274,7 @@ def test_landmarks_recover_an_exact_low_rank_embedding(tmp_path):
 
 
 def test_landmark_embedding_round_trips(tmp_path):
-    from lowdim.store import load_embedding, save_embeddings
+    from lowdim.store.products import load_embedding, save_embeddings
 
     rng = np.random.default_rng(4)
     d = sq_dists(rng.normal(size=(60, 2)), np.ones(2))
@@ -330,7 +330,7 @@ def test_the_cache_is_dropped_when_only_the_matrices_fit(tmp_path, monkeypatch, 
     plan = plan_distances(10_000, {"train": 100}, 10, cache=True)
     free = plan.matrix_bytes + plan.cache_bytes // 2
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**13, 0, free))
-    with caplog.at_level(logging.WARNING, logger="lowdim.distance_blocks"):
+    with caplog.at_level(logging.WARNING, logger="lowdim.geometry.distance_blocks"):
         assert check_distances_disk(plan, tmp_path, tmp_path / "cache") is False
     assert "computing without it" in caplog.text
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**13, 0, 10**13))
@@ -382,8 +382,8 @@ def test_streamed_trajectory_tensor_equals_the_stacked_one(by):
 
 _PIPELINE = """
 import numpy as np, torch
-from lowdim import distances as ds
-from lowdim.store import NpyFile
+from lowdim.geometry import distances as ds
+from lowdim.store.products import NpyFile
 from test_distance_kernels import hard_probabilities
 p = hard_probabilities(np.random.default_rng(9), 70, 23, 3)
 out = NpyFile.create("{path}", (70, 70), np.float64)  # tiles go to disk as they finish

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lowdim.stage_deps import (
+from lowdim.tools.stage_deps import (
     code_closure,
     dep_paths,
     import_closure,
@@ -91,7 +91,7 @@ def test_a_folder_is_listed_only_when_the_closure_holds_all_of_it(fake_package: 
 def test_stage_deps_cover_every_file_it_runs(name: str):
     missing = missing_code_deps(STAGES[name], ROOT)
     assert not missing, (f"stage {name} runs {missing} without listing them in its deps: "
-                         "run `python -m lowdim.stage_deps --write`")
+                         "run `python -m lowdim.tools.stage_deps --write`")
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -113,8 +113,8 @@ def test_removing_any_one_code_dep_of_any_stage_is_caught():
 
 def test_stage_missing_the_eigensolver_is_reported():
     stage = dict(STAGES["trajectories"])
-    stage["deps"] = [dep for dep in dep_paths(stage) if dep != "src/lowdim/eigen.py"]
-    assert "src/lowdim/eigen.py" in missing_code_deps(stage, ROOT)
+    stage["deps"] = [dep for dep in dep_paths(stage) if dep != "src/lowdim/geometry/eigen.py"]
+    assert "src/lowdim/geometry/eigen.py" in missing_code_deps(stage, ROOT)
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from study_data import analysis_set
 
-from lowdim.centroids import AVERAGING_METHODS
 from lowdim.config import load_config
-from lowdim.distances import bhattacharyya, ignorance_point, truth_point
-from lowdim.inpca import inpca, minkowski_sq_distances, project
+from lowdim.geometry.centroids import AVERAGING_METHODS
+from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
+from lowdim.geometry.inpca import inpca, minkowski_sq_distances, project
 from lowdim.studies.averaging import (
     averaged_trajectories,
     configuration_runs,

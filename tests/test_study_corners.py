@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+from lowdim.analysis.analysis_set import reference_points
 from lowdim.config import CornersConfig, load_config
-from lowdim.distances import bhattacharyya, ignorance_point, truth_point
-from lowdim.inpca import minkowski_sq_distances
-from lowdim.predictions import reference_points
+from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
+from lowdim.geometry.inpca import minkowski_sq_distances
 from lowdim.studies.corners import (
     balanced_subset,
     convergence,
@@ -26,7 +26,7 @@ from lowdim.studies.corners import (
     run_corners,
     train_corner,
 )
-from lowdim.train import DeviceData, train_run
+from lowdim.training.run import DeviceData, train_run
 
 SMALL = CornersConfig(arch="fc", optimizer="sgdn", base_lr=0.1, batch_size=128,
                       subsample_size=50, phase1_epochs=1, phase2_epochs=1)

@@ -8,9 +8,9 @@ import pytest
 from study_data import analysis_set
 
 from lowdim.config import load_config
-from lowdim.distances import bhattacharyya
-from lowdim.euclidean import euclidean_distances
-from lowdim.inpca import inpca
+from lowdim.geometry.distances import bhattacharyya
+from lowdim.geometry.euclidean import euclidean_distances
+from lowdim.geometry.inpca import inpca
 from lowdim.studies.joint import run_joint, sample_weighted_distances, samples_used
 
 

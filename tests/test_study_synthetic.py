@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from lowdim.analysis.analysis_set import renormalize
 from lowdim.config import load_config
 from lowdim.data.synthetic import make_synthetic
-from lowdim.distances import truth_point
+from lowdim.geometry.distances import truth_point
 from lowdim.models.fc import FC
-from lowdim.predictions import renormalize
 from lowdim.studies.synthetic import (
     analysis_set,
     perturb_init,
@@ -22,7 +22,7 @@ from lowdim.studies.synthetic import (
     student_spec,
     train_student,
 )
-from lowdim.train import checkpoint_steps, seed_everything, train_run
+from lowdim.training.run import checkpoint_steps, seed_everything, train_run
 
 
 @pytest.fixture(scope="module")

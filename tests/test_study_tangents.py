@@ -9,10 +9,10 @@ import pytest
 from study_data import analysis_set
 
 from lowdim.config import load_config
-from lowdim.distances import bhattacharyya
-from lowdim.inpca import inpca, minkowski_sq_distances
+from lowdim.geometry.distances import bhattacharyya
+from lowdim.geometry.inpca import inpca, minkowski_sq_distances
+from lowdim.geometry.tangent_basis import kernel_average
 from lowdim.studies.tangents import explained_distance_curve, run_tangents, tangent_rows
-from lowdim.tangents import kernel_average
 
 
 def test_tangent_rows_keep_run_checkpoints_below_the_loss_cut():
@@ -81,6 +81,6 @@ def test_an_in_sample_checkpoint_projects_onto_its_basis_point(root):
                           distance_device="cpu")
     for space in ("train", "test"):
         basis = result.products[f"{space}_basis"]
-        # within the float32 kernel's ~1e-7 error on the distances (lowdim.distances)
+        # within the float32 kernel's ~1e-7 error on the distances (lowdim.geometry.distances)
         np.testing.assert_allclose(result.products[f"{space}_coords"][0], basis.coords[0],
                                    atol=1e-5)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lowdim.distances import bhattacharyya, ignorance_point, truth_point
-from lowdim.geometry import geodesic
-from lowdim.inpca import inpca, minkowski_sq_distances
-from lowdim.tangents import (
+from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
+from lowdim.geometry.geodesic import geodesic
+from lowdim.geometry.inpca import inpca, minkowski_sq_distances
+from lowdim.geometry.tangent_basis import (
     direction_cosine,
     explained_distance_l1,
     kernel_average,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from lowdim.grid import RunSpec
-from lowdim.train import (
+from lowdim.training.grid import RunSpec
+from lowdim.training.run import (
     DeviceData,
     checkpoint_steps,
     cosine_factor,

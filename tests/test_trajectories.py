@@ -7,9 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowdim.distances import ignorance_point, truth_point
-from lowdim.geometry import geodesic
-from lowdim.trajectories import (
+from lowdim.analysis.trajectories import (
     build_trajectory_set,
     checkpoint_progress,
     config_key,
@@ -17,6 +15,8 @@ from lowdim.trajectories import (
     reindex_index,
     run_table,
 )
+from lowdim.geometry.distances import ignorance_point, truth_point
+from lowdim.geometry.geodesic import geodesic
 
 LABELS = np.array([0, 1, 2, 1, 0, 2])
 T_CHECKPOINTS = np.array([0.0, 0.2, 0.5, 0.9, 1.0])

@@ -109,8 +109,9 @@ class DistancesConfig:
     sample_step: int = 2
     bc_floor: float = 1e-8
     max_block_mib: int = 256
-    method: Literal["auto", "reference", "fused"] = "auto"  # see lowdim.distances
-    cache: bool = True     # reuse cached blocks of unchanged run pairs (lowdim.distance_blocks)
+    method: Literal["auto", "reference", "fused"] = "auto"  # see lowdim.geometry.distances
+    # reuse cached blocks of unchanged run pairs (lowdim.geometry.distance_blocks)
+    cache: bool = True
     dtype: Literal["float64", "float32"] = "float64"  # stored matrices; float32 halves the disk
 
 

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lowdim.atomic import atomic_directory
-from lowdim.distances import distance_to_points, ignorance_point, truth_point
-from lowdim.geometry import geodesic
-from lowdim.grid import RunSpec
-from lowdim.runs import load_predictions, read_meta
-from lowdim.spaces import SPACES
-from lowdim.store import NpyFile, check_disk_space, human_bytes
+from lowdim.geometry.distances import distance_to_points, ignorance_point, truth_point
+from lowdim.geometry.geodesic import geodesic
+from lowdim.store.atomic import atomic_directory
+from lowdim.store.products import NpyFile, check_disk_space, human_bytes
+from lowdim.store.records import SPACES
+from lowdim.store.runs import load_predictions, read_meta
+from lowdim.training.grid import RunSpec
 
 INDEX = "index.parquet"
 SPEC_COLUMNS = ("run_id", "arch", "optimizer", "batch_size", "base_lr", "lr", "weight_decay",

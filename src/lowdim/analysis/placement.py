@@ -8,8 +8,9 @@ the way the pipeline would have placed them had they been in the grid:
   with the same clamp (``bc_floor``) as the distances stage, so that the rows are those the stored
   matrix would hold;
 - **coordinates**: the out-of-sample (Gower/Nystrom) extension of the stored InPCA,
-  ``lowdim.inpca.project``; an embedded point placed again lands on its own coordinates;
-- **progress** lambda: the projection onto the ignorance -> truth geodesic (``lowdim.geometry``), on
+  ``lowdim.geometry.inpca.project``; an embedded point placed again lands on its own coordinates;
+- **progress** lambda: the projection onto the ignorance -> truth geodesic
+(``lowdim.geometry.geodesic``), on
   all samples, as the trajectory analyses use it;
 - **nearest runs**: the k run checkpoints with the smallest distance, as rows of the index table.
 
@@ -29,13 +30,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lowdim.analysis.analysis_set import load_index, load_probs, loss_and_error, renormalize
 from lowdim.data import Prepared
-from lowdim.distances import BC_FLOOR, bhattacharyya
-from lowdim.geometry import progress
-from lowdim.inpca import Embedding, project
-from lowdim.predictions import load_index, load_probs, loss_and_error, renormalize
-from lowdim.store import load_distance_matrix, load_embedding
-from lowdim.train import evaluate
+from lowdim.geometry.distances import BC_FLOOR, bhattacharyya
+from lowdim.geometry.geodesic import progress
+from lowdim.geometry.inpca import Embedding, project
+from lowdim.store.products import load_distance_matrix, load_embedding
+from lowdim.training.run import evaluate
 
 SPACES = ("train", "test")
 SUM_TOL = 1e-3  # the same tolerance as the distances module's check of probability rows
@@ -217,8 +218,8 @@ def predict(model: torch.nn.Module, prepared: Prepared, space: str, *,
                       ) -> np.ndarray:
     """A torch model's predictions on one space's evaluation subset: (N, C) float32.
 
-    The same path as the training loop's checkpoints (``lowdim.train.evaluate``): eval mode, no
-    gradient, un-augmented images normalized with the prepared mean and std, batched,
+    The same path as the training loop's checkpoints (``lowdim.training.run.evaluate``): eval mode,
+    no gradient, un-augmented images normalized with the prepared mean and std, batched,
     probabilities stored as float16 then renormalized in float32. The model's train/eval mode is
     restored afterwards. ``device`` defaults to the model's.
     """

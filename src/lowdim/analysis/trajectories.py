@@ -3,8 +3,8 @@ common progress grid, per-configuration averages and the reindexed geodesic (doc
 
 The trajectory set of one prediction space is a table (one row per trajectory: trained runs, then
 one average per configuration, then the geodesic) and a stacked (R, G, N, C) array of their
-probabilities at the G grid points, in the table's order. The analyses in `lowdim.analysis` take
-the distance tensor of this array with this table.
+probabilities at the G grid points, in the table's order. The analyses in
+`lowdim.analysis.trajectory_analyses` take the distance tensor of this array with this table.
 
 Choices, documented where they are made:
 
@@ -19,10 +19,10 @@ Scale. The stage (``analyse_space``) never holds the (R, G, N, C) trajectory set
 per-sample (G, R, R, N) quantity: ``trajectory_tensor`` builds the trajectories a few grid
 points at a time (R x g x N x C float32, at most ``max_block_bytes``), reading each run's
 bracketing checkpoints only, and reduces each grid point at once to its (R, R) distances by
-the blocked kernel of ``lowdim.distances``. What remains is the (G, R, R) float64 distance
+the blocked kernel of ``lowdim.geometry.distances``. What remains is the (G, R, R) float64 distance
 tensor, O(G R^2) memory (4.2 GB for the paper's G = 100, R = 2,300), which the analyses of
-``lowdim.analysis`` take whole; the pairwise work itself (O(G R^2 N C)) is streamed.
-"""
+``lowdim.analysis.trajectory_analyses`` take whole; the pairwise work itself (O(G R^2 N C)) is
+streamed. """
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lowdim.analysis import (
+from lowdim.analysis.trajectory_analyses import (
     cluster_configurations,
     configuration_distances,
     configuration_to_geodesic,
@@ -41,8 +41,8 @@ from lowdim.analysis import (
     trajectory_embedding,
     tube_width,
 )
-from lowdim.distances import BC_FLOOR, bhattacharyya, check_probabilities
-from lowdim.geometry import (
+from lowdim.geometry.distances import BC_FLOOR, bhattacharyya, check_probabilities
+from lowdim.geometry.geodesic import (
     _angles,
     _check_index,
     _reindex_brackets,

@@ -1,8 +1,8 @@
 """Trajectory-level analyses on the distance tensor at equal progress (docs/study.md A10-A13,
 A15, D9, D14).
 
-Inputs are the (G, R, R) tensor of ``lowdim.geometry.trajectory_distance_tensor`` and a table with
-one row per trajectory in the tensor's order. Table columns:
+Inputs are the (G, R, R) tensor of ``lowdim.geometry.geodesic.trajectory_distance_tensor`` and a
+table with one row per trajectory in the tensor's order. Table columns:
 
 - ``kind``: "run" (one reindexed training run), "average" (the per-configuration mean of its
   seeds, A9) or "geodesic" (the reindexed ignorance -> truth geodesic);
@@ -28,8 +28,8 @@ import pandas as pd
 from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
 
-from lowdim.geometry import PROGRESS_GRID, check_distance_tensor
-from lowdim.inpca import Embedding, inpca
+from lowdim.geometry.geodesic import PROGRESS_GRID, check_distance_tensor
+from lowdim.geometry.inpca import Embedding, inpca
 
 KINDS = ("run", "average", "geodesic")
 # Factors that define a configuration (seed does not).
@@ -39,7 +39,7 @@ CARRIED = ("run_id", *CONFIG_FACTORS, "seed", "final_train_error")
 # A13's factors (lr is left out, as in the authors' code).
 IMPORTANCE_FACTORS = ("arch", "optimizer", "batch_size", "augment", "weight_decay")
 EPOCH_BINS = (0, 5, 10, 15, 25, 50, 75, 100, 150)
-# Relative tolerance for the symmetry of a distance matrix (as lowdim.inpca).
+# Relative tolerance for the symmetry of a distance matrix (as lowdim.geometry.inpca).
 SYM_RTOL = 1e-6
 
 
@@ -352,7 +352,8 @@ def feature_importance(distance: np.ndarray, configurations: pd.DataFrame,
 
 def trajectory_embedding(distances: np.ndarray, n_components: int = 10) -> Embedding:
     """(R, R) trajectory distances (mean over progress, A8) -> InPCA Embedding, one point per
-    trajectory (D14), with all eigenvalues and the explained stress (``lowdim.inpca.inpca``)."""
+    trajectory (D14), with all eigenvalues and the explained stress
+    (``lowdim.geometry.inpca.inpca``)."""
     distances = np.asarray(distances)
     if distances.ndim == 3:
         raise ValueError("distances must be the (R, R) trajectory distance matrix: pass "

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lowdim.atomic import atomic_directory
 from lowdim.data.raw import RawDataset
 from lowdim.data.subsets import evaluation_subset
+from lowdim.store.atomic import atomic_directory
 
 FORMAT_VERSION = 1
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels",

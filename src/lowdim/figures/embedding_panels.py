@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lowdim import plotting
-from lowdim.inpca import Embedding
+from lowdim.figures import theme as plotting
+from lowdim.geometry.inpca import Embedding
 
 STRESS_MARKS = (1, 3, 10, 20, 50)
 

@@ -10,11 +10,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lowdim import plotting
-from lowdim.centroids import AVERAGING_METHODS, METHOD_LABELS
-from lowdim.figures import draw_reference_points, pc_axes
-from lowdim.inpca import Embedding
-from lowdim.tangents import BASIS_NAMES
+from lowdim.figures import theme as plotting
+from lowdim.figures.embedding_panels import draw_reference_points, pc_axes
+from lowdim.geometry.centroids import AVERAGING_METHODS, METHOD_LABELS
+from lowdim.geometry.inpca import Embedding
+from lowdim.geometry.tangent_basis import BASIS_NAMES
 
 NORMAL_COLOR = "#9e9e9e"
 

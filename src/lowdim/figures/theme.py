@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 
-from lowdim.atomic import atomic_file
+from lowdim.store.atomic import atomic_file
 
 # docs/study.md D1: the authors' architecture colours.
 ARCH_COLORS = {

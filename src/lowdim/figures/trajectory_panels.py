@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import dendrogram
 
-from lowdim import plotting
-from lowdim.figures import pc_axes
-from lowdim.inpca import Embedding
+from lowdim.figures import theme as plotting
+from lowdim.figures.embedding_panels import pc_axes
+from lowdim.geometry.inpca import Embedding
 
 FACTOR_LABELS = ("arch", "optimizer", "batch_size", "lr", "weight_decay", "augment")
 

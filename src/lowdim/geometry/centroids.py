@@ -29,8 +29,9 @@ F((theta_p + theta_q)/2). The concave-convex procedure solves grad F(theta') = m
 
 and never increases sum_i d_B(p_i, q). Working in expectation parameters needs no logit map, so
 the authors' 1e-5/1e-8 guards in the logit maps have no counterpart here; the only guard is that BC
-is clipped below at ``BC_FLOOR`` (from ``lowdim.distances``), which matters only if rounding
-separates the supports of q and some p_i (in exact arithmetic q keeps the union of the supports).
+is clipped below at ``BC_FLOOR`` (from ``lowdim.geometry.distances``), which matters only if
+rounding separates the supports of q and some p_i (in exact arithmetic q keeps the union of the
+supports).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import numpy as np
 from scipy.special import lambertw
 from tqdm import tqdm
 
-from lowdim.distances import BC_FLOOR, check_probabilities
+from lowdim.geometry.distances import BC_FLOOR, check_probabilities
 
 PROB_FLOOR = 1e-8
 

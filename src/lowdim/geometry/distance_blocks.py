@@ -40,16 +40,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lowdim.atomic import atomic_directory
-from lowdim.distances import (
+from lowdim.geometry.distances import (
     BC_FLOOR,
     _plan_blocks,
     check_inputs,
     distance_blocks,
     resolve_engine,
 )
-from lowdim.eigen import CentringAccumulator
-from lowdim.store import (
+from lowdim.geometry.eigen import CentringAccumulator
+from lowdim.store.atomic import atomic_directory
+from lowdim.store.products import (
     CENTRING_SUFFIX,
     REFERENCE,
     BlockCache,
@@ -144,8 +144,8 @@ class _FileSink:
     """The matrix written tile by tile into a .npy file, its centring sums accumulated on the way.
 
     Each tile is written as soon as it is computed (or read from the cache), in the stored
-    dtype, through short-lived memory maps (``lowdim.store.NpyFile``); the sums are taken over
-    the stored values, each entry once. Memory: O(M) besides the tile in hand.
+    dtype, through short-lived memory maps (``lowdim.store.products.NpyFile``); the sums are taken
+    over the stored values, each entry once. Memory: O(M) besides the tile in hand.
     """
 
     def __init__(self, path: Path, m: int, dtype: np.dtype, name: str) -> None:

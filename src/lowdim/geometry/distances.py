@@ -30,10 +30,10 @@ memory-mapped arrays are read block by block and memory does not grow with M, ap
   per (row block, row block, sample chunk) giving (samples, rows_i, rows_j) coefficients, clip
   and log in place, a float32 sum over the chunk, a float64 accumulation across chunks. It writes
   every per-sample coefficient to memory and takes one log per coefficient.
-- ``"fused"``: the device's kernel from ``lowdim.kernels`` (CPU: numba; CUDA: Triton) forms each
-  coefficient in registers, multiplies the clipped coefficients of a pair into a running product
-  (exact power-of-two rescaling prevents underflow) and takes one log per pair. Each pair's value
-  depends only on its two rows: bitwise symmetric, and independent of block sizes.
+- ``"fused"``: the device's kernel from ``lowdim.geometry.kernels`` (CPU: numba; CUDA: Triton)
+  forms each coefficient in registers, multiplies the clipped coefficients of a pair into a running
+  product (exact power-of-two rescaling prevents underflow) and takes one log per pair. Each pair's
+  value depends only on its two rows: bitwise symmetric, and independent of block sizes.
 - ``"auto"`` (default): ``fused`` when the device's kernel can run, else ``reference``, with the
   reason logged.
 
@@ -79,8 +79,8 @@ METHODS = ("auto", "reference", "fused")
 def check_probabilities(x: np.ndarray, name: str, ndim: int) -> np.ndarray:
     """Validate probabilities of shape (..., C) with ``ndim`` axes; return them as an ndarray.
 
-    A blockwise array (``lowdim.store.NpyFile``: rows read from disk on demand) is checked block
-    by block and returned as it is, so it is never read whole.
+    A blockwise array (``lowdim.store.products.NpyFile``: rows read from disk on demand) is checked
+    block by block and returned as it is, so it is never read whole.
     """
     if not getattr(x, "blockwise", False):
         x = np.asarray(x)
@@ -248,7 +248,7 @@ def _chunked_sums(p, q, ri: Rows, rj: Rows, chunks: list[slice], same: bool, bc_
 def _numba_sums(p, q, ri: Rows, rj: Rows, chunks: list[slice], same: bool, bc_floor: float,
                 device: torch.device) -> np.ndarray:
     """Fused CPU kernel: (rows_i, rows_j) float64 sums of log clip(BC)."""
-    from lowdim.kernels import numba_bc as nk
+    from lowdim.geometry.kernels import numba_bc as nk
 
     group = nk.rescale_group(bc_floor)
     # The kernel vectorizes over rows j: put the longer side there (results are symmetric).
@@ -274,7 +274,7 @@ def _triton_sums(p, q, ri: Rows, rj: Rows, chunks: list[slice], same: bool, bc_f
     The kernels are queued and the result is copied to pinned host memory asynchronously; the
     callable waits for that copy only (``triton_bc.finish_async``).
     """
-    from lowdim.kernels import triton_bc as tk
+    from lowdim.geometry.kernels import triton_bc as tk
 
     group = tk.rescale_group(bc_floor)
     prod, expo = tk.new_state(_count(ri), _count(rj), device)
@@ -357,12 +357,12 @@ def _fused_engine(dev: torch.device, bc_floor: float) -> tuple[Engine | None, st
     """The fused engine for `dev`, or None and the reason it cannot run."""
     if dev.type == "cpu":
         try:
-            kernel = importlib.import_module("lowdim.kernels.numba_bc")
+            kernel = importlib.import_module("lowdim.geometry.kernels.numba_bc")
         except ImportError:
             return None, "numba is not installed (pip install numba)"
         engine = FUSED_NUMBA
     elif dev.type == "cuda":
-        from lowdim.kernels import triton_bc as kernel
+        from lowdim.geometry.kernels import triton_bc as kernel
 
         reason = kernel.unavailable_reason(dev)
         if reason is not None:

@@ -17,7 +17,7 @@ blocks of at most ``block_bytes``, so apart from O(M x basis) vectors, memory do
 - ``DeviceMatrix``: the products on a torch device (a GPU) when one is asked for; the host
   (numpy) is the default.
 
-At scale D lives on disk: ``lowdim.store.NpyFile`` reads row slabs of a ``.npy`` file with
+At scale D lives on disk: ``lowdim.store.products.NpyFile`` reads row slabs of a ``.npy`` file with
 ``pread`` instead of a memory map, so pages of D do not pile up in the process's resident set
 (a memory map's pages count in it until unmapped, even though the kernel may drop them).
 
@@ -265,7 +265,8 @@ def d_product(d: np.ndarray, x: np.ndarray, symmetric: bool = True,
     """(M, M) D, (M, b) X -> (M, b) S X with S = (D + D^T)/2, reading D in row slabs.
 
     D may be an ndarray, a memory map or any object whose ``d[rows]`` returns the rows of a
-    slice (``lowdim.store.NpyFile``); a ``DeviceMatrix`` computes the product on its device.
+    slice (``lowdim.store.products.NpyFile``); a ``DeviceMatrix`` computes the product on its
+    device.
     """
     if isinstance(d, DeviceMatrix):
         return d.product(x, symmetric)

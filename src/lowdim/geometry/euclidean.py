@@ -9,7 +9,8 @@ squared**.
 
 **As InPCA's input.** The authors fed this matrix to the same eigendecomposition code as the
 Bhattacharyya matrix (``inpca_results_all/euclidean``), so InPCA treats d_E, like d_B, as a matrix
-of *squared* distances: ``lowdim.inpca.inpca(euclidean_distances(p))`` reproduces that comparison.
+of *squared* distances: ``lowdim.geometry.inpca.inpca(euclidean_distances(p))`` reproduces that
+comparison.
 (This follows docs/study.md; the authors' ``deuclid`` itself is not in the public repository.)
 ``squared=True`` gives instead the mean per-sample squared distance
 (1/N') sum_n ||p_u^n - p_v^n||^2, a true squared Euclidean distance between the flattened
@@ -25,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from lowdim.distances import check_probabilities
+from lowdim.geometry.distances import check_probabilities
 
 _MAX_BLOCK_ROWS = 512
 

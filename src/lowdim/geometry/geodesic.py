@@ -27,8 +27,8 @@ truth). Numerical choices, shared by both modes:
 Trajectories (a run's checkpoints in training order) are reindexed onto ``PROGRESS_GRID`` by A7's
 forward-pointer rule with an index the caller chooses (training accuracy by default in the paper,
 or lambda), averaged per configuration (A9), and compared at equal progress (A8). Reindexed points
-are float64 probabilities; distances between them use ``lowdim.distances`` (same clamp, same
-intensive normalization).
+are float64 probabilities; distances between them use ``lowdim.geometry.distances`` (same clamp,
+same intensive normalization).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from tqdm import tqdm
 
-from lowdim.distances import BC_FLOOR, bhattacharyya, check_probabilities
+from lowdim.geometry.distances import BC_FLOOR, bhattacharyya, check_probabilities
 
 THETA_EPS = 1e-8
 # The authors' default grid for the stored 100-point P0 -> P* geodesic (t = 0.01, ..., 1.00).
@@ -333,7 +333,8 @@ def trajectory_distance_tensor(
 ) -> np.ndarray:
     """(R, G, N, C) reindexed trajectories -> (G, R, R) float64 d_B at equal grid index (A8).
 
-    dists[t, i, j] = d_B(P_i(s_t), P_j(s_t)) on all samples, by ``lowdim.distances.bhattacharyya``
+    dists[t, i, j] = d_B(P_i(s_t), P_j(s_t)) on all samples, by
+    ``lowdim.geometry.distances.bhattacharyya``
     (float32 kernel, float64 accumulation; ``method`` and ``max_block_bytes`` as there): exactly
     symmetric with a zero diagonal. Pass float32 trajectories to halve memory; the kernel
     computes in float32 either way.
@@ -372,8 +373,8 @@ def trajectory_distances(tensor: np.ndarray) -> np.ndarray:
 def riemann_length(trajectory: np.ndarray, *, bc_floor: float = BC_FLOOR) -> float:
     """(K, N, C) checkpoints in order -> sum_k 2 sqrt(d_B(P_k, P_k+1)) (A15, the ICML paper).
 
-    Consecutive d_B use the intensive normalization and clamp of ``lowdim.distances``, but are
-    computed here in float64 from the chord of unit square-root vectors (rows renormalized, as
+    Consecutive d_B use the intensive normalization and clamp of ``lowdim.geometry.distances``, but
+    are computed here in float64 from the chord of unit square-root vectors (rows renormalized, as
     elsewhere in this module): BC_n = 1 - |a_n - b_n|^2 / 2, -log BC_n = -log1p(-|a_n - b_n|^2 / 2).
     Forming BC = sum_c sqrt(p q) directly would leave rounding of ~1e-16 per sample, i.e. a
     spurious sqrt(1e-16) = 1e-8 per step, and the float32 kernel ~1e-7: both dominate the tiny

@@ -18,16 +18,16 @@ Numerical choices:
 - Explained stress follows the definition of A5 with ||W||_F^2 from the whole matrix.
 - Solvers (``solver``): ``dense`` is ``scipy.linalg.eigh`` of the formed W (every eigenvalue; the
   oracle of the tests); ``randomized`` (randomized block Krylov) and ``lanczos`` (ARPACK) compute
-  only the top eigenpairs by |lambda| and never form W (``lowdim.eigen``): D is read in blocks,
-  so a memory-mapped D (``np.load(path, mmap_mode="r")``) keeps memory bounded, and ||W||_F^2
-  comes from one streaming pass over D, so the explained stress needs no full spectrum.
+  only the top eigenpairs by |lambda| and never form W (``lowdim.geometry.eigen``): D is read in
+  blocks, so a memory-mapped D (``np.load(path, mmap_mode="r")``) keeps memory bounded, and
+  ||W||_F^2 comes from one streaming pass over D, so the explained stress needs no full spectrum.
   ``auto`` is dense up to ``AUTO_DENSE_MAX`` points (or when a quarter of the spectrum or more is
   asked for) and randomized above.
-- Scale. D may be an ``lowdim.store.NpyFile`` (read in row slabs, nothing kept mapped). The
+- Scale. D may be an ``lowdim.store.products.NpyFile`` (read in row slabs, nothing kept mapped). The
   distances stage saves the centring statistics beside D (``stats=``), so the iterative solvers
   skip their own pass over D. ``device="cuda"`` runs the products with D on a GPU
-  (``lowdim.eigen.DeviceMatrix``); the host is the default. Memory: O(M x basis) vectors plus one
-  slab of D; W is never formed.
+  (``lowdim.geometry.eigen.DeviceMatrix``); the host is the default. Memory: O(M x basis) vectors
+  plus one slab of D; W is never formed.
 - Landmarks (``landmarks=L``), for M too large to embed whole: InPCA of the L x L submatrix of
   L evenly spaced points, then every other point placed by the out-of-sample formula
   (``project``, the Gower / Nystrom extension of classical MDS with InPCA's signed scaling).
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lowdim.eigen import (
+from lowdim.geometry.eigen import (
     DEFAULT_BLOCK_BYTES,
     DEFAULT_TOL,
     CentringStats,
@@ -151,7 +151,7 @@ def inpca(
     ``solver``: one of ``SOLVERS`` (see the module docstring). The dense solver keeps every
     eigenvalue in ``.eigenvalues``; the iterative ones (``lanczos``, ``randomized``) compute the
     top ``n_eigenvalues`` (default and minimum: k) by |lambda| to residual ``tol`` and read D in
-    blocks of ``block_bytes``, so D may be memory-mapped or an ``lowdim.store.NpyFile``.
+    blocks of ``block_bytes``, so D may be memory-mapped or an ``lowdim.store.products.NpyFile``.
     n_components > M is clamped to M. ``stats``: D's centring statistics when already known
     (saved by the distances stage), which saves the iterative solvers a pass over D.
     ``landmarks``: None (every point), a count L or sorted row indices: embed the landmark

@@ -4,8 +4,8 @@ Two "average models" are Gaussian-kernel averages, in progress lambda, of many c
 the start of training (centre 0.2, or 0.3 for the authors' AllCNN subset) and one near the end
 (0.8, or 0.7). With ignorance P0 and truth P* they make a four-point basis, ordered as the authors'
 (P0, P*, start average, end average). Full InPCA of the four points gives three axes; every
-checkpoint is then placed on them out of sample (Gower/Nystrom, ``lowdim.inpca.project``). How much
-of the true distances these three axes keep is the L1 "explained distance" of A5.
+checkpoint is then placed on them out of sample (Gower/Nystrom, ``lowdim.geometry.inpca.project``).
+How much of the true distances these three axes keep is the L1 "explained distance" of A5.
 
 Conventions, as the authors' ``tangents.py``:
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lowdim.distances import BC_FLOOR, bhattacharyya, check_probabilities
-from lowdim.inpca import Embedding, inpca, project
+from lowdim.geometry.distances import BC_FLOOR, bhattacharyya, check_probabilities
+from lowdim.geometry.inpca import Embedding, inpca, project
 
 BASIS_NAMES = ("P0", "P*", "start average", "end average")
 # A centre farther than this many widths from every checkpoint has no checkpoint to average.

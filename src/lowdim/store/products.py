@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lowdim.atomic import atomic_directory, atomic_file
-from lowdim.eigen import CentringStats, stats_from_arrays
-from lowdim.inpca import Embedding
+from lowdim.geometry.eigen import CentringStats, stats_from_arrays
+from lowdim.geometry.inpca import Embedding
+from lowdim.store.atomic import atomic_directory, atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ class NpyFile:
 
     ``create`` writes the header with ``np.lib.format.open_memmap`` (the bytes ``np.save``
     writes) and sizes the file sparsely: disk blocks are allocated as tiles arrive. Objects of
-    this class pass for read-only matrices in ``lowdim.eigen`` and ``lowdim.inpca``
-    (``blockwise``); ``np.asarray(file)`` reads everything.
+    this class pass for read-only matrices in ``lowdim.geometry.eigen`` and
+    ``lowdim.geometry.inpca`` (``blockwise``); ``np.asarray(file)`` reads everything.
     """
 
     blockwise = True
@@ -320,7 +320,7 @@ class BlockCache:
     Each computation that adds blocks writes one segment (an uncompressed npz whose members are
     named by block key), so the file count grows with the number of incremental runs, not with
     the number of blocks. A plain directory outside the DVC outputs (see
-    `lowdim.distance_blocks`): deleting it is always safe. Segments are written atomically,
+    `lowdim.geometry.distance_blocks`): deleting it is always safe. Segments are written atomically,
     block by block (memory does not hold them all), and read with allow_pickle=False.
     """
 

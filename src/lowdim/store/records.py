@@ -1,5 +1,5 @@
 """The two prediction spaces of every run, kept free of torch so that analysis and figure code can
-import them without loading it (lowdim.train re-exports them)."""
+import them without loading it (lowdim.training.run re-exports them)."""
 
 from __future__ import annotations
 

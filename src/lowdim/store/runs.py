@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lowdim.atomic import atomic_directory
-from lowdim.grid import RunSpec
-from lowdim.spaces import SPACES
+from lowdim.store.atomic import atomic_directory
+from lowdim.store.records import SPACES
+from lowdim.training.grid import RunSpec
 
 if TYPE_CHECKING:  # the store's readers (analysis, figures) never load torch
-    from lowdim.train import RunResult
+    from lowdim.training.run import RunResult
 
 META = "meta.json"
 STATUSES = ("ok", "diverged")

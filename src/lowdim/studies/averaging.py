@@ -1,9 +1,9 @@
 """Averaging methods (docs/study.md A9, D19): the seeds of one configuration averaged at equal
 checkpoint index by six methods, embedded jointly with every run checkpoint, P0 and P*.
 
-The averages are those of `lowdim.centroids` (AM, GM, HM, square-root mean, Bhattacharyya and
-Jeffreys centroids), each renormalized per sample. For each prediction space the stored run x run
-matrix of the distances stage is reused and only the averages' rows are computed, with the same
+The averages are those of `lowdim.geometry.centroids` (AM, GM, HM, square-root mean, Bhattacharyya
+and Jeffreys centroids), each renormalized per sample. For each prediction space the stored run x
+run matrix of the distances stage is reused and only the averages' rows are computed, with the same
 `distances` settings; InPCA of the joint matrix with the `embedding` settings. For each average,
 its progress (A6 'mean' mode, closed form) and its accuracy (the mean probability of the true
 class, as the authors) at every checkpoint.
@@ -16,11 +16,12 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from lowdim.centroids import AVERAGING_METHODS, average_trajectory
+from lowdim.analysis.trajectories import config_key, reference_rows
 from lowdim.config import Config
-from lowdim.distances import bhattacharyya, check_probabilities
-from lowdim.geometry import progress_closed_form
-from lowdim.spaces import SPACES
+from lowdim.geometry.centroids import AVERAGING_METHODS, average_trajectory
+from lowdim.geometry.distances import bhattacharyya, check_probabilities
+from lowdim.geometry.geodesic import progress_closed_form
+from lowdim.store.records import SPACES
 from lowdim.studies.common import (
     StudyResult,
     check_spaces,
@@ -28,7 +29,6 @@ from lowdim.studies.common import (
     embed,
     joint_distance_matrix,
 )
-from lowdim.trajectories import config_key, reference_rows
 
 
 def configuration_runs(

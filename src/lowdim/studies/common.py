@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lowdim.config import DistancesConfig, EmbeddingConfig
-from lowdim.inpca import Embedding, inpca
+from lowdim.geometry.inpca import Embedding, inpca
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class StudyResult:
 
 def distance_device() -> str:
     """The device distances run on: CUDA when available, else the CPU (as the distances stage)."""
-    from lowdim.train import resolve_device
+    from lowdim.training.run import resolve_device
 
     return str(resolve_device("auto"))
 

@@ -35,16 +35,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lowdim.analysis.analysis_set import loss_and_error, renormalize
+from lowdim.analysis.trajectories import progress_grid
 from lowdim.config import Config, CornersConfig
 from lowdim.data import Prepared
-from lowdim.distances import bhattacharyya, truth_point
-from lowdim.geometry import geodesic, reindex, trajectory_distance_tensor
-from lowdim.grid import RunSpec, scaled_lr
-from lowdim.predictions import loss_and_error, renormalize
-from lowdim.store import stress_metrics
+from lowdim.geometry.distances import bhattacharyya, truth_point
+from lowdim.geometry.geodesic import geodesic, reindex, trajectory_distance_tensor
+from lowdim.store.products import stress_metrics
 from lowdim.studies.common import StudyResult, distance_options, embed
-from lowdim.train import DeviceData, RunResult, resolve_device, train_run
-from lowdim.trajectories import progress_grid
+from lowdim.training.grid import RunSpec, scaled_lr
+from lowdim.training.run import DeviceData, RunResult, resolve_device, train_run
 
 KINDS = ("uniform", "subsample")
 # Rows of the joint set that are runs (their checkpoints), and the reference kinds.

@@ -11,8 +11,8 @@ union it is exactly the sample-weighted mean of the two spaces' distances:
 with n the numbers of samples each stored matrix actually used (every `sample_step`-th one).
 
 **Euclidean comparison.** The same embeddings built from the mean per-sample Euclidean distance
-of the probability vectors (`lowdim.euclidean`, fed to InPCA as the authors did) on the same
-sample subset, for each space and jointly. Every InPCA uses the `embedding` settings.
+of the probability vectors (`lowdim.geometry.euclidean`, fed to InPCA as the authors did) on the
+same sample subset, for each space and jointly. Every InPCA uses the `embedding` settings.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from lowdim.config import Config
-from lowdim.euclidean import euclidean_distances
-from lowdim.inpca import Embedding
-from lowdim.spaces import SPACES
-from lowdim.store import stress_metrics
+from lowdim.geometry.euclidean import euclidean_distances
+from lowdim.geometry.inpca import Embedding
+from lowdim.store.products import stress_metrics
+from lowdim.store.records import SPACES
 from lowdim.studies.common import StudyResult, check_spaces, embed
 
 

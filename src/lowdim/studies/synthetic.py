@@ -1,7 +1,8 @@
 """The sloppy synthetic data study (docs/study.md B8, D17): fc students on Gaussian inputs whose
 covariance eigenvalues decay at rate c, their checkpoints embedded with InPCA for each c.
 
-The students train with the main training loop (`lowdim.train.train_run`: seeding, optimizers,
+The students train with the main training loop (`lowdim.training.run.train_run`: seeding,
+optimizers,
 per-iteration cosine schedule, checkpoint schedule B5, divergence check, inline eval-mode
 predictions kept in float32, then renormalized here as in the predictions stage). The inputs are
 float features (``lowdim.data.synthetic``), not uint8 images: `student_data` puts them in a
@@ -23,15 +24,15 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lowdim.analysis.analysis_set import reference_points, renormalize
 from lowdim.config import Config, SyntheticConfig
 from lowdim.data.synthetic import make_synthetic
-from lowdim.distances import bhattacharyya
-from lowdim.grid import RunSpec
-from lowdim.predictions import reference_points, renormalize
-from lowdim.spaces import SPACES
-from lowdim.store import stress_metrics
+from lowdim.geometry.distances import bhattacharyya
+from lowdim.store.products import stress_metrics
+from lowdim.store.records import SPACES
 from lowdim.studies.common import StudyResult, distance_options, embed
-from lowdim.train import DeviceData, RunResult, init_model, resolve_device, train_run
+from lowdim.training.grid import RunSpec
+from lowdim.training.run import DeviceData, RunResult, init_model, resolve_device, train_run
 
 
 def perturb_init(model: nn.Module, iseed: int) -> None:

@@ -4,7 +4,8 @@ training, and how much of the true distances its three axes keep.
 Two "average models" are Gaussian-kernel averages (width `studies.tangents.width`, in progress)
 of every run checkpoint with train loss below `studies.tangents.outlier_loss`, around the two
 progress centres `studies.tangents.centres`. With ignorance P0 and truth P* they make the basis
-(P0, P*, start, end) of `lowdim.tangents`; every run checkpoint is projected onto its InPCA out of
+(P0, P*, start, end) of `lowdim.geometry.tangent_basis`; every run checkpoint is projected onto its
+InPCA out of
 sample. The explained distance (L1, A5) on the first k axes is compared with the true InPCA (the
 `embedding` solver) of the kept checkpoints' stored distances. Distances to the basis use the
 `distances` settings, so they match the stored matrix.
@@ -17,10 +18,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from lowdim.analysis.trajectories import reference_rows
 from lowdim.config import Config
-from lowdim.spaces import SPACES
-from lowdim.studies.common import StudyResult, check_spaces, distance_options, embed
-from lowdim.tangents import (
+from lowdim.geometry.tangent_basis import (
     direction_cosine,
     explained_distance_l1,
     kernel_average,
@@ -28,7 +28,8 @@ from lowdim.tangents import (
     tangent_basis,
     tangent_embedding,
 )
-from lowdim.trajectories import reference_rows
+from lowdim.store.records import SPACES
+from lowdim.studies.common import StudyResult, check_spaces, distance_options, embed
 
 
 def tangent_rows(index: pd.DataFrame, loss_cut: float) -> np.ndarray:

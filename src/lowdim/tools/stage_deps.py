@@ -6,8 +6,8 @@ imports, every module those import (at top level or inside a function: a lazy im
 and the `__init__.py` of every package on the way. The closure is found statically with `ast`, so
 nothing is executed:
 
-    python -m lowdim.stage_deps          # exit status 1 and a list when a stage misses a file
-    python -m lowdim.stage_deps --write  # rewrite the src/ entries of every stage's deps
+    python -m lowdim.tools.stage_deps          # exit status 1 and a list when a stage misses a file
+    python -m lowdim.tools.stage_deps --write  # rewrite the src/ entries of every stage's deps
 
 A package folder is listed when the closure holds every file under it, otherwise its files one by
 one, so a stage reruns when, and only when, code it can run changes. Imports under

@@ -3,7 +3,7 @@
 `dvc status` trusts the hashes DVC remembers for files it wrote itself, so a product that was
 pulled corrupted, or damaged afterwards, can look up to date. This re-reads every byte:
 
-    python -m lowdim.verify            # exit status 1 and a list when anything differs
+    python -m lowdim.tools.verify            # exit status 1 and a list when anything differs
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 never redone.
 
 The local backend trains one run at a time in this process, several at once on a CPU in worker
-processes (`train.workers`), or compatible runs in packs (lowdim.packed)."""
+processes (`train.workers`), or compatible runs in packs (lowdim.training.packed)."""
 
 from __future__ import annotations
 
@@ -22,19 +22,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lowdim.atomic import atomic_directory
 from lowdim.config import TrainConfig
 from lowdim.data import Prepared
-from lowdim.grid import RunSpec
-from lowdim.packed import (
+from lowdim.store.atomic import atomic_directory
+from lowdim.store.runs import META, is_complete, read_meta, write_run
+from lowdim.training.grid import RunSpec
+from lowdim.training.packed import (
     SpeedOptions,
     check_speed_options,
     float32_mode,
     train_packs,
     uses_packing,
 )
-from lowdim.runs import META, is_complete, read_meta, write_run
-from lowdim.train import DeviceData, RunResult, resolve_device, train_run
+from lowdim.training.run import DeviceData, RunResult, resolve_device, train_run
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
     """Train every pending spec on `device`, writing each run as it ends.
 
     Compatible runs train together in packs of up to `pack_size` ('auto': 1 on a CPU, sized to
-    free memory on CUDA; see lowdim.packed). Otherwise runs train one `train_run` at a time:
-    on a CPU in up to `workers` processes at once ('auto': one per available core) with
+    free memory on CUDA; see lowdim.training.packed). Otherwise runs train one `train_run` at a
+    time: on a CPU in up to `workers` processes at once ('auto': one per available core) with
     `threads` torch threads each (None: an equal share of this process's threads), the same
     bytes as one at a time in this process with that many threads; with 1, in this process.
     """
@@ -247,7 +247,7 @@ def launch(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path, trai
     """Train every pending spec with the backend named by `train.backend` (local or ray); the
     local backend trains `train.workers` CPU runs at once."""
     if train.backend == "ray":
-        from lowdim.launch_ray import launch_ray  # Ray is imported only when it is used
+        from lowdim.training.ray_backend import launch_ray  # Ray is imported only when it is used
 
         return launch_ray(specs, prepared, store, train, progress=progress)
     if train.threads:

@@ -38,8 +38,8 @@ from tqdm import tqdm
 
 from lowdim.config import TrainConfig
 from lowdim.data import default_padding, normalize
-from lowdim.grid import RunSpec
-from lowdim.train import (
+from lowdim.training.grid import RunSpec
+from lowdim.training.run import (
     SPACES,
     DeviceData,
     Evaluation,

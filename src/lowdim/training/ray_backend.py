@@ -33,16 +33,16 @@ from tqdm import tqdm
 import lowdim
 from lowdim.config import RayConfig, TrainConfig
 from lowdim.data import Prepared
-from lowdim.grid import RunSpec
-from lowdim.launch import (
+from lowdim.store.runs import read_meta, write_run
+from lowdim.training.grid import RunSpec
+from lowdim.training.launch import (
     LaunchSummary,
     check_failures,
     data_fingerprint,
     pending,
     write_failure,
 )
-from lowdim.runs import read_meta, write_run
-from lowdim.train import DeviceData, RunResult, resolve_device, train_run
+from lowdim.training.run import DeviceData, RunResult, resolve_device, train_run
 
 log = logging.getLogger(__name__)
 

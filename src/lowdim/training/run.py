@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from lowdim.data import Prepared, augment_simple, default_padding, normalize
-from lowdim.grid import RunSpec
 from lowdim.models import apply_init, build_model
-from lowdim.spaces import SPACES  # defined torch-free there; importable from here as before
+from lowdim.store.records import SPACES  # defined torch-free there; importable from here as before
+from lowdim.training.grid import RunSpec
 
 
 def checkpoint_steps(epochs: int, iters_per_epoch: int) -> np.ndarray:
