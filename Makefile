@@ -17,7 +17,9 @@ $(BIN)/lowdim-ready: pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name lowdim --display-name "lowdim (.venv)"
 	touch $@
 
+# The whole parameter file first: each stage validates only the sections it reads.
 repro: setup
+	$(BIN)/python -m lowdim.tools.params params.yaml
 	$(BIN)/dvc repro
 
 test: setup

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from lowdim.config import Config
+from lowdim.config.profile import Config
 from lowdim.data import Prepared, load_source, prepare
-from lowdim.training.grid import RunSpec, expand_grid
+from lowdim.store.records import RunSpec
+from lowdim.training.grid import expand_grid
 
 
 def prepared_data(cfg: Config) -> Prepared:

@@ -19,7 +19,7 @@ import torch
 from _grid import prepared_data, profile_runs
 
 from lowdim.analysis.analysis_set import renormalize
-from lowdim.config import load_config
+from lowdim.config.profile import load_profile
 from lowdim.geometry.distances import bhattacharyya
 from lowdim.training.run import DeviceData, train_run
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--profile", default="profiles/quick.yaml")
     parser.add_argument("--runs", type=int, default=6, help="runs of the grid to train")
     args = parser.parse_args()
-    cfg = load_config(args.profile)
+    cfg = load_profile(args.profile)
     prepared = prepared_data(cfg)
     specs = profile_runs(cfg)
     specs = specs[:: max(1, len(specs) // args.runs)][: args.runs]

@@ -26,7 +26,8 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from lowdim.geometry.distances import bhattacharyya
-from lowdim.geometry.inpca import Embedding, inpca
+from lowdim.geometry.inpca import inpca
+from lowdim.store.records import Embedding
 
 STRESS_DIMS = (1, 3, 10, 50)
 CHECKPOINTS = 100  # points per trajectory

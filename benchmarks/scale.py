@@ -10,7 +10,7 @@ stage's peak resident set (VmHWM, read in the child) is its own:
 - predictions: ``plan_analysis_set`` -> ``check_predictions_disk`` -> ``write_analysis_set``
 - distances: ``plan_distances`` -> ``check_distances_disk`` -> ``write_distances`` (block cache
   on, as the stage's default; ``--no-cache`` turns it off)
-- embedding: ``open_distance_matrix`` + ``load_centring`` -> ``inpca`` (solver auto, 50
+- embedding: ``open_distance_matrix`` + ``load_centring_sums`` -> ``inpca`` (solver auto, 50
   components and the stress dimensions of the default profile)
 
     PYTHONPATH=src nice -n 10 python benchmarks/scale.py --sizes 2000 10000 30000
@@ -76,8 +76,8 @@ def run_paths(rng: np.random.Generator, labels: np.ndarray, checkpoints: int, c:
 def build_store(work: Path, runs: int, checkpoints: int, n: dict[str, int], c: int,
                 seed: int = 0) -> None:
     """The run store, specs and labels of one size (written under `work`)."""
+    from lowdim.store.records import RunSpec
     from lowdim.store.runs import write_run
-    from lowdim.training.grid import RunSpec
     from lowdim.training.run import RunResult
 
     rng = np.random.default_rng(seed)
@@ -108,7 +108,7 @@ def build_store(work: Path, runs: int, checkpoints: int, n: dict[str, int], c: i
 
 def child(stage: str, work: Path, options: dict) -> dict:
     """Run one stage as notebooks 30 / 40 / 50 do; returns what it printed."""
-    from lowdim.training.grid import RunSpec
+    from lowdim.store.records import RunSpec
 
     notes = []
     if stage == "predictions":
@@ -127,14 +127,15 @@ def child(stage: str, work: Path, options: dict) -> dict:
         write_analysis_set(work / "runs", specs, labels, options["c"], GEODESIC_POINTS,
                            work / "predictions")
     elif stage == "distances":
-        from lowdim.analysis.analysis_set import load_index, open_probs, reference_distances
+        from lowdim.analysis.analysis_set import reference_distances
         from lowdim.geometry.distance_blocks import (
             check_distances_disk,
             plan_distances,
             unit_labels,
             write_distances,
         )
-        from lowdim.store.products import BlockCache
+        from lowdim.store.analysis_set import load_index, open_probs
+        from lowdim.store.block_cache import BlockCache
 
         index = load_index(work / "predictions")
         probs = {space: open_probs(work / "predictions", space) for space in ("train", "test")}
@@ -159,20 +160,16 @@ def child(stage: str, work: Path, options: dict) -> dict:
         options["pair_samples"] = plan.pair_samples
         options["matrix_seconds"] = seconds
     elif stage == "embedding":
-        from lowdim.geometry.inpca import inpca, memory_estimate
-        from lowdim.store.products import (
-            human_bytes,
-            load_centring,
-            open_distance_matrix,
-            save_embeddings,
-            stress_metrics,
-        )
+        from lowdim.geometry.eigen import stats_from_arrays
+        from lowdim.geometry.inpca import inpca, memory_estimate, stress_metrics
+        from lowdim.store.arrays import human_bytes
+        from lowdim.store.products import load_centring_sums, open_distance_matrix, save_embeddings
 
         n_eigenvalues = max(N_COMPONENTS, *STRESS_DIMS)
         embeddings = {}
         for space in ("train", "test"):
             d = open_distance_matrix(work / "distances", space)
-            stats = load_centring(work / "distances", space)
+            stats = stats_from_arrays(load_centring_sums(work / "distances", space))
             need = memory_estimate(d.shape[0], N_COMPONENTS, n_eigenvalues=n_eigenvalues,
                                    landmarks=options["landmarks"])
             notes.append(f"{space}: memory about {human_bytes(need)} plus the interpreter")

@@ -26,7 +26,7 @@ from _grid import prepared_data, profile_runs
 
 from lowdim.analysis.analysis_set import build_analysis_set
 from lowdim.analysis.trajectories import checkpoint_progress
-from lowdim.config import load_config
+from lowdim.config.profile import load_profile
 from lowdim.figures.trajectory_panels import MILESTONES, larger_lead, progress_milestones
 from lowdim.store.runs import read_meta
 from lowdim.training.launch import launch
@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
 
     pairs = parse_pairs(args.pairs)
-    cfg = load_config(args.profile)
+    cfg = load_profile(args.profile)
     archs = tuple(dict.fromkeys(a for pair in pairs for a in pair))
     specs = profile_runs(cfg, arch=archs)
     prepared = prepared_data(cfg)

@@ -1,9 +1,9 @@
 """Fixed cost of one figure stage before it does any work: a fresh interpreter importing what a
 figure notebook imports and loading the parameter file, two ways in the same run:
 
-  torch-free  `load_config(..., build_models=False)`, as the stages that build no network do now;
-  building    `load_config(...)` with every architecture built (what every stage did before,
-              importing torch on the way).
+  torch-free  `load(..., FiguresConfig)`: the one section a figure stage reads, as it does now;
+  building    the whole file validated with every architecture built (`lowdim.tools.params`,
+              what every stage did before, importing torch on the way).
 
 Each way runs --repeat times in fresh subprocesses, alternating; the best time of each is
 printed with the ratio. A papermill stage adds a Jupyter kernel start on top (`--kernel`
@@ -36,9 +36,10 @@ FIGURE_IMPORTS = ("import matplotlib.pyplot, lowdim.figures.theme, "
 
 def probe(profile: str, build_models: bool) -> str:
     """Python source of one stage start-up; prints whether torch was imported."""
-    return (f"import sys\nfrom lowdim.config import load_config\n{FIGURE_IMPORTS}\n"
-            f"load_config({profile!r}, build_models={build_models})\n"
-            "print('torch' in sys.modules)")
+    loading = (f"from lowdim.tools.params import validate_file\nvalidate_file({profile!r})"
+               if build_models else "from lowdim.config.figures import FiguresConfig\n"
+               f"from lowdim.config.load import load\nload({profile!r}, {{}}, FiguresConfig)")
+    return f"import sys\n{FIGURE_IMPORTS}\n{loading}\nprint('torch' in sys.modules)"
 
 
 def timed(args: list[str]) -> tuple[float, str]:

@@ -34,18 +34,12 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 
-from lowdim.config import load_config
+from lowdim.config.profile import load_profile
 from lowdim.data import default_padding
-from lowdim.training.grid import RunSpec
+from lowdim.device import resolve_device
+from lowdim.store.records import RunSpec
 from lowdim.training.packed import SpeedOptions, float32_mode, split_evenly, train_pack
-from lowdim.training.run import (
-    DeviceData,
-    cosine_factor,
-    init_model,
-    make_optimizer,
-    resolve_device,
-    train_run,
-)
+from lowdim.training.run import DeviceData, cosine_factor, init_model, make_optimizer, train_run
 
 LR = {"sgd": 0.1, "sgdn": 0.1, "adam": 0.001}
 
@@ -184,7 +178,7 @@ def main() -> None:
     ways = args.ways.split(",")
     data, images, labels = make_data(args, device)
     input_shape = tuple(data.train_images.shape[1:])
-    models = load_config("profiles/quick.yaml").models if args.sizes == "quick" else {}
+    models = load_profile("profiles/quick.yaml").models if args.sizes == "quick" else {}
     padding = default_padding(input_shape[1])
     iters = math.ceil(len(labels) / args.batch_size)
     epochs = max(1, math.ceil(args.steps / iters))

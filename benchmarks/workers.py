@@ -23,8 +23,8 @@ import time
 import torch
 from _grid import prepared_data, profile_runs
 
-from lowdim.config import load_config
-from lowdim.training.launch import launch_local
+from lowdim.config.profile import load_profile
+from lowdim.training.local import launch_local
 
 
 def parse_way(way: str) -> tuple[int, int]:
@@ -55,7 +55,7 @@ def main() -> None:
                         help="comma-separated: replaces grid.optimizer")
     args = parser.parse_args()
 
-    cfg = load_config(args.profile)
+    cfg = load_profile(args.profile)
     specs = profile_runs(
         cfg, seed=cfg.grid.seed[:args.seeds] if args.seeds else None,
         epochs=(args.epochs,) if args.epochs else None,

@@ -1,14 +1,28 @@
-"""Parameter files: profiles load, and every kind of bad input names its key."""
+"""Parameter files: profiles load, every kind of bad input names its key, and a stage's `load`
+checks exactly the sections it asks for."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from lowdim.config import ConfigError, as_dict, config_from_dict, load_config
+from lowdim.config.data import DataConfig
+from lowdim.config.distances import DistancesConfig
+from lowdim.config.figures import FiguresConfig
+from lowdim.config.grid import GridConfig
+from lowdim.config.load import NAMES, SECTIONS, ConfigError, as_dict, from_dict, load
+from lowdim.config.models import ModelsConfig
+from lowdim.config.profile import Config, load_profile, profile_from_dict
+from lowdim.tools.params import validate, validate_file
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = sorted(path.stem for path in (ROOT / "profiles").glob("*.yaml"))
 
 
 def _quick(root) -> dict:
@@ -19,26 +33,26 @@ def test_params_yaml_is_the_quick_profile(root):
     assert (root / "params.yaml").read_text() == (root / "profiles" / "quick.yaml").read_text()
 
 
-@pytest.mark.parametrize("profile", ["quick", "tiny", "fashion-mnist", "cifar10-paper"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_profiles_load_and_round_trip(root, profile):
-    cfg = load_config(root / "profiles" / f"{profile}.yaml")
+    cfg = validate_file(root / "profiles" / f"{profile}.yaml")
     assert cfg.profile == profile
-    assert config_from_dict(as_dict(cfg)) == cfg
+    assert profile_from_dict(as_dict(cfg)) == cfg
 
 
 def test_lists_become_tuples_and_ints_floats(root):
-    cfg = load_config(root / "profiles" / "quick.yaml")
+    cfg = load_profile(root / "profiles" / "quick.yaml")
     assert isinstance(cfg.grid.arch, tuple)
     assert cfg.grid.base_lr["sgd"] == (0.1,)
     assert isinstance(cfg.grid.weight_decay[0], float)
 
 
 def test_overrides_are_merged_and_validated(root):
-    cfg = load_config(root / "profiles" / "tiny.yaml", {"data": {"eval_train_size": 7}})
-    assert cfg.data.eval_train_size == 7
-    assert cfg.data.dataset == "digits"
+    data = load(root / "profiles" / "tiny.yaml", {"data": {"eval_train_size": 7}}, DataConfig)
+    assert data.eval_train_size == 7
+    assert data.dataset == "digits"
     with pytest.raises(ConfigError, match=r"data\.eval_train_size = -1: must be positive"):
-        load_config(root / "profiles" / "tiny.yaml", {"data": {"eval_train_size": -1}})
+        load(root / "profiles" / "tiny.yaml", {"data": {"eval_train_size": -1}}, DataConfig)
 
 
 def test_unknown_key_is_named_with_a_suggestion(root):
@@ -46,28 +60,28 @@ def test_unknown_key_is_named_with_a_suggestion(root):
     raw["train"]["lr_reference_batchsize"] = 200
     with pytest.raises(ConfigError, match=r"unknown parameter key train\.lr_reference_batchsize "
                                           r"\(did you mean 'lr_reference_batch_size'\?\)"):
-        config_from_dict(raw)
+        validate(raw)
 
 
 def test_unknown_section_is_named(root):
     raw = _quick(root)
     raw["trainer"] = {}
     with pytest.raises(ConfigError, match=r"unknown parameter key trainer"):
-        config_from_dict(raw)
+        validate(raw)
 
 
 def test_unknown_architecture_is_named(root):
     raw = _quick(root)
     raw["grid"]["arch"] = ["fc", "resnet50"]
     with pytest.raises(ConfigError, match=r"grid\.arch\[1\] = 'resnet50': .*unknown architecture"):
-        config_from_dict(raw)
+        validate(raw)
 
 
 def test_bad_model_size_is_named(root):
     raw = _quick(root)
     raw["models"]["fc"] = {"width": [3]}
     with pytest.raises(ConfigError, match=r"models\.fc = 'fc': .*width"):
-        config_from_dict(raw)
+        validate(raw)
 
 
 def test_negative_learning_rate_is_named(root):
@@ -75,7 +89,7 @@ def test_negative_learning_rate_is_named(root):
     raw["grid"]["base_lr"]["sgdn"] = [-0.1]
     with pytest.raises(ConfigError,
                        match=r"grid\.base_lr\.sgdn\[0\] = -0\.1: a learning rate must be positive"):
-        config_from_dict(raw)
+        validate(raw)
 
 
 def test_missing_dataset_directory_is_named(root, tmp_path):
@@ -83,7 +97,7 @@ def test_missing_dataset_directory_is_named(root, tmp_path):
     raw["data"].update(dataset="fashion-mnist", root=str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match=r"data\.root = '.*nowhere': this dataset directory "
                                           r"does not exist"):
-        config_from_dict(raw)
+        validate(raw)
 
 
 @pytest.mark.parametrize("section, key, value, message", [
@@ -117,31 +131,31 @@ def test_bad_values_are_named(root, section, key, value, message):
     raw = _quick(root)
     raw[section][key] = value
     with pytest.raises(ConfigError, match=message):
-        config_from_dict(raw)
+        validate(raw)
 
 
 def test_optimizer_without_learning_rate(root):
     raw = _quick(root)
     raw["grid"]["base_lr"] = {"sgd": [0.1]}
     with pytest.raises(ConfigError, match=r"grid\.base_lr has no entry for optimizer 'sgdn'"):
-        config_from_dict(raw)
+        validate(raw)
 
 
 def test_missing_required_key(root):
     raw = _quick(root)
     del raw["grid"]["arch"]
     with pytest.raises(ConfigError, match=r"missing key grid\.arch"):
-        config_from_dict(raw)
+        validate(raw)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match=r"parameter file .*absent\.yaml does not exist"):
-        load_config(tmp_path / "absent.yaml")
+        load(tmp_path / "absent.yaml", {}, DataConfig)
 
 
-@pytest.mark.parametrize("profile", ["quick", "tiny", "fashion-mnist", "cifar10-paper"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_profiles_train_locally_by_default(root, profile):
-    assert load_config(root / "profiles" / f"{profile}.yaml").train.backend == "local"
+    assert load_profile(root / "profiles" / f"{profile}.yaml").train.backend == "local"
 
 
 @pytest.mark.parametrize("ray, message", [
@@ -162,14 +176,14 @@ def test_bad_ray_values_are_named(root, ray, message):
     raw = _quick(root)
     raw["train"]["ray"].update(ray)
     with pytest.raises(ConfigError, match=message):
-        config_from_dict(raw)
+        validate(raw)
 
 
 def test_unknown_backend_is_named(root):
     raw = _quick(root)
     raw["train"]["backend"] = "slurm"
     with pytest.raises(ConfigError, match=r"train\.backend = 'slurm': must be one of local, ray"):
-        config_from_dict(raw)
+        validate(raw)
 
 
 @pytest.mark.parametrize("device, num_gpus, message", [
@@ -181,22 +195,22 @@ def test_ray_device_and_gpus_must_agree(root, device, num_gpus, message):
     raw["train"].update(device=device, backend="ray")
     raw["train"]["ray"]["num_gpus"] = num_gpus
     with pytest.raises(ConfigError, match=message):
-        config_from_dict(raw)
+        validate(raw)
     raw["train"]["backend"] = "local"  # the ray section is not used, so not checked against it
-    assert config_from_dict(raw).train.ray.num_gpus == num_gpus
+    assert validate(raw).train.ray.num_gpus == num_gpus
 
 
 def test_ray_section_accepts_fractional_gpus_and_a_local_instance(root):
     raw = _quick(root)
     raw["train"]["backend"] = "ray"
     raw["train"]["ray"].update(address=None, num_gpus=0.25, num_cpus=2)
-    ray = config_from_dict(raw).train.ray
+    ray = validate(raw).train.ray
     assert (ray.address, ray.num_gpus, ray.num_cpus) == (None, 0.25, 2.0)
 
 
-@pytest.mark.parametrize("profile", ["quick", "tiny", "fashion-mnist", "cifar10-paper"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_profiles_pack_automatically_with_every_speed_option_off(root, profile):
-    train = load_config(root / "profiles" / f"{profile}.yaml").train
+    train = load_profile(root / "profiles" / f"{profile}.yaml").train
     assert train.pack_size == "auto"
     assert not (train.channels_last or train.compile or train.tf32 or train.bf16)
 
@@ -205,7 +219,7 @@ def test_profiles_pack_automatically_with_every_speed_option_off(root, profile):
 def test_pack_size_is_auto_or_a_count(root, value):
     raw = _quick(root)
     raw["train"]["pack_size"] = value
-    assert config_from_dict(raw).train.pack_size == value
+    assert validate(raw).train.pack_size == value
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -220,16 +234,16 @@ def test_bad_packing_values_are_named(root, key, value, message):
     raw = _quick(root)
     raw["train"][key] = value
     with pytest.raises(ConfigError, match=message):
-        config_from_dict(raw)
+        validate(raw)
 
 
 def test_studies_section_has_defaults_and_profiles_set_it(root):
-    cfg = load_config(root / "profiles" / "quick.yaml")
+    cfg = load_profile(root / "profiles" / "quick.yaml")
     assert (cfg.studies.averaging.arch, cfg.studies.averaging.optimizer) == ("allcnn", "sgdn")
     assert cfg.studies.tangents.centres == (0.2, 0.8) and cfg.studies.tangents.width == 0.05
     raw = _quick(root)
     del raw["studies"]
-    assert config_from_dict(raw).studies.joint.enabled is True
+    assert validate(raw).studies.joint.enabled is True
 
 
 @pytest.mark.parametrize("section, key, value, message", [
@@ -251,24 +265,28 @@ def test_bad_studies_values_are_named(root, section, key, value, message):
     raw = _quick(root)
     raw["studies"][section][key] = value
     with pytest.raises(ConfigError, match=message):
-        config_from_dict(raw)
+        validate(raw)
 
 
-def test_without_building_models_an_unbuildable_size_passes_but_names_still_fail(root):
+def test_a_stage_load_builds_no_network_but_names_still_fail(root):
     raw = _quick(root)
-    raw["models"]["fc"] = {"width": [3]}  # builds only with torch: checked by the training stages
-    assert config_from_dict(raw, build_models=False).models["fc"] == {"width": [3]}
+    raw["models"]["fc"] = {"width": [3]}  # builds only with torch: checked by the train stage
+    assert from_dict(raw, ModelsConfig)["fc"] == {"width": [3]}
+    from lowdim.models import check_sizes
+
     with pytest.raises(ConfigError, match=r"models\.fc = 'fc': .*width"):
-        config_from_dict(raw)
+        check_sizes(from_dict(raw, ModelsConfig), ("fc",), "digits")
+    with pytest.raises(ConfigError, match=r"models\.fc = 'fc': .*width"):
+        validate(raw)
     raw = _quick(root)
     raw["grid"]["optimizer"] = ["sgdn", "rmsprop"]
     with pytest.raises(ConfigError, match=r"grid\.optimizer\[1\] = 'rmsprop'"):
-        config_from_dict(raw, build_models=False)
+        from_dict(raw, GridConfig)
 
 
-def test_loading_without_building_models_does_not_import_torch(root):
-    probe = ("import sys; from lowdim.config import load_config; "
-             f"load_config({str(root / 'profiles' / 'quick.yaml')!r}, build_models=False); "
+def test_loading_every_section_does_not_import_torch(root):
+    probe = ("import sys; from lowdim.config.profile import load_profile; "
+             f"load_profile({str(root / 'profiles' / 'quick.yaml')!r}); "
              "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True)
@@ -276,13 +294,94 @@ def test_loading_without_building_models_does_not_import_torch(root):
 
 
 def test_the_datasets_config_knows_are_the_ones_the_data_package_loads():
-    from lowdim.config import DATASET_SHAPES
+    from lowdim.config.data import DATASET_SHAPES
     from lowdim.data import DATASETS
 
     assert tuple(DATASET_SHAPES) == DATASETS
 
 
 def test_the_init_schemes_config_knows_are_the_ones_the_models_apply():
-    from lowdim import config, models
+    from lowdim import models
+    from lowdim.config import grid
 
-    assert config.INIT_SCHEMES == models.INIT_SCHEMES
+    assert grid.INIT_SCHEMES == models.INIT_SCHEMES
+
+
+# --------------------------------------------------------------------------- a stage's load
+
+
+def test_load_returns_one_section_or_a_tuple_in_the_order_asked(root):
+    path = root / "profiles" / "tiny.yaml"
+    figures = load(path, None, FiguresConfig)
+    assert isinstance(figures, FiguresConfig)
+    distances, data = load(path, {}, DistancesConfig, DataConfig)
+    assert (distances, data) == (load_profile(path).distances, load_profile(path).data)
+    with pytest.raises(TypeError, match="name at least one section class"):
+        load(path, {})
+
+
+def test_load_checks_only_the_sections_asked_for(root):
+    raw = _quick(root)
+    raw["figures"]["dpi"] = 0
+    raw["distances"]["sample_stepp"] = 2
+    assert from_dict(raw, GridConfig).arch == tuple(raw["grid"]["arch"])
+    with pytest.raises(ConfigError, match=r"figures\.dpi = 0: must be positive"):
+        from_dict(raw, GridConfig, FiguresConfig)
+    with pytest.raises(ConfigError, match=r"unknown parameter key distances\.sample_stepp"):
+        from_dict(raw, DistancesConfig)
+
+
+@pytest.mark.parametrize("section, key", [("trainer", "trainer"), ("corners", "corners")])
+def test_load_rejects_an_unknown_section_whichever_sections_it_builds(root, section, key):
+    raw = _quick(root)
+    raw[section] = {}
+    with pytest.raises(ConfigError, match=rf"unknown parameter key {key}"):
+        from_dict(raw, FiguresConfig)
+
+
+def test_load_rejects_unknown_study_sections_and_override_sections(root):
+    raw = _quick(root)
+    raw["studies"]["corner"] = {}
+    with pytest.raises(ConfigError, match=r"unknown parameter key studies\.corner \(did you "
+                                          r"mean 'corners'\?\)"):
+        from_dict(raw, FiguresConfig)
+    with pytest.raises(ConfigError, match=r"overrides: unknown parameter key figure \(did you "
+                                          r"mean 'figures'\?\)"):
+        load(root / "profiles" / "tiny.yaml", {"figure": {"dpi": 10}}, FiguresConfig)
+
+
+def test_an_absent_section_takes_its_defaults_and_a_required_key_is_named(root):
+    raw = _quick(root)
+    del raw["distances"], raw["grid"]
+    assert from_dict(raw, DistancesConfig) == DistancesConfig()
+    with pytest.raises(ConfigError, match=r"missing key grid\.arch"):
+        from_dict(raw, GridConfig)
+
+
+def test_every_section_has_its_module_and_the_profile_holds_them_all():
+    for section in SECTIONS:
+        module = importlib.import_module(f"lowdim.config.{section}")
+        named = [c for c in vars(module).values()
+                 if isinstance(c, type) and getattr(c, "SECTION", None) == section]
+        assert len(named) == 1, section
+    top = [f.name for f in dataclasses.fields(Config)]
+    studies = [f"studies.{f.name}" for f in dataclasses.fields(Config.__dataclass_fields__[
+        "studies"].default_factory)]
+    assert set(top) == set(NAMES) | {s for s in SECTIONS if "." not in s} | {"studies"}
+    assert set(studies) == {s for s in SECTIONS if s.startswith("studies.")}
+
+
+def test_the_params_command_validates_whole_files(root, tmp_path):
+    files = [root / "params.yaml", *sorted((root / "profiles").glob("*.yaml"))]
+    done = subprocess.run([sys.executable, "-m", "lowdim.tools.params", *map(str, files)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(": valid") == len(files)
+    raw = _quick(root)
+    raw["figures"]["dpi"] = 0  # a section the first stages never read
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    done = subprocess.run([sys.executable, "-m", "lowdim.tools.params", str(bad)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "figures.dpi = 0: must be positive" in done.stderr

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from lowdim.config import ConfigError, config_from_dict, load_config
+from lowdim.config.distances import DistancesConfig
+from lowdim.config.load import ConfigError, from_dict, load
 from lowdim.geometry.distances import (
     BC_FLOOR,
     bhattacharyya,
@@ -157,13 +158,13 @@ def test_method_errors_say_what_to_do():
 
 
 def test_config_accepts_methods_and_rejects_others():
-    raw = load_config(ROOT / "profiles" / "tiny.yaml")
-    assert raw.distances.method == "auto" and raw.distances.cache is True
+    settings = load(ROOT / "profiles" / "tiny.yaml", {}, DistancesConfig)
+    assert settings.method == "auto" and settings.cache is True
     base = yaml_dict(ROOT / "profiles" / "tiny.yaml")
     base["distances"]["method"] = "fast"
     with pytest.raises(ConfigError, match=r"distances\.method = 'fast': must be one of auto, "
                                           r"reference, fused"):
-        config_from_dict(base)
+        from_dict(base, DistancesConfig)
 
 
 def yaml_dict(path: Path) -> dict:

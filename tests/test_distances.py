@@ -13,14 +13,14 @@ from lowdim.geometry.distance_blocks import BlockStats, cached_bhattacharyya, un
 from lowdim.geometry.distances import (
     BC_FLOOR,
     _block_bytes,
-    _plan_blocks,
     bhattacharyya,
     bhattacharyya_reference,
     distance_to_points,
     ignorance_point,
+    plan_blocks,
     truth_point,
 )
-from lowdim.store.products import BlockCache
+from lowdim.store.block_cache import BlockCache
 
 # Every method (float32 roots and coefficients) vs the float64 reference: stated tolerance.
 FAST_ATOL = 1e-6
@@ -122,7 +122,7 @@ def test_explicit_block_sizes_match_reference(rng, method):
 @pytest.mark.parametrize("m", [1, 10, 5000, 200_000])
 @pytest.mark.parametrize("budget", [10_000, 2**20, 256 * 2**20])
 def test_block_plan_stays_within_budget(m, budget):
-    bi, bj, s = _plan_blocks(m, m, 25_000, 10, None, None, budget)
+    bi, bj, s = plan_blocks(m, m, 25_000, 10, None, None, budget)
     assert 1 <= bi <= m and 1 <= bj <= m and 1 <= s <= 25_000
     assert _block_bytes(bi, bj, s, 10) <= budget
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lowdim.config import GridConfig
-from lowdim.training.grid import RunSpec, expand_grid, scaled_lr
+from lowdim.config.grid import GridConfig
+from lowdim.store.records import RunSpec
+from lowdim.training.grid import expand_grid, scaled_lr
 
 
 def _grid(**axes) -> GridConfig:

@@ -1,25 +1,30 @@
-"""Figure and analysis stages never load torch: importing what their notebooks import costs
-matplotlib, pandas and scipy only, not torch's seconds on every stage."""
+"""The package's layering rules (lowdim.tools.layering) hold, and each is enforced: adding a
+forbidden import to the real import graph, or to a package on disk, is reported. The torch-free
+packages are also imported for real in a fresh interpreter, which must not load torch."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import re
 import subprocess
 import sys
+from pathlib import Path
 
-# What the notebooks under notebooks/figures/ and notebooks 50 and 60 import from lowdim
-# (test_the_list_covers_the_notebooks keeps it in step), plus lowdim.geometry.geodesic.
-TORCH_FREE = ("lowdim.analysis.trajectory_analyses", "lowdim.store.atomic", "lowdim.config",
-              "lowdim.figures", "lowdim.figures.embedding_panels", "lowdim.geometry.geodesic",
-              "lowdim.geometry.inpca", "lowdim.figures.interactive", "lowdim.paths",
-              "lowdim.figures.theme", "lowdim.analysis.analysis_set", "lowdim.store.records",
-              "lowdim.store.products", "lowdim.figures.study_panels",
-              "lowdim.analysis.trajectories", "lowdim.figures.trajectory_panels")
-# Imported by a figure notebook, but trains networks itself (figS04 reads only a file name).
-NEEDS_TORCH = ("lowdim.studies.synthetic",)
-NOTEBOOKS = ("figures/*.ipynb", "50_*.ipynb", "60_*.ipynb")
+import pytest
+
+from lowdim.tools.layering import (
+    TORCH_FREE,
+    floor_breaks,
+    module_cycles,
+    package_cycles,
+    private_imports,
+    read_package,
+    torch_at_import,
+    violations,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = read_package(ROOT / "src")
 
 # Runs in a fresh interpreter: imports the modules and prints, for a first import of torch,
 # the lowdim lines that led to it.
@@ -41,33 +46,75 @@ for name in sys.argv[1:]:
 """
 
 
-def notebook_imports(root) -> set[str]:
-    """The lowdim modules that the code cells of the figure notebooks and 50/60 import."""
-    found = set()
-    for pattern in NOTEBOOKS:
-        for path in (root / "notebooks").glob(pattern):
-            cells = json.loads(path.read_text())["cells"]
-            code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-            for module, names in re.findall(r"^\s*from (lowdim\S*) import \(?([\w, ]*)", code,
-                                            re.M):
-                # `from lowdim.pkg import module`: the names may be modules of a package
-                names = {n.split(" as ")[0].strip() for n in names.split(",") if n.strip()}
-                found |= {f"{module}.{n}" for n in names
-                          if (root / "src" / module.replace(".", "/") / f"{n}.py").is_file()}
-                found.add(module)
-            found |= set(re.findall(r"^\s*import (lowdim\.\w+)", code, re.M))
-    return found
+def with_import(name: str, target: str, *, at_load: bool = True) -> dict:
+    """The real graph with one more import in module `name`."""
+    module = MODULES[name]
+    changed = dataclasses.replace(
+        module, imports=module.imports | {target},
+        imports_at_load=module.imports_at_load | ({target} if at_load else set()))
+    return {**MODULES, name: changed}
 
 
-def test_the_list_covers_the_notebooks(root):
-    imported = notebook_imports(root)
-    # the parser works
-    assert "lowdim.figures.embedding_panels" in imported and "lowdim.figures.theme" in imported
-    assert imported - set(NEEDS_TORCH) <= set(TORCH_FREE)
+def test_the_package_keeps_every_layering_rule():
+    assert violations(MODULES) == []
 
 
-def test_figure_and_analysis_modules_do_not_import_torch(root):
-    done = subprocess.run([sys.executable, "-c", PROBE, *TORCH_FREE], cwd=root, text=True,
+def test_the_reader_sees_the_real_edges():
+    assert "lowdim.store.records" in MODULES["lowdim.store.runs"].imports
+    assert "lowdim.training.ray_backend" in MODULES["lowdim.training.launch"].imports  # lazy
+    assert "lowdim.training.ray_backend" not in MODULES["lowdim.training.launch"].imports_at_load
+    assert "torch" not in MODULES["lowdim.analysis.placement"].external_at_load  # in `predict`
+
+
+@pytest.mark.parametrize(("source", "target", "rule"), [
+    ("lowdim.store.records", "lowdim.geometry.inpca", "store/ may import only lowdim.paths"),
+    ("lowdim.config", "lowdim.store.records", "config/ may import only lowdim.paths"),
+    ("lowdim.figures.theme", "lowdim.geometry.centroids", "figures/ may import only"),
+    ("lowdim.geometry.eigen", "lowdim.tools.stage_deps", "nothing outside tools/"),
+])
+def test_a_forbidden_import_is_reported(source, target, rule):
+    added = set(floor_breaks(with_import(source, target))) - set(floor_breaks(MODULES))
+    assert [line for line in added if line.startswith(f"{source} imports {target}: {rule}")]
+
+
+def test_torch_reached_at_import_is_reported_with_its_chain():
+    # analysis/ importing the training loop at import time drags torch in
+    broken = torch_at_import(with_import("lowdim.analysis.trajectories", "lowdim.training.run"))
+    assert broken and "lowdim.analysis.trajectories -> lowdim.training.run" in broken[0]
+    assert broken[0].endswith("torch")
+    # the same import inside a function is fine
+    assert torch_at_import(with_import("lowdim.analysis.trajectories", "lowdim.training.run",
+                                       at_load=False)) == []
+
+
+def test_a_cycle_is_reported_between_packages_and_between_modules():
+    graph = with_import("lowdim.geometry.eigen", "lowdim.analysis.trajectories", at_load=False)
+    assert any("analysis" in c and "geometry" in c for c in package_cycles(graph))
+    # the old launch <-> launch_ray cycle, made of a lazy import, inside one package
+    graph = with_import("lowdim.training.ray_backend", "lowdim.training.launch")
+    assert module_cycles(graph) == [
+        "import cycle: lowdim.training.launch, lowdim.training.ray_backend"]
+
+
+def test_a_private_name_from_another_module_is_reported(tmp_path):
+    pkg = tmp_path / "lowdim"
+    (pkg / "a").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a" / "__init__.py").write_text("")
+    (pkg / "a" / "b.py").write_text("def _hidden():\n    return 1\n")
+    (pkg / "a" / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\n"
+        "def f():\n    from lowdim.a.b import _hidden\n    return _hidden()\n")
+    modules = read_package(tmp_path)
+    assert private_imports(modules) == ["lowdim.a.c imports lowdim.a.b._hidden"]
+    assert "torch" not in modules["lowdim.a.c"].external_at_load  # TYPE_CHECKING never runs
+
+
+def test_torch_free_packages_do_not_load_torch_when_imported():
+    names = sorted(name for name in MODULES if name.split(".")[1:2]
+                   and name.split(".")[1] in TORCH_FREE)
+    assert "lowdim.figures.theme" in names and "lowdim.analysis.placement" in names
+    done = subprocess.run([sys.executable, "-c", PROBE, *names], cwd=ROOT, text=True,
                           capture_output=True, env={**os.environ, "MPLBACKEND": "Agg"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout == "", f"torch was imported through {done.stdout.strip()}"

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from lowdim.config import ConfigError, config_from_dict
+from lowdim.config.embedding import EmbeddingConfig
+from lowdim.config.load import ConfigError, from_dict
 from lowdim.geometry import eigen
 from lowdim.geometry import inpca as inpca_module
 from lowdim.geometry.distances import bhattacharyya_reference
 from lowdim.geometry.inpca import (
-    Embedding,
     double_centre,
     explained_stress,
     inpca,
@@ -22,6 +22,7 @@ from lowdim.geometry.inpca import (
     project,
 )
 from lowdim.store import products as store
+from lowdim.store.records import Embedding
 
 
 @pytest.fixture
@@ -332,5 +333,5 @@ def test_solver_bad_input_messages(rng):
     with pytest.raises(RuntimeError, match=r"did not converge after 8 vector products"):
         eigen.block_krylov_eigenpairs(lambda v: w @ v, 30, 5, block_size=8, max_products=8)
     with pytest.raises(ConfigError, match=r"embedding.solver = 'eigsh': must be one of auto"):
-        config_from_dict({**yaml.safe_load(Path("profiles/tiny.yaml").read_text()),
-                          "embedding": {"solver": "eigsh"}})
+        from_dict({**yaml.safe_load(Path("profiles/tiny.yaml").read_text()),
+                   "embedding": {"solver": "eigsh"}}, EmbeddingConfig)

@@ -41,17 +41,19 @@ os.environ.update(CLUSTER_ENV)
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
-from lowdim.config import RayConfig, TrainConfig, load_config  # noqa: E402
+from lowdim.config.profile import load_profile  # noqa: E402
+from lowdim.config.train import RayConfig, TrainConfig  # noqa: E402
+from lowdim.store.records import RunSpec  # noqa: E402
 from lowdim.store.runs import is_complete, read_meta, write_run  # noqa: E402
-from lowdim.training.grid import RunSpec, expand_grid  # noqa: E402
-from lowdim.training.launch import (  # noqa: E402
+from lowdim.training.grid import expand_grid  # noqa: E402
+from lowdim.training.launch import launch  # noqa: E402
+from lowdim.training.ledger import (  # noqa: E402
     LaunchSummary,
     check_failures,
-    launch,
-    launch_local,
     pending,
     write_failure,
 )
+from lowdim.training.local import launch_local  # noqa: E402
 from lowdim.training.ray_backend import bundles, launch_ray, warn_if_unschedulable  # noqa: E402
 from lowdim.training.run import DeviceData, train_run  # noqa: E402
 
@@ -210,7 +212,7 @@ def two_nodes(cluster) -> Cluster:
 @pytest.fixture(scope="module")
 def tiny_cfg(root):
     """The tiny profile with the Ray backend: 1 CPU and 1 run per task, 2 retries."""
-    return load_config(root / "profiles" / "tiny.yaml", {"train": {
+    return load_profile(root / "profiles" / "tiny.yaml", {"train": {
         "backend": "ray", "device": "cpu",
         "ray": {"num_cpus": 1, "num_gpus": 0, "runs_per_task": 1, "max_retries": 2,
                 "max_failed_fraction": 0.0}}})

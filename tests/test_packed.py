@@ -11,9 +11,9 @@ import torch
 import lowdim.training.packed
 import lowdim.training.run
 from lowdim.data import augment_simple, normalize
+from lowdim.store.records import RunSpec
 from lowdim.store.runs import load_predictions, read_meta
-from lowdim.training.grid import RunSpec
-from lowdim.training.launch import launch_local
+from lowdim.training.local import launch_local
 from lowdim.training.packed import (
     SpeedOptions,
     check_speed_options,

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import lowdim.training.launch
-from lowdim.config import ConfigError, config_from_dict
+import lowdim.training.local
+from lowdim.config.load import ConfigError, from_dict
+from lowdim.config.train import TrainConfig
+from lowdim.store.records import RunSpec
 from lowdim.store.runs import read_meta
-from lowdim.training.grid import RunSpec
-from lowdim.training.launch import available_cores, launch_local, worker_count, worker_threads
+from lowdim.training.local import available_cores, launch_local, worker_count, worker_threads
 
 SIZES = {"fc": {"widths": (16, 8)}, "allcnn": {"channels": (4, 6)}}
 TIMING_FIELDS = ("seconds",)  # the only meta.json field that differs between two trainings
@@ -76,7 +77,7 @@ def test_one_worker_packing_and_single_runs_stay_in_this_process(tmp_path, tiny_
     def no_workers(*args, **kwargs):
         raise AssertionError("trained in worker processes")
 
-    monkeypatch.setattr(lowdim.training.launch, "in_workers", no_workers)
+    monkeypatch.setattr(lowdim.training.local, "in_workers", no_workers)
     cpu = torch.device("cpu")
     runs = [_spec("fc", 1, epochs=1), _spec("fc", 2, epochs=1)]
     launch_local(runs, tiny_prepared, tmp_path / "a", cpu, progress=False, workers=1)
@@ -105,7 +106,7 @@ def _train_section(root, **train) -> dict:
 
 @pytest.mark.parametrize("value", ["auto", 1, 3])
 def test_workers_accept_auto_and_whole_numbers(root, value):
-    assert config_from_dict(_train_section(root, workers=value)).train.workers == value
+    assert from_dict(_train_section(root, workers=value), TrainConfig).workers == value
 
 
 @pytest.mark.parametrize("value, message", [
@@ -116,4 +117,4 @@ def test_workers_accept_auto_and_whole_numbers(root, value):
 ])
 def test_bad_workers_are_named(root, value, message):
     with pytest.raises(ConfigError, match=message):
-        config_from_dict(_train_section(root, workers=value))
+        from_dict(_train_section(root, workers=value), TrainConfig)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lowdim.analysis.analysis_set import AnalysisSet, reference_distances, save_analysis_set
+from lowdim.analysis.analysis_set import reference_distances
 from lowdim.analysis.placement import (
     check_predictions,
     load_predictions_file,
@@ -18,6 +18,7 @@ from lowdim.analysis.placement import (
 from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
 from lowdim.geometry.geodesic import geodesic
 from lowdim.geometry.inpca import inpca
+from lowdim.store.analysis_set import AnalysisSet, save_analysis_set
 from lowdim.store.products import save_distances, save_embeddings
 
 STEP, FLOOR = 2, 1e-8

@@ -7,15 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from lowdim.analysis.analysis_set import (
-    build_analysis_set,
-    load_index,
-    load_probs,
-    reference_distances,
-    save_analysis_set,
-)
+from lowdim.analysis.analysis_set import build_analysis_set, reference_distances
+from lowdim.store.analysis_set import load_index, load_probs, save_analysis_set
+from lowdim.store.records import RunSpec
 from lowdim.store.runs import write_run
-from lowdim.training.grid import RunSpec
 from lowdim.training.run import DeviceData, train_run
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from lowdim.store.records import RunSpec
 from lowdim.store.runs import is_complete, load_predictions, read_meta, stale_entries, write_run
-from lowdim.training.grid import RunSpec
-from lowdim.training.launch import data_fingerprint, launch_local, pending
+from lowdim.training.ledger import data_fingerprint, pending
+from lowdim.training.local import launch_local
 from lowdim.training.run import DeviceData, train_run
 
 

@@ -14,10 +14,8 @@ import pytest
 from lowdim.analysis.analysis_set import (
     build_analysis_set,
     check_predictions_disk,
-    open_probs,
     plan_analysis_set,
     reference_distances,
-    save_analysis_set,
     write_analysis_set,
 )
 from lowdim.analysis.trajectories import (
@@ -41,15 +39,12 @@ from lowdim.geometry.distance_blocks import (
 from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
 from lowdim.geometry.geodesic import geodesic, trajectory_distance_tensor
 from lowdim.geometry.inpca import inpca, landmark_rows, minkowski_sq_distances, project
-from lowdim.store.products import (
-    BlockCache,
-    NpyFile,
-    load_centring,
-    load_distance_matrix,
-    open_distance_matrix,
-)
+from lowdim.store.analysis_set import open_probs, save_analysis_set
+from lowdim.store.arrays import NpyFile
+from lowdim.store.block_cache import BlockCache
+from lowdim.store.products import load_centring_sums, load_distance_matrix, open_distance_matrix
+from lowdim.store.records import RunSpec
 from lowdim.store.runs import write_run
-from lowdim.training.grid import RunSpec
 from lowdim.training.run import RunResult
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -181,10 +176,10 @@ def test_stage_writes_matrices_sums_and_reference(grid, tmp_path):
     for space in N:
         d = load_distance_matrix(tmp_path / "distances", space)
         assert np.array_equal(d, bhattacharyya(np.asarray(probs[space]), sample_step=2))
-        stats = load_centring(tmp_path / "distances", space)
+        stats = eigen.stats_from_arrays(load_centring_sums(tmp_path / "distances", space))
         assert stats.frobenius_sq == pytest.approx(eigen.streaming_stats(d).frobenius_sq,
                                                    rel=1e-12)
-    assert load_centring(tmp_path, "train") is None  # absent: the embedding makes its own pass
+    assert load_centring_sums(tmp_path, "train") is None  # absent: the embedding makes its own pass
 
 
 def test_streamed_embedding_equals_the_in_memory_one(grid, tmp_path):
@@ -196,7 +191,7 @@ def test_streamed_embedding_equals_the_in_memory_one(grid, tmp_path):
         d = np.load(tmp_path / f"{space}.npy")
         dense = inpca(d, 5, solver="dense")
         mapped = open_distance_matrix(tmp_path, space)
-        stats = load_centring(tmp_path, space)
+        stats = eigen.stats_from_arrays(load_centring_sums(tmp_path, space))
         for solver in ("randomized", "lanczos"):
             emb = inpca(mapped, 5, solver=solver, n_eigenvalues=8, stats=stats,
                         block_bytes=4_000)  # slabs of a few rows
@@ -383,7 +378,7 @@ def test_streamed_trajectory_tensor_equals_the_stacked_one(by):
 _PIPELINE = """
 import numpy as np, torch
 from lowdim.geometry import distances as ds
-from lowdim.store.products import NpyFile
+from lowdim.store.arrays import NpyFile
 from test_distance_kernels import hard_probabilities
 p = hard_probabilities(np.random.default_rng(9), 70, 23, 3)
 out = NpyFile.create("{path}", (70, 70), np.float64)  # tiles go to disk as they finish

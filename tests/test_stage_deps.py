@@ -12,9 +12,11 @@ from lowdim.tools.stage_deps import (
     dep_paths,
     import_closure,
     load_stages,
+    loaded_sections,
     minimal_code_deps,
     missing_code_deps,
     needless_code_deps,
+    params_mismatch,
     rewrite_code_deps,
     unread_inputs,
 )
@@ -120,6 +122,66 @@ def test_stage_missing_the_eigensolver_is_reported():
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_every_input_path_passed_to_a_notebook_is_a_dep(name: str):
     assert not unread_inputs(STAGES[name], NOT_INPUTS)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_params_name_exactly_the_sections_its_notebook_loads(name: str):
+    assert not params_mismatch(STAGES[name], ROOT), (
+        f"stage {name}: {params_mismatch(STAGES[name], ROOT)}")
+
+
+@pytest.fixture
+def fake_config(fake_package: Path) -> Path:
+    """A config package with a top-level section and a nested one, and a loader."""
+    config = fake_package / "src" / "lowdim" / "config"
+    write(config / "__init__.py", "")
+    write(config / "load.py", "def load(path, overrides, *sections):\n    pass\n")
+    write(config / "figures.py", 'class FiguresConfig:\n    SECTION = "figures"\n')
+    write(config / "studies" / "__init__.py", "")
+    write(config / "studies" / "joint.py",
+          'class JointConfig:\n    SECTION = "studies.joint"\n\n\ndef check_with():\n    pass\n')
+    return fake_package
+
+
+def _stage(root: Path, source: str, params: list) -> dict:
+    write(root / "notebooks" / "n.ipynb", json.dumps({"cells": [
+        {"cell_type": "code", "source": [source]}]}))
+    return {"cmd": "papermill notebooks/n.ipynb out.ipynb", "params": params}
+
+
+LOADS_BOTH = ("from lowdim.config.figures import FiguresConfig\n"
+              "from lowdim.config.load import load\n"
+              "from lowdim.config.studies.joint import JointConfig as Joint, check_with\n"
+              "figures, joint = load('params.yaml', {}, FiguresConfig, Joint)\n")
+
+
+def test_the_loaded_sections_are_the_classes_passed_to_load(fake_config: Path):
+    src = fake_config / "src"
+    assert loaded_sections(LOADS_BOTH, src) == {"figures", "studies.joint"}
+    assert loaded_sections("from lowdim.config.figures import FiguresConfig\n", src) == set()
+    with pytest.raises(ValueError, match="argument SECTIONS is not a section class"):
+        loaded_sections("from lowdim.config.load import load\nload(p, {}, SECTIONS)\n", src)
+
+
+def test_params_must_cover_each_loaded_section_and_lie_in_one(fake_config: Path):
+    exact = _stage(fake_config, LOADS_BOTH, ["figures.dpi", "studies.joint"])
+    assert params_mismatch(exact, fake_config) == []
+    missing = _stage(fake_config, LOADS_BOTH, ["figures"])
+    assert params_mismatch(missing, fake_config) == [
+        "loads studies.joint, but its params name nothing of it"]
+    extra = _stage(fake_config, LOADS_BOTH, ["figures", "studies", "grid.arch",
+                                             {"params.yaml": ["figures.formats"]}])
+    assert params_mismatch(extra, fake_config) == [
+        "loads studies.joint, but its params name nothing of it",
+        "params entry studies lies in no section it loads (figures, studies.joint)",
+        "params entry grid.arch lies in no section it loads (figures, studies.joint)"]
+
+
+def test_the_size_pair_is_fig16s_alone_and_a_dropped_section_is_caught():
+    assert "trajectories.size_pair" not in STAGES["trajectories"]["params"]
+    assert "trajectories.size_pair" in STAGES["fig16_larger_networks"]["params"]
+    stage = dict(STAGES["fig02_embedding"], params=[])
+    assert params_mismatch(stage, ROOT) == ["loads figures, but its params name nothing of it"]
 
 
 def test_rewrite_is_a_fixed_point_of_the_committed_dvc_yaml():

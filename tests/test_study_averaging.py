@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from study_data import analysis_set
 
-from lowdim.config import load_config
+from lowdim.config.profile import load_profile
+from lowdim.figures.study_panels import METHOD_LABELS
 from lowdim.geometry.centroids import AVERAGING_METHODS
 from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
 from lowdim.geometry.inpca import inpca, minkowski_sq_distances, project
@@ -25,6 +26,11 @@ from lowdim.studies.common import joint_distance_matrix
 def _probs(rng, *shape):
     x = rng.random(shape) + 0.05
     return x / x.sum(-1, keepdims=True)
+
+
+def test_the_figures_label_every_averaging_method_in_its_order():
+    # figures/ does not import the maths, so the labels repeat the method names
+    assert list(METHOD_LABELS) == list(AVERAGING_METHODS)
 
 
 def test_configuration_runs_picks_a_configuration_with_two_seeds():
@@ -80,16 +86,21 @@ def test_true_class_probability_of_truth_and_ignorance():
 
 
 def _config(root, **studies):
-    return load_config(root / "profiles" / "tiny.yaml", {
+    return load_profile(root / "profiles" / "tiny.yaml", {
         "embedding": {"n_components": 60},  # every axis: the embedding reproduces distances
         "studies": {"averaging": {"arch": None, "optimizer": None, "bhattacharyya_iterations": 20,
                                   **studies}}})
 
 
+def _run(cfg, *data, **options):
+    """run_averaging with the sections it reads from a whole profile."""
+    return run_averaging(cfg.studies.averaging, cfg.distances, cfg.embedding, *data, **options)
+
+
 def test_averaging_identical_seeds_returns_their_trajectory(root):
     data = analysis_set(identical=("fc_s_s1", "fc_s_s2"))
     cfg = _config(root, arch="fc", optimizer="sgdn")
-    result = run_averaging(cfg, data.index, data.probs, data.distances, distance_device="cpu")
+    result = _run(cfg, data.index, data.probs, data.distances, distance_device="cpu")
     assert result.metrics["averaged_runs"] == 2
     assert list(result.products["runs"]["run_id"]) == ["fc_s_s1", "fc_s_s2"]
     points = result.products["points"]
@@ -116,13 +127,13 @@ def test_averaging_identical_seeds_returns_their_trajectory(root):
 def test_the_configured_distance_method_is_used(root):
     data = analysis_set()
     # The fused kernel refuses a floor below its range; the reference accepts it.
-    cfg = load_config(root / "profiles" / "tiny.yaml", {
+    cfg = load_profile(root / "profiles" / "tiny.yaml", {
         "distances": {"method": "fused", "bc_floor": 1e-310}})
     with pytest.raises(ValueError, match=r"method='fused' cannot run on cpu"):
-        run_averaging(cfg, data.index, data.probs, data.distances, distance_device="cpu")
-    cfg = load_config(root / "profiles" / "tiny.yaml", {
+        _run(cfg, data.index, data.probs, data.distances, distance_device="cpu")
+    cfg = load_profile(root / "profiles" / "tiny.yaml", {
         "distances": {"method": "reference", "bc_floor": 1e-310}})
-    result = run_averaging(cfg, data.index, data.probs, data.distances, distance_device="cpu")
+    result = _run(cfg, data.index, data.probs, data.distances, distance_device="cpu")
     assert isinstance(result.products["curves"], pd.DataFrame)
 
 
@@ -130,4 +141,4 @@ def test_every_space_is_needed(root):
     data = analysis_set()
     with pytest.raises(ValueError, match=r"distances must hold one entry per prediction space "
                                          r"\(train, test\), got \['train'\]"):
-        run_averaging(_config(root), data.index, data.probs, {"train": data.distances["train"]})
+        _run(_config(root), data.index, data.probs, {"train": data.distances["train"]})

@@ -1,12 +1,18 @@
 """The special studies' parameter sections (studies.corners, studies.synthetic): every bad value
-names its key, and a parameter file written before the move says where the sections went."""
+names its key, and a stage loading a study checks it against the sections it refers to."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from lowdim.config import ConfigError, config_from_dict, load_config
+from lowdim.config.data import DataConfig
+from lowdim.config.grid import GridConfig
+from lowdim.config.load import ConfigError, from_dict
+from lowdim.config.profile import load_profile
+from lowdim.config.studies import corners
+from lowdim.config.studies.corners import CornersConfig
+from lowdim.tools.params import validate
 
 
 def _quick(root) -> dict:
@@ -44,7 +50,7 @@ def test_bad_study_values_are_named(root, section, key, value, message):
     raw = _quick(root)
     raw["studies"][section][key] = value
     with pytest.raises(ConfigError, match=message):
-        config_from_dict(raw)
+        validate(raw)
 
 
 def test_unknown_study_key_is_named_with_a_suggestion(root):
@@ -52,16 +58,24 @@ def test_unknown_study_key_is_named_with_a_suggestion(root):
     raw["studies"]["corners"]["iseed"] = [0]
     with pytest.raises(ConfigError, match=r"unknown parameter key studies\.corners\.iseed "
                                           r"\(did you mean 'iseeds'\?\)"):
-        config_from_dict(raw)
+        validate(raw)
 
 
 @pytest.mark.parametrize("section", ["corners", "synthetic"])
-def test_a_top_level_study_section_says_where_it_moved(root, section):
+def test_a_top_level_study_section_is_an_unknown_key(root, section):
     raw = _quick(root)
-    raw[section] = raw["studies"].pop(section)  # a parameter file from before the move
-    with pytest.raises(ConfigError, match=rf"the top-level section {section} has moved to "
-                                          rf"studies\.{section}: indent it under studies"):
-        config_from_dict(raw)
+    raw[section] = raw["studies"].pop(section)  # the layout before the studies moved
+    with pytest.raises(ConfigError, match=rf"unknown parameter key {section}: valid keys"):
+        validate(raw)
+
+
+def test_the_corners_stage_checks_its_section_against_the_grid_and_the_data(root):
+    raw = _quick(root)
+    raw["studies"]["corners"]["subsample_size"] = 205
+    study, grid, data = from_dict(raw, CornersConfig, GridConfig, DataConfig)  # each on its own
+    with pytest.raises(ConfigError, match=r"studies\.corners\.subsample_size = 205: a "
+                                          r"balanced subset needs a multiple of the 10 classes"):
+        corners.check_with(study, grid, data)
 
 
 @pytest.mark.parametrize("profile", ["quick", "tiny", "fashion-mnist", "cifar10-paper"])
@@ -69,6 +83,6 @@ def test_every_profile_sets_the_five_studies_under_studies(root, profile):
     raw = yaml.safe_load((root / "profiles" / f"{profile}.yaml").read_text())
     assert not {"corners", "synthetic"} & set(raw)
     assert set(raw["studies"]) == {"corners", "synthetic", "averaging", "tangents", "joint"}
-    cfg = load_config(root / "profiles" / f"{profile}.yaml")
+    cfg = load_profile(root / "profiles" / f"{profile}.yaml")
     assert cfg.studies.corners.arch in cfg.grid.arch
     assert cfg.studies.synthetic.c == tuple(raw["studies"]["synthetic"]["c"])

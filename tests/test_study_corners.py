@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from lowdim.analysis.analysis_set import reference_points
-from lowdim.config import CornersConfig, load_config
+from lowdim.config.profile import load_profile
+from lowdim.config.studies.corners import CornersConfig
 from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
 from lowdim.geometry.inpca import minkowski_sq_distances
 from lowdim.studies.corners import (
@@ -199,14 +200,15 @@ def _main_set(prepared, runs: int = 2, checkpoints: int = 4) -> tuple[pd.DataFra
 
 
 def test_run_corners_trains_embeds_and_compares(root, small_prepared):
-    cfg = load_config(root / "profiles" / "tiny.yaml", {
+    cfg = load_profile(root / "profiles" / "tiny.yaml", {
         "models": {"fc": {"widths": [16]}},
         "embedding": {"n_components": 50, "stress_dims": [1, 2, 3]},  # every axis: exact
         "studies": {"corners": {"kinds": ["uniform"], "iseeds": [0], "seeds": [42],
                                 "phase1_epochs": 1, "phase2_epochs": 1, "batch_size": 128,
                                 "geodesic_points": 4, "grid_points": 5}}})
     main_index, main_probs = _main_set(small_prepared)
-    result = run_corners(cfg, small_prepared, main_index, main_probs, distance_device="cpu")
+    result = run_corners(cfg.studies.corners, cfg.train, cfg.models, cfg.distances, cfg.embedding,
+                         small_prepared, main_index, main_probs, distance_device="cpu")
     index, emb = result.products["index"], result.products["embedding"]
     counts = index["kind"].value_counts()
     assert counts["run"] == 8 and counts["corner_truth"] == 1 and counts["corner_geodesic"] == 4

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from study_data import analysis_set
 
-from lowdim.config import load_config
+from lowdim.config.profile import load_profile
 from lowdim.geometry.distances import bhattacharyya
 from lowdim.geometry.euclidean import euclidean_distances
 from lowdim.geometry.inpca import inpca
@@ -53,8 +53,8 @@ def _inputs(data):
 
 def test_run_joint_embeds_the_union_of_samples(root):
     data = analysis_set(samples={"train": 14, "test": 9})
-    cfg = load_config(root / "profiles" / "tiny.yaml", {"embedding": {"n_components": 10}})
-    result = run_joint(cfg, *_inputs(data))
+    cfg = load_profile(root / "profiles" / "tiny.yaml", {"embedding": {"n_components": 10}})
+    result = run_joint(cfg.studies.joint, cfg.distances, cfg.embedding, *_inputs(data))
     assert result.metrics["samples"] == {"train": 7, "test": 5}  # every 2nd of 14 and of 9
     union = np.concatenate([p[:, ::2] for p in data.probs.values()], axis=1)
     expected = inpca(bhattacharyya(union), 10)
@@ -77,14 +77,14 @@ def test_the_configured_solver_is_used(root):
     data = analysis_set()
     m = len(data.index)
     for solver, eigenvalues in (("dense", m), ("lanczos", 10)):  # dense keeps every eigenvalue
-        cfg = load_config(root / "profiles" / "tiny.yaml", {
+        cfg = load_profile(root / "profiles" / "tiny.yaml", {
             "embedding": {"n_components": 5, "stress_dims": [1, 10], "solver": solver}})
-        result = run_joint(cfg, *_inputs(data))
+        result = run_joint(cfg.studies.joint, cfg.distances, cfg.embedding, *_inputs(data))
         for emb in result.products.values():
             assert len(emb.eigenvalues) == eigenvalues and emb.coords.shape == (m, 5)
 
 
 def test_a_disabled_study_computes_and_reads_nothing(root):
-    cfg = load_config(root / "profiles" / "tiny.yaml", {"studies": {"joint": {"enabled": False}}})
-    result = run_joint(cfg, {}, {}, {})
+    cfg = load_profile(root / "profiles" / "tiny.yaml", {"studies": {"joint": {"enabled": False}}})
+    result = run_joint(cfg.studies.joint, cfg.distances, cfg.embedding, {}, {}, {})
     assert result.products == {} and result.metrics == {"enabled": False}

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from lowdim.config import load_config
+from lowdim.config.distances import DistancesConfig
+from lowdim.config.embedding import EmbeddingConfig
+from lowdim.config.load import load
 from lowdim.studies.common import distance_options, embed
 
 # study -> (notebook, its dvc stage, the notebook parameter naming its products directory)
@@ -45,7 +47,7 @@ def test_notebook_is_thin_and_calls_its_run_function(root, study):
     assert f'{directory} = "data/studies/{study}"' in source
     assert all(not c["outputs"] and c["execution_count"] is None for c in code)
     text = "".join("".join(c["source"]) for c in code)
-    assert f"from lowdim.studies.{study} import" in text and f"run_{study}(cfg" in text
+    assert f"from lowdim.studies.{study} import" in text and f"run_{study}(study" in text
     assert callable(getattr(importlib.import_module(f"lowdim.studies.{study}"), f"run_{study}"))
 
 
@@ -75,23 +77,25 @@ def test_no_stage_reads_the_old_study_paths(root):
 
 
 def test_distance_options_follow_the_distances_section(root):
-    cfg = load_config(root / "profiles" / "tiny.yaml", {
+    distances = load(root / "profiles" / "tiny.yaml", {
         "distances": {"method": "reference", "bc_floor": 1e-6, "sample_step": 3,
-                      "max_block_mib": 7}})
-    assert distance_options(cfg.distances, "cpu") == {
+                      "max_block_mib": 7}}, DistancesConfig)
+    assert distance_options(distances, "cpu") == {
         "sample_step": 3, "bc_floor": 1e-6, "method": "reference", "max_block_bytes": 7 * 2**20,
         "device": "cpu"}
-    assert "sample_step" not in distance_options(cfg.distances, "cpu", all_samples=True)
+    assert "sample_step" not in distance_options(distances, "cpu", all_samples=True)
 
 
 def test_embed_follows_the_embedding_section(root):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 6))
     d = ((x[:, None] - x[None]) ** 2).sum(-1)
-    dense = load_config(root / "profiles" / "tiny.yaml", {
-        "embedding": {"n_components": 3, "stress_dims": [1, 6], "solver": "dense"}}).embedding
-    lanczos = load_config(root / "profiles" / "tiny.yaml", {
-        "embedding": {"n_components": 3, "stress_dims": [1, 6], "solver": "lanczos"}}).embedding
+    dense = load(root / "profiles" / "tiny.yaml", {
+        "embedding": {"n_components": 3, "stress_dims": [1, 6], "solver": "dense"}},
+                 EmbeddingConfig)
+    lanczos = load(root / "profiles" / "tiny.yaml", {
+        "embedding": {"n_components": 3, "stress_dims": [1, 6], "solver": "lanczos"}},
+                   EmbeddingConfig)
     a, b = embed(d, dense), embed(d, lanczos)
     assert len(a.eigenvalues) == 40 and len(b.eigenvalues) == 6  # max(n_components, stress_dims)
     np.testing.assert_allclose(b.explained_stress[:6], a.explained_stress[:6], atol=1e-8)

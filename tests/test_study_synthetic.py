@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lowdim.analysis.analysis_set import renormalize
-from lowdim.config import load_config
+from lowdim.config.profile import load_profile
 from lowdim.data.synthetic import make_synthetic
 from lowdim.geometry.distances import truth_point
 from lowdim.models.fc import FC
@@ -107,14 +107,15 @@ def test_analysis_set_appends_the_references(small, device_data):
 
 
 def test_run_synthetic_embeds_every_c_and_group(root):
-    cfg = load_config(root / "profiles" / "tiny.yaml", {
+    cfg = load_profile(root / "profiles" / "tiny.yaml", {
         "train": {"device": "cpu"},
         "embedding": {"n_components": 5, "stress_dims": [1, 2, 3]},
         "studies": {"synthetic": {"c": [0.0, 0.5], "d": 12, "n_train": 40, "n_test": 20,
                                   "teacher_widths": [8], "student_widths": [8], "epochs": 1,
                                   "batch_size": 20, "seeds": [42, 43], "ncorners": 1,
                                   "geodesic_points": 4}}})
-    result = run_synthetic(cfg, distance_device="cpu")
+    result = run_synthetic(cfg.studies.synthetic, cfg.train, cfg.distances, cfg.embedding,
+                           distance_device="cpu")
     names = [f"c{c}_{g}" for c in ("0", "0.5") for g in ("default", "corners")]
     assert set(result.products) == {f"{n}_{kind}" for n in names for kind in ("index", "embedding")
                                     } | {"stress", "runs"}

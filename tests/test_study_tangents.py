@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from study_data import analysis_set
 
-from lowdim.config import load_config
+from lowdim.config.profile import load_profile
 from lowdim.geometry.distances import bhattacharyya
 from lowdim.geometry.inpca import inpca, minkowski_sq_distances
 from lowdim.geometry.tangent_basis import kernel_average
@@ -35,7 +35,7 @@ def test_explained_distance_curve_reaches_one_with_every_axis_of_a_euclidean_set
 
 
 def _config(root, **overrides):
-    return load_config(root / "profiles" / "tiny.yaml", {
+    return load_profile(root / "profiles" / "tiny.yaml", {
         "studies": {"tangents": {"centres": [0.2, 0.5], "width": 0.1, "outlier_loss": 4.5,
                                  "dims": 4}}, **overrides})
 
@@ -43,8 +43,8 @@ def _config(root, **overrides):
 def test_run_tangents_builds_the_basis_and_projects_every_run(root):
     data = analysis_set()
     cfg = _config(root)
-    result = run_tangents(cfg, data.index, data.probs, data.distances, data.progress,
-                          distance_device="cpu")
+    result = run_tangents(cfg.studies.tangents, cfg.distances, cfg.embedding, data.index,
+                          data.probs, data.distances, data.progress, distance_device="cpu")
     runs = data.index.index[data.index["kind"] == "run"].to_numpy()
     np.testing.assert_array_equal(result.products["rows"], runs)
     kept = result.products["kept"]
@@ -77,8 +77,9 @@ def test_an_in_sample_checkpoint_projects_onto_its_basis_point(root):
     data.probs = {s: p.copy() for s, p in data.probs.items()}
     for p in data.probs.values():
         p[0] = p[-2]  # the first checkpoint of the first run is ignorance itself
-    result = run_tangents(_config(root), data.index, data.probs, data.distances, data.progress,
-                          distance_device="cpu")
+    cfg = _config(root)
+    result = run_tangents(cfg.studies.tangents, cfg.distances, cfg.embedding, data.index,
+                          data.probs, data.distances, data.progress, distance_device="cpu")
     for space in ("train", "test"):
         basis = result.products[f"{space}_basis"]
         # within the float32 kernel's ~1e-7 error on the distances (lowdim.geometry.distances)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lowdim.training.grid import RunSpec
+from lowdim.store.records import RunSpec
 from lowdim.training.run import (
     DeviceData,
     checkpoint_steps,

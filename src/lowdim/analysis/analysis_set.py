@@ -5,6 +5,7 @@ The stage runs ``write_analysis_set``: the stacked (M, N, C) float32 arrays are 
 run by run (each run renormalized in blocks), never assembled in memory, after
 ``plan_analysis_set`` has stated the disk and memory they need and ``check_predictions_disk``
 has checked the disk. ``build_analysis_set`` is the same in memory, for small sets and tests.
+The files and their readers live in ``lowdim.store.analysis_set``.
 """
 
 from __future__ import annotations
@@ -19,27 +20,14 @@ from tqdm import tqdm
 
 from lowdim.geometry.distances import distance_to_points, ignorance_point, truth_point
 from lowdim.geometry.geodesic import geodesic
+from lowdim.store.analysis_set import INDEX, INT_COLUMNS, SPEC_COLUMNS, AnalysisSet, load_probs
+from lowdim.store.arrays import NpyFile, check_disk_space, human_bytes
 from lowdim.store.atomic import atomic_directory
-from lowdim.store.products import NpyFile, check_disk_space, human_bytes
-from lowdim.store.records import SPACES
+from lowdim.store.records import SPACES, RunSpec
 from lowdim.store.runs import load_predictions, read_meta
-from lowdim.training.grid import RunSpec
 
-INDEX = "index.parquet"
-SPEC_COLUMNS = ("run_id", "arch", "optimizer", "batch_size", "base_lr", "lr", "weight_decay",
-                "augment", "init", "epochs", "seed")
-INT_COLUMNS = ("batch_size", "epochs", "seed", "checkpoint", "step")
 # A log of an exact zero probability would be -inf; metrics of reference points clip here.
 _LOG_FLOOR = float(np.finfo(np.float32).tiny)
-
-
-@dataclass(frozen=True)
-class AnalysisSet:
-    """One row per run checkpoint or reference point, and the probabilities of each row."""
-
-    index: pd.DataFrame               # columns: row, kind, SPEC_COLUMNS, checkpoint, step, ...
-    probs: Mapping[str, np.ndarray]   # space -> (M, N, C) float32, rows in index order
-    excluded: tuple[str, ...] = ()    # diverged runs left out
 
 
 def renormalize(probs: np.ndarray) -> np.ndarray:
@@ -202,30 +190,6 @@ def _require_meta(store: str | Path, spec: RunSpec) -> dict:
         raise FileNotFoundError(f"run {spec.run_id} is missing from {store}: run the train stage "
                                 "(dvc repro train) before the predictions stage")
     return meta
-
-
-def save_analysis_set(analysis: AnalysisSet, directory: str | Path) -> None:
-    """Write index.parquet and <space>.npy atomically (temporary directory, then rename)."""
-    with atomic_directory(directory) as tmp:
-        analysis.index.to_parquet(tmp / INDEX, index=False)
-        for space, probs in analysis.probs.items():
-            np.save(tmp / f"{space}.npy", probs)
-
-
-def load_index(directory: str | Path) -> pd.DataFrame:
-    """The index table of an analysis set."""
-    return pd.read_parquet(Path(directory) / INDEX)
-
-
-def load_probs(directory: str | Path, space: str) -> np.ndarray:
-    """Stacked probabilities of one space, memory-mapped: (M, N, C) float32."""
-    return np.load(Path(directory) / f"{space}.npy", mmap_mode="r", allow_pickle=False)
-
-
-def open_probs(directory: str | Path, space: str) -> NpyFile:
-    """Stacked probabilities of one space as an NpyFile: (M, N, C) float32 rows read on demand,
-    nothing kept mapped (what the distances stage streams through at scale)."""
-    return NpyFile(Path(directory) / f"{space}.npy")
 
 
 def reference_distances(probs: Mapping[str, np.ndarray], index: pd.DataFrame, *,

@@ -25,20 +25,24 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
-from lowdim.analysis.analysis_set import load_index, load_probs, loss_and_error, renormalize
-from lowdim.data import Prepared
+from lowdim.analysis.analysis_set import loss_and_error, renormalize
 from lowdim.geometry.distances import BC_FLOOR, bhattacharyya
 from lowdim.geometry.geodesic import progress
-from lowdim.geometry.inpca import Embedding, project
+from lowdim.geometry.inpca import project
+from lowdim.store.analysis_set import load_index, load_probs
 from lowdim.store.products import load_distance_matrix, load_embedding
-from lowdim.training.run import evaluate
+from lowdim.store.records import SPACES, Embedding
 
-SPACES = ("train", "test")
+if TYPE_CHECKING:  # `predict` imports them when it runs: placing stored predictions needs no torch
+    import torch
+
+    from lowdim.data import Prepared
+
 SUM_TOL = 1e-3  # the same tolerance as the distances module's check of probability rows
 NEAREST_COLUMNS = ("row", "run_id", "arch", "optimizer", "seed", "checkpoint", "epoch")
 # Stored and recomputed distance rows agree to float32 rounding; a different sample_step or
@@ -223,6 +227,10 @@ def predict(model: torch.nn.Module, prepared: Prepared, space: str, *,
     probabilities stored as float16 then renormalized in float32. The model's train/eval mode is
     restored afterwards. ``device`` defaults to the model's.
     """
+    import torch
+
+    from lowdim.training.run import evaluate
+
     if space not in SPACES:
         raise ValueError(f"unknown space {space!r}: choose one of {', '.join(SPACES)}")
     if device is None:

@@ -43,17 +43,17 @@ from lowdim.analysis.trajectory_analyses import (
 )
 from lowdim.geometry.distances import BC_FLOOR, bhattacharyya, check_probabilities
 from lowdim.geometry.geodesic import (
-    _angles,
-    _check_index,
-    _reindex_brackets,
-    _slerp_roots,
-    _unit_roots,
     average_trajectories,
+    check_index,
+    chord_angles,
     geodesic,
     progress,
     reindex,
+    reindex_brackets,
     riemann_length,
+    slerp_roots,
     trajectory_distances,
+    unit_roots,
 )
 
 FACTORS = ("arch", "optimizer", "batch_size", "lr", "weight_decay", "augment", "init", "epochs")
@@ -182,7 +182,7 @@ def trajectory_tensor(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame
     grid = np.asarray(grid, dtype=np.float64)
     rows_of = index[index["kind"] == "run"].sort_values("checkpoint").groupby("run_id")["row"]
     run_rows = [rows_of.get_group(r).to_numpy() for r in trained["run_id"]]
-    brackets = [_reindex_brackets(_check_index(index_values[rows], len(rows)), grid)
+    brackets = [reindex_brackets(check_index(index_values[rows], len(rows)), grid)
                 for rows in run_rows]
     p0_row, p1_row = reference_rows(index)
     p0, p1 = np.asarray(probs[p0_row]), np.asarray(probs[p1_row])
@@ -217,14 +217,14 @@ def _reindexed_points(probs: np.ndarray, rows: np.ndarray,
     cached: tuple[int, int] | None = None
     for j, (ks, ke, f) in enumerate(zip(starts - first, ends - first, fractions, strict=True)):
         if ks == ke:
-            a = _unit_roots(part[ks])
+            a = unit_roots(part[ks])
             out[j] = a * a
             continue
         if cached != (ks, ke):
-            a0, a1 = _unit_roots(part[ks]), _unit_roots(part[ke])
-            theta = _angles(a0, a1)
+            a0, a1 = unit_roots(part[ks]), unit_roots(part[ke])
+            theta = chord_angles(a0, a1)
             cached = (ks, ke)
-        out[j] = _slerp_roots(a0, a1, theta, np.array([f]))[0]
+        out[j] = slerp_roots(a0, a1, theta, np.array([f]))[0]
     return out
 
 

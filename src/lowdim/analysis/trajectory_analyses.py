@@ -29,7 +29,8 @@ from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
 
 from lowdim.geometry.geodesic import PROGRESS_GRID, check_distance_tensor
-from lowdim.geometry.inpca import Embedding, inpca
+from lowdim.geometry.inpca import inpca
+from lowdim.store.records import Embedding
 
 KINDS = ("run", "average", "geodesic")
 # Factors that define a configuration (seed does not).

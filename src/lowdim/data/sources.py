@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lowdim.config.data import DATASET_SHAPES
 from lowdim.data.cifar import load_cifar10
 from lowdim.data.fashion import load_fashion_mnist
 from lowdim.data.raw import RawDataset
 from lowdim.data.subsets import stratified_split
 
-DATASETS = ("digits", "fashion-mnist", "cifar10")
+DATASETS = tuple(DATASET_SHAPES)  # the parameter file names them (data.dataset); loaded here
 _DIGITS_MAX = 16  # scikit-learn's digits are 4x4-block counts of set pixels: 0..16
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from lowdim.figures import theme as plotting
-from lowdim.geometry.inpca import Embedding
+from lowdim.store.records import Embedding
 
 STRESS_MARKS = (1, 3, 10, 20, 50)
 

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lowdim.figures import theme as plotting
-from lowdim.geometry.inpca import Embedding
+from lowdim.store.records import Embedding
 
 OPTIMIZER_SYMBOLS = {"sgd": "circle", "sgdn": "square", "adam": "diamond"}
 # The slider's index: training accuracy, the authors' reindexing index (docs/study.md A7).

@@ -12,9 +12,7 @@ import pandas as pd
 
 from lowdim.figures import theme as plotting
 from lowdim.figures.embedding_panels import draw_reference_points, pc_axes
-from lowdim.geometry.centroids import AVERAGING_METHODS, METHOD_LABELS
-from lowdim.geometry.inpca import Embedding
-from lowdim.geometry.tangent_basis import BASIS_NAMES
+from lowdim.store.records import BASIS_NAMES, Embedding
 
 NORMAL_COLOR = "#9e9e9e"
 
@@ -114,9 +112,13 @@ def students_embedding_panel(ax: plt.Axes, index: pd.DataFrame, emb: Embedding) 
     ax.legend(fontsize=7)
 
 
-# One fixed colour per averaging method, in AVERAGING_METHODS order (colour-blind safe).
-METHOD_COLORS = dict(zip(AVERAGING_METHODS, ("#0072b2", "#e69f00", "#009e73", "#cc79a7",
-                                             "#d55e00", "#56b4e9"), strict=True))
+# Short labels of the averaging methods (`lowdim.geometry.centroids.AVERAGING_METHODS`, same
+# order, tested), as in the paper's appendix.
+METHOD_LABELS = {"arithmetic": "AM", "geometric": "GM", "harmonic": "HM", "square_root": "√AM",
+                 "bhattacharyya": "Bhattacharyya", "jeffreys": "Jeffreys"}
+# One fixed colour per averaging method, in that order (colour-blind safe).
+METHOD_COLORS = dict(zip(METHOD_LABELS, ("#0072b2", "#e69f00", "#009e73", "#cc79a7",
+                                          "#d55e00", "#56b4e9"), strict=True))
 RUN_GREY = "#bbbbbb"
 
 

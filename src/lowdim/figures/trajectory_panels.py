@@ -12,7 +12,7 @@ from scipy.cluster.hierarchy import dendrogram
 
 from lowdim.figures import theme as plotting
 from lowdim.figures.embedding_panels import pc_axes
-from lowdim.geometry.inpca import Embedding
+from lowdim.store.records import Embedding
 
 FACTOR_LABELS = ("arch", "optimizer", "batch_size", "lr", "weight_decay", "augment")
 

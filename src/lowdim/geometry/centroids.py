@@ -191,9 +191,6 @@ AVERAGING_METHODS: dict[str, Centroid] = {
     "bhattacharyya": bhattacharyya_centroid,
     "jeffreys": jeffreys_centroid,
 }
-# Short labels for figures, as in the paper's appendix.
-METHOD_LABELS = {"arithmetic": "AM", "geometric": "GM", "harmonic": "HM", "square_root": "√AM",
-                 "bhattacharyya": "Bhattacharyya", "jeffreys": "Jeffreys"}
 
 
 def centroid(probs: np.ndarray, method: str, **options) -> np.ndarray:

@@ -42,24 +42,16 @@ import torch
 
 from lowdim.geometry.distances import (
     BC_FLOOR,
-    _plan_blocks,
     check_inputs,
     distance_blocks,
+    plan_blocks,
     resolve_engine,
 )
 from lowdim.geometry.eigen import CentringAccumulator
+from lowdim.store.arrays import NpyFile, as_slice, check_disk_space, existing_ancestor, human_bytes
 from lowdim.store.atomic import atomic_directory
-from lowdim.store.products import (
-    CENTRING_SUFFIX,
-    REFERENCE,
-    BlockCache,
-    NpyFile,
-    _as_slice,
-    _existing_ancestor,
-    check_disk_space,
-    human_bytes,
-    save_centring,
-)
+from lowdim.store.block_cache import BlockCache
+from lowdim.store.products import CENTRING_SUFFIX, REFERENCE, save_centring
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +102,7 @@ def content_digest(x: np.ndarray, rows: np.ndarray) -> str:
     h.update(f"{x.dtype.str}{(len(rows), *x.shape[1:])}".encode())
     step = max(1, _HASH_ELEMS // max(1, int(np.prod(x.shape[1:]))))
     for start in range(0, len(rows), step):  # a slice when contiguous: one read from disk
-        h.update(np.ascontiguousarray(x[_as_slice(rows[start:start + step])]).tobytes())
+        h.update(np.ascontiguousarray(x[as_slice(rows[start:start + step])]).tobytes())
     return h.hexdigest()
 
 
@@ -155,14 +147,14 @@ class _FileSink:
     def put(self, rows_i: np.ndarray, rows_j: np.ndarray, block: np.ndarray,
             mirrored: bool) -> None:
         stored = np.asarray(block).astype(self.file.dtype, copy=False)
-        rows_i, rows_j = _as_slice(rows_i), _as_slice(rows_j)
+        rows_i, rows_j = as_slice(rows_i), as_slice(rows_j)
         self.file.write(rows_i, rows_j, stored)
         if mirrored:
             self.file.write(rows_j, rows_i, stored.T)
         self.sums.add(rows_i, rows_j, stored, mirrored)
 
     def rows(self, rows_i: np.ndarray) -> np.ndarray:
-        return self.file[_as_slice(rows_i)]  # whole rows, as stored (pread when contiguous)
+        return self.file[as_slice(rows_i)]  # whole rows, as stored (pread when contiguous)
 
 
 def _assemble(p: np.ndarray, labels: Sequence[str], cache: BlockCache | None, make_sink,
@@ -408,7 +400,7 @@ def plan_distances(points: int, samples: dict[str, int], classes: int, *, dtype:
     target = engine.cpu_target_bytes if dev.type == "cpu" else None
     ram = 0
     for n_used in samples.values():
-        bi, bj, s = _plan_blocks(points, points, n_used, classes, None, None, max_block_bytes,
+        bi, bj, s = plan_blocks(points, points, n_used, classes, None, None, max_block_bytes,
                                  target, engine.block_bytes)
         # the kernel's block, the finished tile, its symmetrized and stored copies, a mirror
         ram = max(ram, engine.block_bytes(bi, bj, s, classes) + 4 * 8 * bi * bj)
@@ -444,8 +436,8 @@ def check_distances_disk(plan: DistancesPlan, directory: str | Path,
         "the embedding's memory and time.")
     if not plan.cache or cache_dir is None:
         return plan.cache
-    cache_where = _existing_ancestor(Path(cache_dir))
-    same = cache_where.stat().st_dev == _existing_ancestor(Path(directory)).stat().st_dev
+    cache_where = existing_ancestor(Path(cache_dir))
+    same = cache_where.stat().st_dev == existing_ancestor(Path(directory)).stat().st_dev
     cache_free = free - plan.matrix_bytes if same else shutil.disk_usage(cache_where).free
     if plan.cache_bytes > cache_free:
         log.warning("the block cache may need up to %s on %s, which has %s left: computing "

@@ -163,7 +163,7 @@ def _fused_block_bytes(bi: int, bj: int, s: int, c: int) -> int:
     return s * 8 * (bi + bj) * c + 40 * bi * bj
 
 
-def _plan_blocks(
+def plan_blocks(
     m1: int,
     m2: int,
     n_used: int,
@@ -405,7 +405,7 @@ def _blocks(p: np.ndarray, q: np.ndarray, rows_i: np.ndarray | None,
     m2 = len(q) if rows_j is None else len(rows_j)
     n_used = len(range(0, n, sample_step))
     target = engine.cpu_target_bytes if device.type == "cpu" else None
-    bi, bj, s = _plan_blocks(m1, m2, n_used, c, block_rows, sample_chunk, max_block_bytes,
+    bi, bj, s = plan_blocks(m1, m2, n_used, c, block_rows, sample_chunk, max_block_bytes,
                              target, engine.block_bytes)
     row_blocks = [slice(i, min(i + bi, m1)) for i in range(0, m1, bi)]
     col_blocks = [slice(j, min(j + bj, m2)) for j in range(0, m2, bj)]

@@ -92,12 +92,6 @@ def _tiles(m: int, block_bytes: int) -> list[slice]:
     return [slice(i, min(i + side, m)) for i in range(0, m, side)]
 
 
-def _slabs(m: int, block_bytes: int) -> list[slice]:
-    """Split range(m) into row slabs of at most block_bytes of float64 each (at least one row)."""
-    rows = max(1, block_bytes // (8 * m))
-    return [slice(i, min(i + rows, m)) for i in range(0, m, rows)]
-
-
 def streaming_stats(d: np.ndarray, block_bytes: int = DEFAULT_BLOCK_BYTES,
                     name: str = "d") -> CentringStats:
     """(M, M) D, read in tiles -> CentringStats; checks finiteness and symmetry on the way.
@@ -272,7 +266,7 @@ def d_product(d: np.ndarray, x: np.ndarray, symmetric: bool = True,
         return d.product(x, symmetric)
     m = d.shape[0]
     y = np.zeros((m, x.shape[1]))
-    for rows in _slabs(m, block_bytes):
+    for rows in slabs(m, block_bytes):
         slab = np.asarray(d[rows], dtype=np.float64)
         if symmetric:
             y[rows] = slab @ x
@@ -311,7 +305,7 @@ class DeviceMatrix:
             if m * m * self.dtype.itemsize <= resident_fraction * free:
                 self.resident = torch.empty((m, m), dtype=_torch_dtype(torch, self.dtype),
                                             device=self.device)
-                for rows in _slabs(m, block_bytes):
+                for rows in slabs(m, block_bytes):
                     self.resident[rows] = torch.from_numpy(np.ascontiguousarray(d[rows])).to(
                         self.device)
 
@@ -322,7 +316,7 @@ class DeviceMatrix:
         xd = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).to(self.device)
         y = torch.zeros((m, xd.shape[1]), dtype=torch.float64, device=self.device)
         # float64 slabs on the device: bound them by block_bytes, like the host's
-        for rows in _slabs(m, self.block_bytes):
+        for rows in slabs(m, self.block_bytes):
             if self.resident is not None:
                 slab = self.resident[rows].to(torch.float64)
             else:
@@ -563,3 +557,9 @@ def dense_eigenpairs(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lam, vec = scipy.linalg.eigh(w)
     order = _by_magnitude(lam)
     return lam[order], vec[:, order]
+
+
+def slabs(m: int, block_bytes: int) -> list[slice]:
+    """Split range(m) into row slabs of at most block_bytes of float64 each (at least one row)."""
+    rows = max(1, block_bytes // (8 * m))
+    return [slice(i, min(i + rows, m)) for i in range(0, m, rows)]

@@ -46,7 +46,7 @@ GEODESIC_T = np.linspace(0.01, 1.0, 100)
 _MODEL_BLOCK = 64
 
 
-def _unit_roots(p: np.ndarray) -> np.ndarray:
+def unit_roots(p: np.ndarray) -> np.ndarray:
     """(..., C) probabilities -> (..., C) float64 square roots scaled to unit length per sample."""
     a = np.sqrt(p.astype(np.float64))
     return a / np.linalg.norm(a, axis=-1, keepdims=True)
@@ -60,17 +60,17 @@ def _endpoints(p0: np.ndarray, p1: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
         raise ValueError(
             f"p0 and p1 must have the same shape (N, C), got {p0.shape} and {p1.shape}"
         )
-    a0, a1 = _unit_roots(p0), _unit_roots(p1)
-    return a0, a1, _angles(a0, a1)
+    a0, a1 = unit_roots(p0), unit_roots(p1)
+    return a0, a1, chord_angles(a0, a1)
 
 
-def _angles(a0: np.ndarray, a1: np.ndarray) -> np.ndarray:
+def chord_angles(a0: np.ndarray, a1: np.ndarray) -> np.ndarray:
     """(N, C), (N, C) unit roots -> (N,) per-sample angles from the chord (accurate near 0)."""
     chord = np.linalg.norm(a0 - a1, axis=-1)
     return 2.0 * np.arcsin(np.clip(0.5 * chord, 0.0, 1.0))
 
 
-def _slerp_roots(a0: np.ndarray, a1: np.ndarray, theta: np.ndarray, ts: np.ndarray) -> np.ndarray:
+def slerp_roots(a0: np.ndarray, a1: np.ndarray, theta: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Unit roots (N, C) x 2, angles (N,), parameters (T,) -> (T, N, C) probabilities gamma(t)^2."""
     ts = ts[:, None, None]  # (T, 1, 1)
     moving = theta >= THETA_EPS
@@ -92,7 +92,7 @@ def geodesic(p0: np.ndarray, p1: np.ndarray, t: np.ndarray | float) -> np.ndarra
         raise ValueError(f"t must be a scalar or a 1-D array, got shape {t_arr.shape}")
     if t_arr.size and (not np.isfinite(t_arr).all() or t_arr.min() < 0.0 or t_arr.max() > 1.0):
         raise ValueError("t must lie in [0, 1] (beyond it the great circle leaves the orthant)")
-    out = _slerp_roots(a0, a1, theta, np.atleast_1d(t_arr))
+    out = slerp_roots(a0, a1, theta, np.atleast_1d(t_arr))
     return out[0] if t_arr.ndim == 0 else out
 
 
@@ -104,7 +104,7 @@ def _inner_products(
     u = np.empty(p.shape[:2])
     v = np.empty(p.shape[:2])
     for s in range(0, m, _MODEL_BLOCK):
-        a = _unit_roots(p[s : s + _MODEL_BLOCK])
+        a = unit_roots(p[s : s + _MODEL_BLOCK])
         u[s : s + _MODEL_BLOCK] = np.einsum("mnc,nc->mn", a, a0)
         v[s : s + _MODEL_BLOCK] = np.einsum("mnc,nc->mn", a, a1)
     return np.clip(u, 0.0, 1.0), np.clip(v, 0.0, 1.0)
@@ -197,7 +197,7 @@ def slerp(p_start: np.ndarray, p_end: np.ndarray, fraction: float) -> np.ndarray
     return geodesic(p_start, p_end, float(fraction))
 
 
-def _check_index(index: np.ndarray, k: int) -> np.ndarray:
+def check_index(index: np.ndarray, k: int) -> np.ndarray:
     """Validate a (K,) reindexing index: finite values in [0, 1]; return float64."""
     index = np.asarray(index)
     if index.shape != (k,):
@@ -230,7 +230,7 @@ def _check_grid(grid: np.ndarray) -> np.ndarray:
     return grid
 
 
-def _reindex_brackets(
+def reindex_brackets(
     index: np.ndarray, grid: np.ndarray = PROGRESS_GRID
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(K,) index, (G,) grid -> (G,) start checkpoint, (G,) end checkpoint, (G,) slerp fraction.
@@ -272,7 +272,7 @@ def reindex(
 
     Reparameterizes one trajectory onto a common grid of G index values (A7): grid point s_j is
     the per-sample slerp (A3) between the two checkpoints that bracket s_j, chosen by
-    ``_reindex_brackets`` (forward pointer, last checkpoint stretched to index 1.0, start output
+    ``reindex_brackets`` (forward pointer, last checkpoint stretched to index 1.0, start output
     when the bracket has zero width, first checkpoint below index[0]).
 
     The index is the caller's choice, computed per checkpoint:
@@ -283,20 +283,20 @@ def reindex(
     Neither needs to be monotone in training time; the pointer only moves forward.
     """
     trajectory = check_probabilities(trajectory, "trajectory", 3)
-    index = _check_index(index, trajectory.shape[0])
-    starts, ends, fractions = _reindex_brackets(index, grid)
+    index = check_index(index, trajectory.shape[0])
+    starts, ends, fractions = reindex_brackets(index, grid)
     out = np.empty((starts.size, *trajectory.shape[1:]), dtype=np.float64)
     cached: tuple[int, int] | None = None
     for j, (ks, ke, f) in enumerate(zip(starts, ends, fractions, strict=True)):
         if ks == ke:
-            a = _unit_roots(trajectory[ks])
+            a = unit_roots(trajectory[ks])
             out[j] = a * a
             continue
         if cached != (ks, ke):  # consecutive grid points usually share a bracket
-            a0, a1 = _unit_roots(trajectory[ks]), _unit_roots(trajectory[ke])
-            theta = _angles(a0, a1)
+            a0, a1 = unit_roots(trajectory[ks]), unit_roots(trajectory[ke])
+            theta = chord_angles(a0, a1)
             cached = (ks, ke)
-        out[j] = _slerp_roots(a0, a1, theta, np.array([f]))[0]
+        out[j] = slerp_roots(a0, a1, theta, np.array([f]))[0]
     return out
 
 
@@ -385,9 +385,9 @@ def riemann_length(trajectory: np.ndarray, *, bc_floor: float = BC_FLOOR) -> flo
         raise ValueError(f"bc_floor must lie in the open interval (0, 1), got {bc_floor}")
     trajectory = check_probabilities(trajectory, "trajectory", 3)
     total = 0.0
-    prev = _unit_roots(trajectory[0])
+    prev = unit_roots(trajectory[0])
     for k in range(1, trajectory.shape[0]):
-        cur = _unit_roots(trajectory[k])
+        cur = unit_roots(trajectory[k])
         half_chord_sq = 0.5 * ((prev - cur) ** 2).sum(axis=-1)  # 1 - BC, exact near 0
         neg_log_bc = -np.log1p(-np.clip(half_chord_sq, 0.0, 1.0 - bc_floor))
         total += 2.0 * np.sqrt(neg_log_bc.mean())

@@ -38,7 +38,7 @@ Numerical choices:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -46,15 +46,15 @@ from lowdim.geometry.eigen import (
     DEFAULT_BLOCK_BYTES,
     DEFAULT_TOL,
     CentringStats,
-    _slabs,
     asymmetry_message,
     check_matrix,
     dense_eigenpairs,
+    slabs,
     streaming_stats,
     top_eigenpairs,
 )
+from lowdim.store.records import Embedding, null_eigenvalues
 
-ZERO_EIG_RTOL = 1e-10
 SOLVERS = ("auto", "dense", "lanczos", "randomized")
 AUTO_DENSE_MAX = 2000  # auto: dense eigh up to this many points (a second or two on 2 cores)
 
@@ -77,35 +77,6 @@ def double_centre(d: np.ndarray) -> np.ndarray:
     rows = d.mean(axis=1, keepdims=True)
     cols = d.mean(axis=0, keepdims=True)
     return -0.5 * (d - rows - cols + d.mean())
-
-
-@dataclass(frozen=True, eq=False)
-class Embedding:
-    """InPCA result for M base points with k = min(n_components, M) kept components."""
-
-    # (K,) eigenvalues of W sorted by |lambda| descending, both signs: all K = M from the dense
-    # solver, the top K >= k from an iterative one
-    eigenvalues: np.ndarray
-    coords: np.ndarray  # (M, k) = U[:, :k] * sqrt(|lambda[:k]|)
-    explained_stress: np.ndarray  # (K,) chi_k for k = 1..K
-    frobenius_sq: float  # ||W||_F^2 from the whole matrix (whatever K is)
-    column_means: np.ndarray  # (M,) column means of D, for out-of-sample projection
-    grand_mean: float  # mean of all entries of D
-    eigenvectors: np.ndarray  # (M, k) unit eigenvectors matching coords ((L, k) with landmarks)
-    # (L,) rows of the landmark points whose matrix was diagonalized; empty: every point. With
-    # landmarks, eigenvalues, stress, column_means and eigenvectors are the landmark matrix's.
-    landmarks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-    @property
-    def signs(self) -> np.ndarray:
-        """-> (k,) signature of the kept axes: +1 space-like, -1 time-like, 0 null."""
-        lam = self.eigenvalues[: self.coords.shape[1]]
-        return np.where(_null(lam, self.eigenvalues), 0.0, np.sign(lam))
-
-
-def _null(lam: np.ndarray, all_lam: np.ndarray) -> np.ndarray:
-    """(k,), (K,) -> (k,) bool: eigenvalues negligible against the largest |lambda|."""
-    return np.abs(lam) <= ZERO_EIG_RTOL * np.abs(all_lam).max(initial=0.0)
 
 
 def explained_stress(eigenvalues: np.ndarray, frobenius_sq: float) -> np.ndarray:
@@ -255,7 +226,7 @@ def _landmark_inpca(d: np.ndarray, rows: np.ndarray, n_components: int, *, solve
                  block_bytes=block_bytes, device=device, block_size=block_size)
     del sub
     coords = np.empty((m, base.coords.shape[1]))
-    for part in _slabs(m, block_bytes):
+    for part in slabs(m, block_bytes):
         slab = np.asarray(d[part], dtype=np.float64)
         coords[part] = project(slab[:, rows], base)
     coords[rows] = base.coords  # exactly their own coordinates, not the projection's rounding
@@ -341,7 +312,7 @@ def project(d_rows: np.ndarray, embedding: Embedding) -> np.ndarray:
     )
     k = embedding.coords.shape[1]
     lam = embedding.eigenvalues[:k]
-    null = _null(lam, embedding.eigenvalues)
+    null = null_eigenvalues(lam, embedding.eigenvalues)
     scale = np.where(null, 1.0, np.sign(lam) * np.sqrt(np.abs(lam)))
     x = np.where(null, 0.0, (c @ embedding.eigenvectors) / scale)
     return x[0] if single else x
@@ -366,3 +337,10 @@ def minkowski_sq_distances(coords: np.ndarray, signs: np.ndarray) -> np.ndarray:
     out = 0.5 * (out + out.T)
     np.fill_diagonal(out, 0.0)
     return out
+
+
+def stress_metrics(emb: Embedding, dims: Sequence[int]) -> dict[str, float]:
+    """The metrics-file entry of one space: explained stress at each k in `dims` that exists."""
+    available = len(emb.explained_stress)
+    return {f"explained_stress_{k}": round(float(emb.explained_stress[k - 1]), 6)
+            for k in dims if k <= available}

@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 from lowdim.geometry.distances import BC_FLOOR, bhattacharyya, check_probabilities
-from lowdim.geometry.inpca import Embedding, inpca, project
+from lowdim.geometry.inpca import inpca, project
+from lowdim.store.records import BASIS_NAMES, Embedding
 
-BASIS_NAMES = ("P0", "P*", "start average", "end average")
 # A centre farther than this many widths from every checkpoint has no checkpoint to average.
 MAX_GAP_WIDTHS = 5.0
 _MODEL_BLOCK = 256  # models per block of the weighted sum, to bound memory

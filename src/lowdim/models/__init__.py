@@ -6,13 +6,15 @@ Size keywords override a family's defaults, which are the paper's CIFAR-10 sizes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
 
 from torch import nn
 
+from lowdim.config.data import DATASET_SHAPES
+from lowdim.config.load import ConfigError
 from lowdim.models.allcnn import AllCNN
 from lowdim.models.convmixer import ConvMixer
 from lowdim.models.fc import FC
@@ -25,6 +27,7 @@ __all__ = [
     "apply_init",
     "architecture_names",
     "build_model",
+    "check_sizes",
     "parameter_count",
 ]
 
@@ -154,3 +157,23 @@ def build_model(name: str, input_shape: InputShape, num_classes: int, **size: An
         )
     family = FAMILIES[name]
     return family.build(shape, num_classes, **_check_sizes(name, family, size))
+
+
+def check_sizes(models: Mapping[str, Mapping[str, Any]], grid_arch: Sequence[str],
+                dataset: str) -> None:
+    """Raise ConfigError naming the key unless every architecture of the `models` section and of
+    `grid.arch` builds at its size for `dataset`: parameter files name networks, and only
+    building them says whether a name or size is valid (run where networks are built anyway)."""
+    for name, size in models.items():
+        _check_builds(name, size, dataset, f"models.{name}")
+    for i, name in enumerate(grid_arch):
+        if name not in models:
+            _check_builds(name, {}, dataset, f"grid.arch[{i}]")
+
+
+def _check_builds(name: str, size: Mapping[str, Any], dataset: str, key: str) -> None:
+    input_shape, num_classes = DATASET_SHAPES[dataset]
+    try:
+        build_model(name, input_shape, num_classes, **size)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{key} = {name!r}: {err}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-INIT_SCHEMES = ("default", "kaiming", "std_normal")
+from lowdim.config.grid import INIT_SCHEMES  # the parameter file names them; applied here
 
 
 def apply_init(model: nn.Module, scheme: str, generator: torch.Generator | None = None) -> None:

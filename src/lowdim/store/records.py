@@ -1,6 +1,84 @@
-"""The two prediction spaces of every run, kept free of torch so that analysis and figure code can
-import them without loading it (lowdim.training.run re-exports them)."""
+"""The vocabulary of products: the prediction spaces, a run's specification (its `run_id` names
+the run's directory in the store), an InPCA embedding, the names of a tangent basis.
+
+Plain records, free of torch and of the maths that makes them, so that every stage can read
+products without importing the code that wrote them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
 SPACES = ("train", "test")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one training run."""
+
+    arch: str
+    optimizer: str
+    batch_size: int
+    base_lr: float
+    lr: float
+    weight_decay: float
+    augment: str
+    init: str
+    epochs: int
+    seed: int
+    model_size: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        """A readable id that changes whenever a grid factor changes."""
+        return (
+            f"{self.arch}_{self.optimizer}_bs{self.batch_size}_lr{self.lr:g}"
+            f"_wd{self.weight_decay:g}_aug-{self.augment}_init-{self.init}"
+            f"_ep{self.epochs}_s{self.seed}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (model sizes as lists), the form stored in meta.json."""
+        d = asdict(self)
+        d["model_size"] = {k: list(v) if isinstance(v, tuple | list) else v
+                           for k, v in self.model_size.items()}
+        return d
+
+
+ZERO_EIG_RTOL = 1e-10
+
+
+@dataclass(frozen=True, eq=False)
+class Embedding:
+    """InPCA result for M base points with k = min(n_components, M) kept components."""
+
+    # (K,) eigenvalues of W sorted by |lambda| descending, both signs: all K = M from the dense
+    # solver, the top K >= k from an iterative one
+    eigenvalues: np.ndarray
+    coords: np.ndarray  # (M, k) = U[:, :k] * sqrt(|lambda[:k]|)
+    explained_stress: np.ndarray  # (K,) chi_k for k = 1..K
+    frobenius_sq: float  # ||W||_F^2 from the whole matrix (whatever K is)
+    column_means: np.ndarray  # (M,) column means of D, for out-of-sample projection
+    grand_mean: float  # mean of all entries of D
+    eigenvectors: np.ndarray  # (M, k) unit eigenvectors matching coords ((L, k) with landmarks)
+    # (L,) rows of the landmark points whose matrix was diagonalized; empty: every point. With
+    # landmarks, eigenvalues, stress, column_means and eigenvectors are the landmark matrix's.
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def signs(self) -> np.ndarray:
+        """-> (k,) signature of the kept axes: +1 space-like, -1 time-like, 0 null."""
+        lam = self.eigenvalues[: self.coords.shape[1]]
+        return np.where(null_eigenvalues(lam, self.eigenvalues), 0.0, np.sign(lam))
+
+
+def null_eigenvalues(lam: np.ndarray, all_lam: np.ndarray) -> np.ndarray:
+    """(k,), (K,) -> (k,) bool: eigenvalues negligible against the largest |lambda|."""
+    return np.abs(lam) <= ZERO_EIG_RTOL * np.abs(all_lam).max(initial=0.0)
+
+
+BASIS_NAMES = ("P0", "P*", "start average", "end average")

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lowdim.store.atomic import atomic_directory
-from lowdim.store.records import SPACES
-from lowdim.training.grid import RunSpec
+from lowdim.store.records import SPACES, RunSpec
 
 if TYPE_CHECKING:  # the store's readers (analysis, figures) never load torch
     from lowdim.training.run import RunResult

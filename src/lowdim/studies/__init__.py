@@ -8,7 +8,8 @@
 | `tangents` | tangent bases (A14, D18) | 82_tangents | data/studies/tangents |
 | `joint` | joint train+test embedding (D8), Euclidean (D20) | 84_joint_embedding | .../joint |
 
-Each module exposes ``run_<study>(cfg, ...)``: arrays and tables in, a `common.StudyResult` out
+Each module exposes ``run_<study>(study, <other sections it reads>, ...)``: the config sections
+it reads (`lowdim.config.studies.<study>` first), arrays and tables in, a `common.StudyResult` out
 (the products to save, the metrics to write, a summary table to show); the notebook does the IO.
 Their settings are the `studies.<study>` sections of params.yaml. `common` holds what they share:
 the configured distance and InPCA settings (`distances.*`, `embedding.*`), honoured by every study.

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from lowdim.analysis.trajectories import config_key, reference_rows
-from lowdim.config import Config
+from lowdim.config.distances import DistancesConfig
+from lowdim.config.embedding import EmbeddingConfig
+from lowdim.config.studies.averaging import AveragingConfig
 from lowdim.geometry.centroids import AVERAGING_METHODS, average_trajectory
 from lowdim.geometry.distances import bhattacharyya, check_probabilities
 from lowdim.geometry.geodesic import progress_closed_form
@@ -124,8 +126,9 @@ def final_metrics(curves: pd.DataFrame, methods: list[str]) -> tuple[dict, pd.Da
     return metrics, final
 
 
-def run_averaging(cfg: Config, index: pd.DataFrame, probs: Mapping[str, np.ndarray],
-                  distances: Mapping[str, np.ndarray], *,
+def run_averaging(study: AveragingConfig, distance_settings: DistancesConfig,
+                  embedding_settings: EmbeddingConfig, index: pd.DataFrame,
+                  probs: Mapping[str, np.ndarray], distances: Mapping[str, np.ndarray], *,
                   distance_device: str | None = None) -> StudyResult:
     """The averaging study on the analysis set (`index`, per space (M, N, C) `probs`) and the
     distances stage's (M, M) matrices (`distances`; memory-mapped is fine).
@@ -136,11 +139,10 @@ def run_averaging(cfg: Config, index: pd.DataFrame, probs: Mapping[str, np.ndarr
     """
     check_spaces("probs", probs, SPACES)
     check_spaces("distances", distances, SPACES)
-    study = cfg.studies.averaging
     run_ids = configuration_runs(index, study.arch, study.optimizer)
     p0_row, p1_row = reference_rows(index)
     base_rows = index.index[index["kind"].isin(["run", "ignorance", "truth"])].to_numpy()
-    options = distance_options(cfg.distances, distance_device)
+    options = distance_options(distance_settings, distance_device)
     products, tables = {}, []
     for space in SPACES:
         p0, p1 = np.asarray(probs[space][p0_row]), np.asarray(probs[space][p1_row])
@@ -152,7 +154,8 @@ def run_averaging(cfg: Config, index: pd.DataFrame, probs: Mapping[str, np.ndarr
         d_base = np.asarray(distances[space][np.ix_(base_rows, base_rows)])
         cross = bhattacharyya(stacked, np.asarray(probs[space][base_rows]), **options)
         joint = joint_distance_matrix(d_base, cross, bhattacharyya(stacked, **options))
-        products[f"{space}_embedding"] = embed(joint, cfg.embedding, cfg.embedding.n_components)
+        products[f"{space}_embedding"] = embed(joint, embedding_settings,
+                                               embedding_settings.n_components)
     methods = list(AVERAGING_METHODS)
     curves = pd.concat(tables, ignore_index=True)
     products.update({"points": points_table(index, base_rows, methods, trajectories.shape[1]),

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lowdim.config import DistancesConfig, EmbeddingConfig
-from lowdim.geometry.inpca import Embedding, inpca
+from lowdim.config.distances import DistancesConfig
+from lowdim.config.embedding import EmbeddingConfig
+from lowdim.geometry.inpca import inpca
+from lowdim.store.records import Embedding
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class StudyResult:
 
 def distance_device() -> str:
     """The device distances run on: CUDA when available, else the CPU (as the distances stage)."""
-    from lowdim.training.run import resolve_device
+    from lowdim.device import resolve_device
 
     return str(resolve_device("auto"))
 

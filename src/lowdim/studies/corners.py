@@ -37,14 +37,20 @@ import torch
 
 from lowdim.analysis.analysis_set import loss_and_error, renormalize
 from lowdim.analysis.trajectories import progress_grid
-from lowdim.config import Config, CornersConfig
+from lowdim.config.distances import DistancesConfig
+from lowdim.config.embedding import EmbeddingConfig
+from lowdim.config.models import ModelsConfig
+from lowdim.config.studies.corners import CornersConfig
+from lowdim.config.train import TrainConfig
 from lowdim.data import Prepared
+from lowdim.device import resolve_device
 from lowdim.geometry.distances import bhattacharyya, truth_point
 from lowdim.geometry.geodesic import geodesic, reindex, trajectory_distance_tensor
-from lowdim.store.products import stress_metrics
+from lowdim.geometry.inpca import stress_metrics
+from lowdim.store.records import RunSpec
 from lowdim.studies.common import StudyResult, distance_options, embed
-from lowdim.training.grid import RunSpec, scaled_lr
-from lowdim.training.run import DeviceData, RunResult, resolve_device, train_run
+from lowdim.training.grid import scaled_lr
+from lowdim.training.run import DeviceData, RunResult, train_run
 
 KINDS = ("uniform", "subsample")
 # Rows of the joint set that are runs (their checkpoints), and the reference kinds.
@@ -311,30 +317,32 @@ def corner_truths(prepared: Prepared, cfg: CornersConfig) -> dict[str, np.ndarra
             for i in cfg.iseeds}
 
 
-def run_corners(cfg: Config, prepared: Prepared, main_index: pd.DataFrame,
-                main_probs: np.ndarray, *, distance_device: str | None = None) -> StudyResult:
-    """The corners study: train every corner (on `train.device`), embed the joint set with the
-    normal runs of `studies.corners.arch` from the main analysis set (`main_index`, (M, N, C)
-    train-space `main_probs`), and compare the phase-2 runs with the normal runs.
+def run_corners(study: CornersConfig, train: TrainConfig, models: ModelsConfig,
+                distance_settings: DistancesConfig, embedding_settings: EmbeddingConfig,
+                prepared: Prepared, main_index: pd.DataFrame, main_probs: np.ndarray, *,
+                distance_device: str | None = None) -> StudyResult:
+    """The corners study: train every corner (on `train.device`, at the `models` size of
+    `study.arch`), embed the joint set with the normal runs of `study.arch` from the main
+    analysis set (`main_index`, (M, N, C) train-space `main_probs`), and compare the phase-2 runs
+    with the normal runs.
 
     Products: `index` (the joint set), `embedding` (its InPCA), `convergence` (long table);
     metrics: `train` (explained stress) and `corners` (per corner, `convergence_metrics`);
     summary: the training log.
     """
-    study = cfg.studies.corners
-    data = DeviceData.from_prepared(prepared, resolve_device(cfg.train.device))
+    data = DeviceData.from_prepared(prepared, resolve_device(train.device))
     parts, log = train_corners(data, prepared, study,
-                               model_size=cfg.models.get(study.arch, {}),
-                               reference_batch_size=cfg.train.lr_reference_batch_size,
-                               eval_batch_size=cfg.train.eval_batch_size)
+                               model_size=models.get(study.arch, {}),
+                               reference_batch_size=train.lr_reference_batch_size,
+                               eval_batch_size=train.eval_batch_size)
     index, probs = joint_set(parts, main_index, main_probs, study.arch,
                              corner_truths(prepared, study), prepared.num_classes,
                              study.geodesic_points)
-    d = bhattacharyya(probs, **distance_options(cfg.distances, distance_device))
-    embedding = embed(d, cfg.embedding)
+    d = bhattacharyya(probs, **distance_options(distance_settings, distance_device))
+    embedding = embed(d, embedding_settings)
     table = convergence(index, probs, progress_grid(study.grid_points),
-                        **distance_options(cfg.distances, distance_device, all_samples=True))
-    metrics = {"train": stress_metrics(embedding, cfg.embedding.stress_dims),
+                        **distance_options(distance_settings, distance_device, all_samples=True))
+    metrics = {"train": stress_metrics(embedding, embedding_settings.stress_dims),
                "corners": convergence_metrics(table, index)}
     return StudyResult(products={"index": index, "embedding": embedding, "convergence": table},
                        metrics=metrics, summary=log)

@@ -22,11 +22,12 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from lowdim.config import Config
+from lowdim.config.distances import DistancesConfig
+from lowdim.config.embedding import EmbeddingConfig
+from lowdim.config.studies.joint import JointConfig
 from lowdim.geometry.euclidean import euclidean_distances
-from lowdim.geometry.inpca import Embedding
-from lowdim.store.products import stress_metrics
-from lowdim.store.records import SPACES
+from lowdim.geometry.inpca import stress_metrics
+from lowdim.store.records import SPACES, Embedding
 from lowdim.studies.common import StudyResult, check_spaces, embed
 
 
@@ -55,7 +56,9 @@ def sample_weighted_distances(matrices: Mapping[str, np.ndarray],
     return sum(np.asarray(matrices[s], dtype=np.float64) * (samples[s] / total) for s in matrices)
 
 
-def run_joint(cfg: Config, probs: Mapping[str, np.ndarray], distances: Mapping[str, np.ndarray],
+def run_joint(study: JointConfig, distance_settings: DistancesConfig,
+              embedding_settings: EmbeddingConfig, probs: Mapping[str, np.ndarray],
+              distances: Mapping[str, np.ndarray],
               embeddings: Mapping[str, Embedding]) -> StudyResult:
     """The joint and Euclidean embeddings from per space (M, N, C) `probs`, the distances stage's
     (M, M) matrices and the embedding stage's `embeddings` (compared in the metrics).
@@ -66,21 +69,22 @@ def run_joint(cfg: Config, probs: Mapping[str, np.ndarray], distances: Mapping[s
     `explained_stress` of every embedding (the stored Bhattacharyya ones included); summary: the
     explained stress.
     """
-    metrics: dict = {"enabled": cfg.studies.joint.enabled}
-    if not cfg.studies.joint.enabled:
+    metrics: dict = {"enabled": study.enabled}
+    if not study.enabled:
         return StudyResult(products={}, metrics=metrics)
     for name, values in (("probs", probs), ("distances", distances), ("embeddings", embeddings)):
         check_spaces(name, values, SPACES)
-    step = cfg.distances.sample_step
+    step = distance_settings.sample_step
     used = {s: samples_used(probs[s].shape[1], step) for s in SPACES}
     euclidean = {s: euclidean_distances(probs[s], sample_step=step) for s in SPACES}
     products = {
-        "bhattacharyya_joint": embed(sample_weighted_distances(distances, used), cfg.embedding),
-        "euclidean_joint": embed(sample_weighted_distances(euclidean, used), cfg.embedding),
-        **{f"euclidean_{s}": embed(euclidean[s], cfg.embedding) for s in SPACES}}
+        "bhattacharyya_joint": embed(sample_weighted_distances(distances, used),
+                                     embedding_settings),
+        "euclidean_joint": embed(sample_weighted_distances(euclidean, used), embedding_settings),
+        **{f"euclidean_{s}": embed(euclidean[s], embedding_settings) for s in SPACES}}
     compare = {f"bhattacharyya_{s}": embeddings[s] for s in SPACES} | products
     metrics["samples"] = used
-    metrics["explained_stress"] = {name: stress_metrics(emb, cfg.embedding.stress_dims)
+    metrics["explained_stress"] = {name: stress_metrics(emb, embedding_settings.stress_dims)
                                    for name, emb in compare.items()}
     return StudyResult(products=products, metrics=metrics,
                        summary=pd.DataFrame(metrics["explained_stress"]).T)

@@ -25,14 +25,18 @@ import torch
 from torch import nn
 
 from lowdim.analysis.analysis_set import reference_points, renormalize
-from lowdim.config import Config, SyntheticConfig
+from lowdim.config.distances import DistancesConfig
+from lowdim.config.embedding import EmbeddingConfig
+from lowdim.config.studies.synthetic import SyntheticConfig
+from lowdim.config.train import TrainConfig
 from lowdim.data.synthetic import make_synthetic
+from lowdim.device import resolve_device
 from lowdim.geometry.distances import bhattacharyya
-from lowdim.store.products import stress_metrics
-from lowdim.store.records import SPACES
+from lowdim.geometry.inpca import stress_metrics
+from lowdim.store.products import product_name
+from lowdim.store.records import SPACES, RunSpec
 from lowdim.studies.common import StudyResult, distance_options, embed
-from lowdim.training.grid import RunSpec
-from lowdim.training.run import DeviceData, RunResult, init_model, resolve_device, train_run
+from lowdim.training.run import DeviceData, RunResult, init_model, train_run
 
 
 def perturb_init(model: nn.Module, iseed: int) -> None:
@@ -120,11 +124,6 @@ def stress_table(stress: Mapping[tuple[float, str], np.ndarray], top: int) -> pd
                          for (c, group), chi in stress.items() for k, v in enumerate(chi[:top])])
 
 
-def product_name(c: float, group: str) -> str:
-    """The stem of one (c, group) product, e.g. 'c0.5_default'."""
-    return f"c{c:g}_{group}"
-
-
 def groups(study: SyntheticConfig) -> list[str]:
     """The student groups: `default`, and `corners` when ncorners > 0."""
     return ["default"] + (["corners"] if study.ncorners else [])
@@ -152,7 +151,9 @@ def train_group(data: DeviceData, study: SyntheticConfig, c: float, group: str, 
     return parts, log
 
 
-def run_synthetic(cfg: Config, *, distance_device: str | None = None) -> StudyResult:
+def run_synthetic(study: SyntheticConfig, train: TrainConfig, distance_settings: DistancesConfig,
+                  embedding_settings: EmbeddingConfig, *,
+                  distance_device: str | None = None) -> StudyResult:
     """The synthetic study: for each c, generate the data, train every group's students (on
     `train.device`), embed each group's checkpoints with the references.
 
@@ -160,8 +161,7 @@ def run_synthetic(cfg: Config, *, distance_device: str | None = None) -> StudyRe
     `runs` (final errors); metrics: explained stress per c and group; summary: mean final errors
     per c, group and optimizer.
     """
-    study = cfg.studies.synthetic
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(train.device)
     products, stress, metrics, log = {}, {}, {}, []
     for c in study.c:
         made = make_synthetic(c, d=study.d, n_train=study.n_train, n_test=study.n_test,
@@ -172,17 +172,18 @@ def run_synthetic(cfg: Config, *, distance_device: str | None = None) -> StudyRe
                             study.num_classes, device)
         for group in groups(study):
             parts, entries = train_group(data, study, c, group,
-                                         eval_batch_size=cfg.train.eval_batch_size)
+                                         eval_batch_size=train.eval_batch_size)
             log += entries
             index, probs = analysis_set(parts, labels["train"], study.num_classes,
                                         study.geodesic_points)
-            emb = embed(bhattacharyya(probs, **distance_options(cfg.distances, distance_device)),
-                        cfg.embedding)
+            emb = embed(bhattacharyya(probs, **distance_options(distance_settings,
+                                                                distance_device)),
+                        embedding_settings)
             name = product_name(c, group)
             products[f"{name}_index"], products[f"{name}_embedding"] = index, emb
             stress[(c, group)] = emb.explained_stress
             metrics.setdefault(f"c={c:g}", {})[group] = stress_metrics(
-                emb, cfg.embedding.stress_dims)
+                emb, embedding_settings.stress_dims)
     products["stress"] = stress_table(stress, top=50)
     products["runs"] = pd.DataFrame(log)
     summary = products["runs"].groupby(["c", "group", "optimizer"])[

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from lowdim.analysis.trajectories import reference_rows
-from lowdim.config import Config
+from lowdim.config.distances import DistancesConfig
+from lowdim.config.embedding import EmbeddingConfig
+from lowdim.config.studies.tangents import TangentsConfig
 from lowdim.geometry.tangent_basis import (
     direction_cosine,
     explained_distance_l1,
@@ -71,9 +73,10 @@ def explained_metrics(explained: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
-def run_tangents(cfg: Config, index: pd.DataFrame, probs: Mapping[str, np.ndarray],
-                 distances: Mapping[str, np.ndarray], progress: pd.DataFrame, *,
-                 distance_device: str | None = None) -> StudyResult:
+def run_tangents(study: TangentsConfig, distance_settings: DistancesConfig,
+                 embedding_settings: EmbeddingConfig, index: pd.DataFrame,
+                 probs: Mapping[str, np.ndarray], distances: Mapping[str, np.ndarray],
+                 progress: pd.DataFrame, *, distance_device: str | None = None) -> StudyResult:
     """The tangents study on the analysis set (`index`, per space (M, N, C) `probs`), the
     distances stage's (M, M) matrices and the trajectories stage's progress table (indexed by
     row, columns `<space>_progress`).
@@ -85,8 +88,7 @@ def run_tangents(cfg: Config, index: pd.DataFrame, probs: Mapping[str, np.ndarra
     """
     check_spaces("probs", probs, SPACES)
     check_spaces("distances", distances, SPACES)
-    study = cfg.studies.tangents
-    options = distance_options(cfg.distances, distance_device)
+    options = distance_options(distance_settings, distance_device)
     kept = tangent_rows(index, study.outlier_loss)
     run_rows = index.index[index["kind"] == "run"].to_numpy()
     on_kept = np.isin(run_rows, kept)
@@ -102,7 +104,7 @@ def run_tangents(cfg: Config, index: pd.DataFrame, probs: Mapping[str, np.ndarra
         coords = project_onto_basis(np.asarray(probs[space][run_rows]), basis, basis_emb,
                                     **options)
         d_kept = np.asarray(distances[space][np.ix_(kept, kept)])
-        true = embed(d_kept, cfg.embedding, study.dims)
+        true = embed(d_kept, embedding_settings, study.dims)
         tables.append(explained_table(space, "true InPCA", d_kept, true.coords, true.signs,
                                       study.dims))
         tables.append(explained_table(space, "tangent basis", d_kept, coords[on_kept],

@@ -12,6 +12,11 @@ nothing is executed:
 A package folder is listed when the closure holds every file under it, otherwise its files one by
 one, so a stage reruns when, and only when, code it can run changes. Imports under
 `if TYPE_CHECKING:` never run and are skipped.
+
+The same holds for parameters: the sections a notebook loads (the section classes it passes to
+`lowdim.config.load.load`, found statically) must match its stage's `params`. Each loaded section
+needs at least one entry, and every entry (a section, or a key such as `train.device`) must lie in
+a loaded section; which keys of a loaded section it reads is left to dvc.yaml.
 """
 
 from __future__ import annotations
@@ -253,6 +258,77 @@ def rewrite_code_deps(text: str, root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+CONFIG = f"{PACKAGE}.config"
+
+
+def section_names(module: Path) -> dict[str, str]:
+    """Class name -> `SECTION` (the dotted params.yaml section) of the classes of a config
+    module."""
+    found = {}
+    for node in ast.parse(module.read_text()).body:
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if (isinstance(item, ast.Assign) and len(item.targets) == 1
+                        and getattr(item.targets[0], "id", None) == "SECTION"
+                        and isinstance(item.value, ast.Constant)):
+                    found[node.name] = item.value.value
+    return found
+
+
+def loaded_sections(source: str, src: Path) -> set[str]:
+    """The params.yaml sections a notebook loads: the section classes it passes to
+    `lowdim.config.load.load(params_file, overrides, *Sections)`, found statically."""
+    tree = ast.parse(source)
+    classes: dict[str, str] = {}  # bound name -> section
+    loaders = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(CONFIG + "."):
+            if node.module == f"{CONFIG}.load":
+                loaders |= {a.asname or a.name for a in node.names if a.name == "load"}
+                continue
+            path = module_file(src, node.module)
+            sections = section_names(path) if path else {}
+            classes |= {a.asname or a.name: sections[a.name] for a in node.names
+                        if a.name in sections}
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in loaders:
+            for arg in node.args[2:]:
+                if not (isinstance(arg, ast.Name) and arg.id in classes):
+                    raise ValueError(f"load(...) argument {ast.unparse(arg)} is not a section "
+                                     "class imported from lowdim.config: name the class itself")
+                found.add(classes[arg.id])
+    return found
+
+
+def declared_params(stage: Mapping) -> list[str]:
+    """A stage's `params` entries of params.yaml (a mapping entry names another file's keys)."""
+    entries = []
+    for entry in stage.get("params", []):
+        if isinstance(entry, Mapping):
+            entries += [key for file, keys in entry.items() if file == "params.yaml"
+                        for key in keys]
+        else:
+            entries.append(str(entry))
+    return entries
+
+
+def params_mismatch(stage: Mapping, root: Path) -> list[str]:
+    """Where a stage's `params` and the sections its notebook loads disagree: a loaded section
+    with no declared entry (a change to it would not rerun the stage), or an entry that lies in
+    no loaded section (a change to it reruns the stage for nothing)."""
+    notebook = stage_notebook(stage)
+    loaded = loaded_sections(notebook_source(root / notebook), root / "src")
+    declared = declared_params(stage)
+    problems = [f"loads {section}, but its params name nothing of it" for section in
+                sorted(loaded) if not any(covered(e.replace(".", "/"), [section.replace(".", "/")])
+                                          for e in declared)]
+    problems += [f"params entry {entry} lies in no section it loads "
+                 f"({', '.join(sorted(loaded)) or 'none'})" for entry in declared
+                 if not covered(entry.replace(".", "/"), [s.replace(".", "/") for s in loaded])]
+    return problems
+
+
 def main() -> int:
     root = find_root()
     if "--write" in sys.argv[1:]:
@@ -264,7 +340,9 @@ def main() -> int:
                      for path in missing_code_deps(stage, root)]
         problems += [f"{name}: dep {dep} covers nothing it runs"
                      for dep in needless_code_deps(stage, root)]
-    print("\n".join(problems) or "every stage's deps cover exactly the code it runs")
+        problems += [f"{name}: {problem}" for problem in params_mismatch(stage, root)]
+    print("\n".join(problems) or "every stage's deps cover exactly the code it runs, and its "
+          "params the sections it loads")
     return 1 if problems else 0
 
 

@@ -4,43 +4,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lowdim.config import GridConfig
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that determines one training run."""
-
-    arch: str
-    optimizer: str
-    batch_size: int
-    base_lr: float
-    lr: float
-    weight_decay: float
-    augment: str
-    init: str
-    epochs: int
-    seed: int
-    model_size: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def run_id(self) -> str:
-        """A readable id that changes whenever a grid factor changes."""
-        return (
-            f"{self.arch}_{self.optimizer}_bs{self.batch_size}_lr{self.lr:g}"
-            f"_wd{self.weight_decay:g}_aug-{self.augment}_init-{self.init}"
-            f"_ep{self.epochs}_s{self.seed}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (model sizes as lists), the form stored in meta.json."""
-        d = asdict(self)
-        d["model_size"] = {k: list(v) if isinstance(v, tuple | list) else v
-                           for k, v in self.model_size.items()}
-        return d
+from lowdim.config.grid import GridConfig
+from lowdim.store.records import RunSpec
 
 
 def scaled_lr(base_lr: float, batch_size: int, reference_batch_size: int) -> float:

@@ -36,9 +36,9 @@ from torch.func import functional_call, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
-from lowdim.config import TrainConfig
+from lowdim.config.train import TrainConfig
 from lowdim.data import default_padding, normalize
-from lowdim.training.grid import RunSpec
+from lowdim.store.records import RunSpec
 from lowdim.training.run import (
     SPACES,
     DeviceData,

@@ -31,18 +31,19 @@ import torch
 from tqdm import tqdm
 
 import lowdim
-from lowdim.config import RayConfig, TrainConfig
+from lowdim.config.train import RayConfig, TrainConfig
 from lowdim.data import Prepared
+from lowdim.device import resolve_device
+from lowdim.store.records import RunSpec
 from lowdim.store.runs import read_meta, write_run
-from lowdim.training.grid import RunSpec
-from lowdim.training.launch import (
+from lowdim.training.ledger import (
     LaunchSummary,
     check_failures,
     data_fingerprint,
     pending,
     write_failure,
 )
-from lowdim.training.run import DeviceData, RunResult, resolve_device, train_run
+from lowdim.training.run import DeviceData, RunResult, train_run
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,10 @@ import torch.nn.functional as F
 
 from lowdim.data import Prepared, augment_simple, default_padding, normalize
 from lowdim.models import apply_init, build_model
-from lowdim.store.records import SPACES  # defined torch-free there; importable from here as before
-from lowdim.training.grid import RunSpec
+from lowdim.store.records import (
+    SPACES,  # defined torch-free there; importable from here as before
+    RunSpec,
+)
 
 
 def checkpoint_steps(epochs: int, iters_per_epoch: int) -> np.ndarray:
@@ -46,15 +48,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - the global RNG, for code that still uses it
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' is CUDA when available, else CPU; 'cuda' without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device = 'cuda' but no CUDA device is available: use auto or cpu")
-    return torch.device(name)
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:

@@ -1,0 +1,209 @@
+"""Arrays too large for memory, and the disk they need.
+
+``NpyFile`` is a ``.npy`` file written shard by shard or tile by tile and read in row blocks, with
+nothing kept mapped, so a stage's resident memory stays at one block whatever the matrix size;
+``check_disk_space`` stops a stage before it writes when the disk cannot hold its product.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+# Rows of a mirrored (column-subset) tile written through one short-lived memory map.
+_WRITE_ROWS = 256
+
+
+class NpyFile:
+    """A ``.npy`` file of shape (rows, ...) read and written in blocks of leading-axis rows.
+
+    Nothing stays mapped between calls, so the process's resident set holds only the block
+    being read or written (a long-lived ``np.memmap`` would keep every page it touched in the
+    RSS until unmapped):
+
+    - ``file[rows]`` / ``file[rows, cols]`` (2-D) / ``read_rows(start, stop)``: a copy. Whole
+      rows are read with ``os.preadv`` straight into the result; other selections go through
+      a memory map of the rows' span that is dropped before returning.
+    - ``write_rows(start, block)``: whole rows, with ``os.pwrite``.
+    - ``write(rows, cols, block)`` (2-D): a tile; rows and columns are slices or sorted index
+      arrays. Through short-lived memory maps of at most ``_WRITE_ROWS`` rows each.
+
+    ``create`` writes the header with ``np.lib.format.open_memmap`` (the bytes ``np.save``
+    writes) and sizes the file sparsely: disk blocks are allocated as tiles arrive. Objects of
+    this class pass for read-only matrices in ``lowdim.geometry.eigen`` and
+    ``lowdim.geometry.inpca`` (``blockwise``); ``np.asarray(file)`` reads everything.
+    """
+
+    blockwise = True
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            self.offset = f.tell()
+        if fortran or dtype.hasobject or len(shape) == 0:
+            raise ValueError(f"{self.path} must hold a C-ordered numeric array with at least one "
+                             "axis")
+        self.shape: tuple[int, ...] = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.row_shape = self.shape[1:]
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @classmethod
+    def create(cls, path: str | Path, shape: Sequence[int], dtype: np.dtype | str) -> NpyFile:
+        """A new .npy file of `shape` and `dtype` (contents zero until written)."""
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(dtype),
+                                           shape=tuple(int(s) for s in shape))
+        del header  # unmapped: nothing was touched but the header
+        return cls(path)
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.row_bytes
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.read_rows(0, self.shape[0])
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def _map(self, start: int, stop: int, mode: str) -> np.memmap:
+        return np.memmap(self.path, dtype=self.dtype, mode=mode,
+                         offset=self.offset + start * self.row_bytes,
+                         shape=(stop - start, *self.row_shape))
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop-1 as a new array, read with pread (no memory map)."""
+        start, stop = max(0, start), min(self.shape[0], stop)
+        out = np.empty((max(0, stop - start), *self.row_shape), dtype=self.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        done, position = 0, self.offset + start * self.row_bytes
+        with open(self.path, "rb", buffering=0) as f:
+            while done < len(view):
+                got = os.preadv(f.fileno(), [view[done:done + (1 << 30)]], position + done)
+                if got <= 0:
+                    raise OSError(f"{self.path} is shorter than its header says: run the stage "
+                                  "that writes it again")
+                done += got
+        return out
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if isinstance(rows, (int, np.integer)):
+            row = int(rows) + (self.shape[0] if rows < 0 else 0)
+            out = self.read_rows(row, row + 1)[0]
+            return out[rest] if rest else out
+        if isinstance(rows, slice) and rows.step in (None, 1):
+            start, stop, _ = rows.indices(self.shape[0])
+            if not rest or all(isinstance(r, slice) and r == slice(None) for r in rest):
+                return self.read_rows(start, stop)
+            mapped = self._map(start, max(start, stop), "r")
+            out = np.array(mapped[(slice(None), *rest)])
+            del mapped
+            return out
+        idx = np.arange(self.shape[0])[rows]
+        if idx.size == 0:
+            return np.empty((0, *self.row_shape), dtype=self.dtype)[(slice(None), *rest)]
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        mapped = self._map(lo, hi, "r")
+        if len(rest) == 1 and not isinstance(rest[0], slice):  # rows and columns both fancy
+            out = np.array(mapped[np.ix_(idx - lo, np.arange(self.shape[1])[rest[0]])])
+        else:
+            out = np.array(mapped[(idx - lo, *rest)])
+        del mapped
+        return out
+
+    def write_rows(self, start: int, block: np.ndarray) -> None:
+        """Write whole rows start..start+len(block)-1 with pwrite."""
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.row_shape or start < 0 or start + len(block) > self.shape[0]:
+            raise ValueError(f"cannot write rows {start}..{start + len(block) - 1} of shape "
+                             f"{block.shape[1:]} into {self.path} of shape {self.shape}")
+        view = memoryview(block.reshape(-1).view(np.uint8))
+        done, position = 0, self.offset + start * self.row_bytes
+        with open(self.path, "r+b", buffering=0) as f:
+            while done < len(view):
+                done += os.pwrite(f.fileno(), view[done:done + (1 << 30)], position + done)
+
+    def write(self, rows: slice | np.ndarray, cols: slice | np.ndarray,
+              block: np.ndarray) -> None:
+        """Write a 2-D tile: self[rows, cols] = block (slices or sorted index arrays)."""
+        if self.ndim != 2:
+            raise ValueError(f"tiles are written into 2-D files, {self.path} is {self.ndim}-D")
+        rows, cols = as_slice(rows), as_slice(cols)
+        block = np.asarray(block)
+        if isinstance(rows, slice) and isinstance(cols, slice) and cols == slice(0, self.shape[1]):
+            self.write_rows(rows.start, block)
+            return
+        idx = np.arange(self.shape[0])[rows]
+        for part in range(0, len(idx), _WRITE_ROWS):
+            sub = idx[part:part + _WRITE_ROWS]
+            lo, hi = int(sub[0]), int(sub[-1]) + 1
+            mapped = self._map(lo, hi, "r+")
+            values = block[part:part + _WRITE_ROWS]
+            if isinstance(cols, slice) and hi - lo == len(sub):
+                mapped[:, cols] = values
+            else:
+                mapped[np.ix_(sub - lo, np.arange(self.shape[1])[cols])] = values
+            del mapped  # unmapped: the dirty pages leave the RSS for the page cache
+
+
+def as_slice(rows: slice | np.ndarray) -> slice | np.ndarray:
+    """A slice for contiguous ascending index arrays, else the array itself."""
+    if isinstance(rows, slice):
+        return rows
+    rows = np.asarray(rows)
+    if rows.size and rows[-1] - rows[0] + 1 == rows.size and np.all(np.diff(rows) == 1):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
+
+
+def human_bytes(n: float) -> str:
+    """A byte count for people: 1.5 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def existing_ancestor(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_disk_space(needed: int, directory: str | Path, what: str, advice: str) -> int:
+    """Raise OSError when the filesystem of `directory` has fewer than `needed` free bytes.
+
+    Returns the free bytes. The message names both numbers, the directory and `advice` (what
+    the user can change), so a stage stops before writing instead of failing half way.
+    """
+    where = existing_ancestor(Path(directory))
+    free = shutil.disk_usage(where).free
+    if needed > free:
+        raise OSError(
+            f"{what} needs {needed} bytes ({human_bytes(needed)}) on the filesystem of {where}, "
+            f"which has {free} bytes ({human_bytes(free)}) available. Free space there, "
+            f"{advice}"
+        )
+    return free

@@ -1,0 +1,209 @@
+"""The local backend: one run at a time in this process, several at once on a CPU in worker
+processes (`train.workers`), or compatible runs in packs (lowdim.training.packed). Resumable:
+complete runs are never redone (`lowdim.training.ledger.pending`)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from lowdim.data import Prepared
+from lowdim.store.records import RunSpec
+from lowdim.store.runs import read_meta, write_run
+from lowdim.training.ledger import LaunchSummary, data_fingerprint, pending
+from lowdim.training.packed import (
+    SpeedOptions,
+    check_speed_options,
+    float32_mode,
+    train_packs,
+    uses_packing,
+)
+from lowdim.training.run import DeviceData, RunResult, train_run
+
+log = logging.getLogger(__name__)
+
+
+def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path,
+                 device: torch.device, *, eval_batch_size: int = 1000,
+                 augment_padding: int | None = None, progress: bool = True,
+                 pack_size: int | str = 1, speed: SpeedOptions | None = None,
+                 workers: int | str = 1, threads: int | None = None) -> LaunchSummary:
+    """Train every pending spec on `device`, writing each run as it ends.
+
+    Compatible runs train together in packs of up to `pack_size` ('auto': 1 on a CPU, sized to
+    free memory on CUDA; see lowdim.training.packed). Otherwise runs train one `train_run` at a
+    time: on a CPU in up to `workers` processes at once ('auto': one per available core) with
+    `threads` torch threads each (None: an equal share of this process's threads), the same
+    bytes as one at a time in this process with that many threads; with 1, in this process.
+    """
+    speed = speed or SpeedOptions()
+    check_speed_options(speed, device)
+    fingerprint = data_fingerprint(prepared)
+    todo = pending(specs, store, fingerprint)
+    todo_ids = {s.run_id for s in todo}
+    skipped = [s.run_id for s in specs if s.run_id not in todo_ids]
+    packing = uses_packing(pack_size, speed, device)
+    processes = 1 if packing or device.type != "cpu" else worker_count(workers, len(todo))
+    data = DeviceData.from_prepared(prepared, device) if processes == 1 else None
+    trained, diverged = [], []
+    with float32_mode(device, speed.tf32):
+        if packing:
+            results = train_packs(todo, data, pack_size=pack_size, options=speed,
+                                  eval_batch_size=eval_batch_size,
+                                  augment_padding=augment_padding, progress=progress)
+        elif processes > 1:
+            results = in_workers(todo, prepared, workers=processes,
+                                 threads=worker_threads(threads, processes),
+                                 eval_batch_size=eval_batch_size,
+                                 augment_padding=augment_padding, progress=progress)
+        else:
+            results = one_at_a_time(todo, data, eval_batch_size=eval_batch_size,
+                                    augment_padding=augment_padding, progress=progress)
+        for result in results:
+            write_run(store, result, fingerprint)
+            trained.append(result.spec.run_id)
+            if result.status == "diverged":
+                diverged.append(result.spec.run_id)
+    grid_order = {s.run_id: i for i, s in enumerate(todo)}  # worker processes end in any order
+    trained.sort(key=grid_order.__getitem__)
+    diverged.sort(key=grid_order.__getitem__)
+    diverged += [i for i in skipped if read_meta(store, i)["status"] == "diverged"]
+    return LaunchSummary(trained=trained, skipped=skipped, diverged=diverged)
+
+
+def one_at_a_time(specs: Sequence[RunSpec], data: DeviceData, *, eval_batch_size: int = 1000,
+                  augment_padding: int | None = None,
+                  progress: bool = True) -> Iterator[RunResult]:
+    """Train `specs` one after the other with `train_run`, yielding each result as it ends."""
+    runs_bar = tqdm(specs, desc="runs", unit="run", disable=not progress)
+    for spec in runs_bar:
+        runs_bar.set_postfix_str(spec.run_id)
+        steps_bar = tqdm(desc="steps", unit="step", leave=False, mininterval=2.0,
+                         disable=not progress)
+
+        def on_step(step: int, total: int, bar=steps_bar) -> None:
+            bar.total = total
+            bar.update(1)
+
+        result = train_run(spec, data, eval_batch_size=eval_batch_size,
+                           augment_padding=augment_padding, on_step=on_step)
+        steps_bar.close()
+        yield result
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on: its affinity where the OS reports one."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def worker_count(workers: int | str, runs: int) -> int:
+    """Processes that train `runs` runs: `workers` ('auto': one per available core), at most
+    one per run and at least 1."""
+    wanted = available_cores() if workers == "auto" else int(workers)
+    return max(1, min(wanted, runs))
+
+
+def worker_threads(threads: int | None, workers: int) -> int:
+    """torch threads of each of `workers` processes: `threads`, or with None an equal share of
+    this process's torch threads (torch's default unless set)."""
+    return threads if threads else max(1, torch.get_num_threads() // workers)
+
+
+_WORKER_DATA: DeviceData | None = None  # the prepared data, set once in each worker process
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start, never forked from a process that has trained (torch's
+    threads would be broken): forked from a server that imported torch and lowdim once (about
+    0.1 s a process after the first, against seconds for a spawned one), or spawned where the
+    platform has no fork server."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # only before the server starts; then ignored
+    return context
+
+
+def _start_worker(prepared: Prepared, threads: int) -> None:
+    """In a fresh worker process: set its torch threads, and make the data tensors once."""
+    global _WORKER_DATA
+    torch.set_num_threads(threads)
+    _WORKER_DATA = DeviceData.from_prepared(prepared, torch.device("cpu"))
+
+
+def _train_in_worker(spec: RunSpec, eval_batch_size: int,
+                     augment_padding: int | None) -> RunResult:
+    """One `train_run` on the worker's data; its result returns to the launching process."""
+    return train_run(spec, _WORKER_DATA, eval_batch_size=eval_batch_size,
+                     augment_padding=augment_padding)
+
+
+def in_workers(specs: Sequence[RunSpec], prepared: Prepared, *, workers: int, threads: int,
+               eval_batch_size: int = 1000, augment_padding: int | None = None,
+               progress: bool = True) -> Iterator[RunResult]:
+    """Train `specs` on a CPU in `workers` processes with `threads` torch threads each, at most
+    one run per process at a time, yielding each result as it ends (in the order they end).
+
+    Processes start clean (`worker_context`): torch's threads are set in each. When a run
+    raises, no further run starts: the runs already running finish and are yielded, then the
+    first error is raised, as the in-process path raises it. A process that dies (killed, out
+    of memory) ends every run in flight with BrokenProcessPool.
+    """
+    queue = iter(specs)
+    running: dict[Future, RunSpec] = {}
+    error: BaseException | None = None
+    pool = ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_start_worker,
+                               initargs=(prepared, threads))
+
+    def start_next() -> None:
+        spec = next(queue, None)
+        if spec is not None:
+            running[pool.submit(_train_in_worker, spec, eval_batch_size, augment_padding)] = spec
+
+    try:
+        with tqdm(total=len(specs), desc="runs", unit="run", disable=not progress) as bar:
+            for _ in range(workers):
+                start_next()
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: f.exception() is None):  # errors first
+                    spec = running.pop(future)
+                    if future.exception() is not None:
+                        _log_worker_failure(spec, future.exception())
+                        error = future.exception() if error is None else error
+                        continue
+                    if error is None:
+                        start_next()
+                    bar.set_postfix_str(spec.run_id)
+                    bar.update(1)
+                    yield future.result()
+    except BaseException:  # an interrupt, or the caller stopped: start nothing, wait for nothing
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    if error is not None:
+        raise error
+
+
+def _log_worker_failure(spec: RunSpec, error: BaseException) -> None:
+    """Name the run whose training failed in a worker (a lost process: say what may cause it)."""
+    if isinstance(error, BrokenProcessPool):
+        log.error("run %s: a worker process died (out of memory? lower train.workers); the "
+                  "runs written so far are kept", spec.run_id)
+    else:
+        log.error("run %s failed in a worker process (%s: %s); the runs already running "
+                  "finish, no other starts", spec.run_id, type(error).__name__, error)
