@@ -134,6 +134,7 @@ def child(stage: str, work: Path, options: dict) -> dict:
             unit_labels,
             write_distances,
         )
+        from lowdim.geometry.distances import DistanceSettings
         from lowdim.store.analysis_set import load_index, open_probs
         from lowdim.store.block_cache import BlockCache
 
@@ -151,7 +152,8 @@ def child(stage: str, work: Path, options: dict) -> dict:
         reference = reference_distances(probs, index, bc_floor=1e-8)
         start = time.perf_counter()
         done = write_distances(probs, labels, cache, work / "distances", reference,
-                               dtype=options["dtype"], sample_step=1, device=options["device"])
+                               settings=DistanceSettings(device=options["device"]),
+                               dtype=options["dtype"])
         seconds = time.perf_counter() - start
         notes.append(f"matrices {seconds:.1f} s: {plan.pair_samples / seconds / 1e9:.3f} G "
                      "pair-sample terms per second; "

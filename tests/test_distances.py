@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -12,6 +13,7 @@ import pytest
 from lowdim.geometry.distance_blocks import BlockStats, cached_bhattacharyya, unit_labels
 from lowdim.geometry.distances import (
     BC_FLOOR,
+    DistanceSettings,
     _block_bytes,
     bhattacharyya,
     bhattacharyya_reference,
@@ -247,7 +249,8 @@ def grid_of_runs(rng: np.random.Generator, names: list[str], checkpoints: int = 
 
 def test_cold_cache_equals_full_computation(rng, tmp_path):
     p, labels = grid_of_runs(rng, ["a", "b", "c"])
-    d, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path), sample_step=2)
+    d, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path),
+                                    settings=DistanceSettings(sample_step=2))
     assert np.array_equal(d, bhattacharyya(p, sample_step=2, method="fused"))
     assert stats == BlockStats(units=3, blocks=6, cached=0, computed=6,
                                pairs_computed=12 * 13 // 2)
@@ -259,21 +262,22 @@ def test_cold_cache_equals_full_computation(rng, tmp_path):
 def test_adding_runs_computes_only_their_blocks(rng, tmp_path):
     cache = BlockCache(tmp_path)
     p, labels = grid_of_runs(rng, ["a", "b", "c", "d", "e"])
-    cached_bhattacharyya(p, labels, cache, sample_step=2)
+    step2 = DistanceSettings(sample_step=2)
+    cached_bhattacharyya(p, labels, cache, settings=step2)
     new, new_labels = grid_of_runs(rng, ["n1", "n2"])
     changed = p.copy()
     changed[labels == "c"] = dirichlet(rng, 4, 30, 10)  # run c retrained: its content changed
     # New runs land between old ones, as a new seed does in the grid order.
     grown = np.concatenate([changed[:8], new[:4], changed[8:], new[4:]])
     grown_labels = np.concatenate([labels[:8], new_labels[:4], labels[8:], new_labels[4:]])
-    d, stats = cached_bhattacharyya(grown, grown_labels, cache, sample_step=2)
+    d, stats = cached_bhattacharyya(grown, grown_labels, cache, settings=step2)
     assert np.array_equal(d, bhattacharyya(grown, sample_step=2, method="fused"))
     # 7 units: 28 blocks; the 4 unchanged runs give 10 cached blocks, the 3 new ones 18 more.
     assert (stats.blocks, stats.cached, stats.computed) == (28, 10, 18)
     assert stats.pairs_computed == 12 * 13 // 2 + 12 * 16  # new x new once, new x old
-    again, stats = cached_bhattacharyya(grown, grown_labels, cache, sample_step=2)
+    again, stats = cached_bhattacharyya(grown, grown_labels, cache, settings=step2)
     assert np.array_equal(again, d) and stats.computed == 0 and stats.pairs_computed == 0
-    fewer, stats = cached_bhattacharyya(grown[4:], grown_labels[4:], cache, sample_step=2)
+    fewer, stats = cached_bhattacharyya(grown[4:], grown_labels[4:], cache, settings=step2)
     assert np.array_equal(fewer, d[4:, 4:]) and stats.computed == 0  # run a removed
     assert len(list(tmp_path.rglob("*.npz"))) == 2
 
@@ -281,10 +285,11 @@ def test_adding_runs_computes_only_their_blocks(rng, tmp_path):
 def test_cache_keys_include_the_sample_set(rng, tmp_path):
     cache = BlockCache(tmp_path)
     p, labels = grid_of_runs(rng, ["a", "b"])
-    cached_bhattacharyya(p, labels, cache, sample_step=2)
-    d, stats = cached_bhattacharyya(p, labels, cache, sample_step=1)
+    cached_bhattacharyya(p, labels, cache, settings=DistanceSettings(sample_step=2))
+    d, stats = cached_bhattacharyya(p, labels, cache, settings=DistanceSettings(sample_step=1))
     assert stats.computed == 3 and np.array_equal(d, bhattacharyya(p, method="fused"))
-    d, stats = cached_bhattacharyya(p, labels, cache, sample_step=2, bc_floor=1e-4)
+    d, stats = cached_bhattacharyya(p, labels, cache,
+                                    settings=DistanceSettings(sample_step=2, bc_floor=1e-4))
     assert stats.computed == 3
     assert np.array_equal(d, bhattacharyya(p, sample_step=2, bc_floor=1e-4, method="fused"))
 
@@ -293,15 +298,17 @@ def test_memory_mapped_predictions_with_the_cache(rng, tmp_path):
     p, labels = grid_of_runs(rng, ["a", "b", "c"])
     np.save(tmp_path / "train.npy", p)
     mapped = np.load(tmp_path / "train.npy", mmap_mode="r", allow_pickle=False)
+    several = DistanceSettings(max_block_bytes=200_000)  # several blocks of rows
     d, stats = cached_bhattacharyya(mapped, labels, BlockCache(tmp_path / "cache"),
-                                    max_block_bytes=200_000)  # several blocks of rows
+                                    settings=several)
     assert np.array_equal(d, bhattacharyya(p, method="fused")) and stats.computed == 6
 
 
 def test_reference_method_skips_the_cache(rng, tmp_path, caplog):
     p, labels = grid_of_runs(rng, ["a", "b"])
     with caplog.at_level(logging.WARNING, logger="lowdim.geometry.distance_blocks"):
-        d, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path), method="reference")
+        d, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path),
+                                        settings=DistanceSettings(method="reference"))
     assert "without the block cache" in caplog.text
     assert not list(tmp_path.iterdir()) and stats.computed == 3
     np.testing.assert_allclose(d, bhattacharyya_reference(p) * ~np.eye(8, dtype=bool),
@@ -323,7 +330,7 @@ def test_incremental_bad_input(rng, tmp_path):
     with pytest.raises(ValueError, match=r"labels must give one label per row of p: 8 rows"):
         cached_bhattacharyya(p, labels[:-1], None)
     with pytest.raises(ValueError, match=r"sample_step must be an integer >= 1"):
-        cached_bhattacharyya(p, labels, None, sample_step=0)
+        cached_bhattacharyya(p, labels, None, settings=DistanceSettings(sample_step=0))
     cache = BlockCache(tmp_path)
     d, _ = cached_bhattacharyya(p, labels, cache)
     (segment,) = tmp_path.rglob("*.npz")
@@ -335,3 +342,49 @@ def test_incremental_bad_input(rng, tmp_path):
     segment.write_bytes(b"not a zip file")  # an unreadable segment is ignored
     again, stats = cached_bhattacharyya(p, labels, cache)
     assert stats.computed == 3 and np.array_equal(again, d)
+
+
+# --------------------------------------------------------------------------- DistanceSettings
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"sample_step": 0}, r"sample_step must be an integer >= 1, got 0"),
+    ({"sample_step": 1.5}, r"sample_step must be an integer >= 1, got 1\.5"),
+    ({"sample_step": True}, r"sample_step must be an integer >= 1, got True"),
+    ({"bc_floor": 0.0}, r"bc_floor must lie in the open interval \(0, 1\), got 0\.0"),
+    ({"bc_floor": 1.0}, r"bc_floor must lie in the open interval \(0, 1\), got 1\.0"),
+    ({"method": "fast"}, r"method must be one of auto, reference, fused, got 'fast'"),
+    ({"max_block_bytes": 0}, r"max_block_bytes must be a positive integer, got 0"),
+    ({"max_block_bytes": 2.5}, r"max_block_bytes must be a positive integer, got 2\.5"),
+])
+def test_distance_settings_say_what_is_wrong(changes, message):
+    with pytest.raises(ValueError, match=message):
+        DistanceSettings(**changes)
+
+
+def test_distance_settings_from_the_distances_section():
+    import torch
+
+    from lowdim.config.distances import DistancesConfig
+
+    section = DistancesConfig(sample_step=3, bc_floor=1e-6, max_block_mib=7, method="reference")
+    settings = DistanceSettings.from_config(section, "cuda")
+    assert settings == DistanceSettings(sample_step=3, bc_floor=1e-6, method="reference",
+                                        device="cuda", max_block_bytes=7 * 2**20)
+    assert settings.kwargs() == {"sample_step": 3, "bc_floor": 1e-6, "method": "reference",
+                                 "device": "cuda", "max_block_bytes": 7 * 2**20}
+    every = settings.all_samples()
+    assert every == dataclasses.replace(settings, sample_step=1) and settings.sample_step == 3
+    assert DistanceSettings() == DistanceSettings(1, BC_FLOOR, "auto", "cpu", 256 * 2**20)
+    assert DistanceSettings(device=torch.device("cpu")).device == "cpu"  # a device's name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.sample_step = 1
+
+
+def test_distance_settings_reach_the_kernel_unchanged(rng):
+    p = dirichlet(rng, 7, 20, 5)
+    settings = DistanceSettings(sample_step=2, bc_floor=1e-4, method="reference",
+                                max_block_bytes=60_000)
+    assert np.array_equal(bhattacharyya(p, **settings.kwargs()),
+                          bhattacharyya(p, sample_step=2, bc_floor=1e-4, method="reference",
+                                        max_block_bytes=60_000))

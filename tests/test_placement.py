@@ -15,13 +15,19 @@ from lowdim.analysis.placement import (
     place,
     predict,
 )
-from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
+from lowdim.geometry.distances import (
+    DistanceSettings,
+    bhattacharyya,
+    ignorance_point,
+    truth_point,
+)
 from lowdim.geometry.geodesic import geodesic
 from lowdim.geometry.inpca import inpca
 from lowdim.store.analysis_set import AnalysisSet, save_analysis_set
 from lowdim.store.products import save_distances, save_embeddings
 
 STEP, FLOOR = 2, 1e-8
+SETTINGS = DistanceSettings(sample_step=STEP, bc_floor=FLOOR)
 
 
 def space_probs(labels: np.ndarray, num_classes: int, seed: int):
@@ -66,7 +72,7 @@ def products(tmp_path_factory, tiny_prepared):
 @pytest.fixture(scope="module")
 def space(products):
     return load_space(products / "predictions", products / "embedding", "train",
-                      sample_step=STEP, bc_floor=FLOOR, distances_dir=products / "distances")
+                      settings=SETTINGS, distances_dir=products / "distances")
 
 
 def test_in_sample_checkpoints_land_on_their_own_coordinates(space):
@@ -130,8 +136,9 @@ def test_values_that_are_not_probabilities_are_refused_with_a_hint(space):
 
 def test_distance_settings_that_do_not_match_the_stored_matrix_fail(products):
     with pytest.raises(ValueError, match="pass the distances settings of the profile"):
-        load_space(products / "predictions", products / "embedding", "train", sample_step=1,
-                   bc_floor=FLOOR, distances_dir=products / "distances")
+        load_space(products / "predictions", products / "embedding", "train",
+                   settings=DistanceSettings(sample_step=1, bc_floor=FLOOR),
+                   distances_dir=products / "distances")
 
 
 def test_a_torch_model_is_evaluated_on_the_spaces_samples(space, tiny_prepared):
@@ -154,7 +161,8 @@ def test_missing_files_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"save your model's predictions with numpy.save"):
         load_predictions_file(tmp_path / "mine.npy")
     with pytest.raises(FileNotFoundError, match="run the pipeline first"):
-        load_space(tmp_path / "predictions", tmp_path / "embedding", "train", sample_step=2)
+        load_space(tmp_path / "predictions", tmp_path / "embedding", "train",
+                   settings=DistanceSettings(sample_step=2))
 
 
 def test_a_landmark_embedding_is_loaded_and_places_its_own_checkpoints(products, tmp_path):
@@ -165,7 +173,7 @@ def test_a_landmark_embedding_is_loaded_and_places_its_own_checkpoints(products,
     assert landmark.landmarks.size == 12 < d.shape[0]
     save_embeddings({"train": landmark}, tmp_path / "embedding")
     space = load_space(products / "predictions", tmp_path / "embedding", "train",
-                       sample_step=STEP, bc_floor=FLOOR, distances_dir=products / "distances")
+                       settings=SETTINGS, distances_dir=products / "distances")
     rows = np.flatnonzero(space.index["run_id"].to_numpy() == "run2")
     placed = place(np.asarray(space.probs[rows]), space)
     np.testing.assert_allclose(placed.coords, landmark.coords[rows], atol=1e-6)

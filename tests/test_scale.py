@@ -36,7 +36,12 @@ from lowdim.geometry.distance_blocks import (
     write_bhattacharyya,
     write_distances,
 )
-from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
+from lowdim.geometry.distances import (
+    DistanceSettings,
+    bhattacharyya,
+    ignorance_point,
+    truth_point,
+)
 from lowdim.geometry.geodesic import geodesic, trajectory_distance_tensor
 from lowdim.geometry.inpca import inpca, landmark_rows, minkowski_sq_distances, project
 from lowdim.store.analysis_set import open_probs, save_analysis_set
@@ -114,8 +119,8 @@ def test_streamed_distances_equal_the_in_memory_matrix(grid, tmp_path):
     p = grid.streamed.probs["train"]
     labels = unit_labels(grid.streamed.index)
     full = bhattacharyya(np.asarray(p), sample_step=2, method="fused")
-    sums, stats = write_bhattacharyya(p, labels, None, tmp_path / "d.npy", sample_step=2,
-                                      max_block_bytes=TINY)
+    settings = DistanceSettings(sample_step=2, max_block_bytes=TINY)
+    sums, stats = write_bhattacharyya(p, labels, None, tmp_path / "d.npy", settings=settings)
     written = np.load(tmp_path / "d.npy", allow_pickle=False)
     assert np.array_equal(written, full)  # bitwise: every tile in place, exactly once
     expected = eigen.streaming_stats(full)
@@ -128,7 +133,7 @@ def test_streamed_distances_equal_the_in_memory_matrix(grid, tmp_path):
     assert stats.pairs_computed == len(p) * (len(p) + 1) // 2
     # float32 storage: the rounded matrix, and the sums of what is stored
     sums32, _ = write_bhattacharyya(p, labels, None, tmp_path / "d32.npy", dtype="float32",
-                                    sample_step=2, max_block_bytes=TINY)
+                                    settings=settings)
     stored = np.load(tmp_path / "d32.npy", allow_pickle=False)
     assert stored.dtype == np.float32 and np.array_equal(stored, full.astype(np.float32))
     assert eigen.stats_from_arrays(sums32).frobenius_sq == pytest.approx(
@@ -148,12 +153,14 @@ def test_streamed_distances_with_the_block_cache(tmp_path):
                                       tmp_path / f"pred_{kind}")
         p, units = analysis.probs["train"], unit_labels(analysis.index)
         sums, stats = write_bhattacharyya(p, units, cache, tmp_path / f"{kind}.npy",
-                                          sample_step=2, max_block_bytes=TINY)
+                                          settings=DistanceSettings(sample_step=2,
+                                                                    max_block_bytes=TINY))
         full = bhattacharyya(np.asarray(p), sample_step=2, method="fused")
         assert np.array_equal(np.load(tmp_path / f"{kind}.npy"), full), kind
         assert eigen.stats_from_arrays(sums).frobenius_sq == pytest.approx(
             eigen.streaming_stats(full).frobenius_sq, rel=1e-12)
-        in_memory, memory_stats = cached_bhattacharyya(p, units, None, sample_step=2)
+        in_memory, memory_stats = cached_bhattacharyya(p, units, None,
+                                                       settings=DistanceSettings(sample_step=2))
         assert np.array_equal(in_memory, full)
         if kind == "grown":  # 10 units: 5 old runs, 2 new, ignorance, truth, geodesic
             assert (stats.blocks, stats.cached) == (55, 8 * 9 // 2)  # old x old from the cache
@@ -167,8 +174,8 @@ def test_stage_writes_matrices_sums_and_reference(grid, tmp_path):
     probs = {space: open_probs(grid.root / "predictions", space) for space in N}  # NpyFile
     reference = reference_distances(probs, index, bc_floor=1e-8)
     done = write_distances(probs, unit_labels(index), BlockCache(tmp_path / "cache"),
-                           tmp_path / "distances", reference, sample_step=2,
-                           max_block_bytes=TINY)
+                           tmp_path / "distances", reference,
+                           settings=DistanceSettings(sample_step=2, max_block_bytes=TINY))
     assert set(done) == set(N)
     names = sorted(f.name for f in (tmp_path / "distances").iterdir())
     assert names == ["reference.parquet", "test.npy", "test_centring.npz", "train.npy",
@@ -185,8 +192,8 @@ def test_stage_writes_matrices_sums_and_reference(grid, tmp_path):
 def test_streamed_embedding_equals_the_in_memory_one(grid, tmp_path):
     index, probs = grid.streamed.index, grid.streamed.probs
     reference = reference_distances(probs, index, bc_floor=1e-8)
-    write_distances(probs, unit_labels(index), None, tmp_path, reference, sample_step=2,
-                    max_block_bytes=TINY)
+    write_distances(probs, unit_labels(index), None, tmp_path, reference,
+                    settings=DistanceSettings(sample_step=2, max_block_bytes=TINY))
     for space in N:
         d = np.load(tmp_path / f"{space}.npy")
         dense = inpca(d, 5, solver="dense")

@@ -13,7 +13,12 @@ import torch
 from lowdim.analysis.analysis_set import reference_points
 from lowdim.config.profile import load_profile
 from lowdim.config.studies.corners import CornersConfig
-from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
+from lowdim.geometry.distances import (
+    DistanceSettings,
+    bhattacharyya,
+    ignorance_point,
+    truth_point,
+)
 from lowdim.geometry.inpca import minkowski_sq_distances
 from lowdim.studies.corners import (
     balanced_subset,
@@ -159,7 +164,7 @@ def test_a_corner_run_equal_to_a_normal_run_sits_at_half_the_spread():
     copy = np.concatenate([rng.dirichlet(np.ones(10), size=(3, 12)), main_probs[:3]])
     index, probs = joint_set([(rows, copy.astype(np.float32))], main_index, main_probs, "fc",
                              {}, 10, 4)
-    table = convergence(index, probs, np.linspace(0.1, 1.0, 10), bc_floor=1e-8)
+    table = convergence(index, probs, np.linspace(0.1, 1.0, 10), DistanceSettings(bc_floor=1e-8))
     assert set(table["run_id"]) == {"p2"}
     np.testing.assert_allclose(table["to_normal"], table["normal_spread"] / 2, rtol=1e-6)
     assert (table["normal_spread"] > 0).all()
@@ -174,7 +179,7 @@ def test_accuracies_below_a_corner_runs_start_are_not_compared():
     probs = rng.dirichlet(np.ones(10), size=(3, 12)).astype(np.float32)
     index, joint = joint_set([(rows, probs)], main_index, main_probs, "fc", {}, 10, 4)
     grid = np.linspace(0.1, 1.0, 10)
-    table = convergence(index, joint, grid, bc_floor=1e-8)
+    table = convergence(index, joint, grid, DistanceSettings(bc_floor=1e-8))
     assert np.array_equal(np.isnan(table["to_normal"]), grid < 0.6)
     metrics = convergence_metrics(table, index)["subsample-0"]
     assert metrics["to_normal_at_0.5"] is None and metrics["to_normal_at_1"] > 0

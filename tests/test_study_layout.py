@@ -14,6 +14,7 @@ import yaml
 from lowdim.config.distances import DistancesConfig
 from lowdim.config.embedding import EmbeddingConfig
 from lowdim.config.load import load
+from lowdim.geometry.distances import DistanceSettings
 from lowdim.studies.common import distance_options, embed
 
 # study -> (notebook, its dvc stage, the notebook parameter naming its products directory)
@@ -80,10 +81,12 @@ def test_distance_options_follow_the_distances_section(root):
     distances = load(root / "profiles" / "tiny.yaml", {
         "distances": {"method": "reference", "bc_floor": 1e-6, "sample_step": 3,
                       "max_block_mib": 7}}, DistancesConfig)
-    assert distance_options(distances, "cpu") == {
-        "sample_step": 3, "bc_floor": 1e-6, "method": "reference", "max_block_bytes": 7 * 2**20,
-        "device": "cpu"}
-    assert "sample_step" not in distance_options(distances, "cpu", all_samples=True)
+    assert distance_options(distances, "cpu") == DistanceSettings(
+        sample_step=3, bc_floor=1e-6, method="reference", max_block_bytes=7 * 2**20,
+        device="cpu")
+    assert distance_options(distances, "cpu", all_samples=True) == DistanceSettings(
+        sample_step=1, bc_floor=1e-6, method="reference", max_block_bytes=7 * 2**20,
+        device="cpu")
 
 
 def test_embed_follows_the_embedding_section(root):

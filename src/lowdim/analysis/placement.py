@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from lowdim.analysis.analysis_set import loss_and_error, renormalize
-from lowdim.geometry.distances import BC_FLOOR, bhattacharyya
+from lowdim.geometry.distances import DistanceSettings, bhattacharyya
 from lowdim.geometry.geodesic import progress
 from lowdim.geometry.inpca import project
 from lowdim.store.analysis_set import load_index, load_probs
@@ -58,8 +58,7 @@ class EmbeddedSpace:
     index: pd.DataFrame      # the analysis set's index table, one row per embedded point
     probs: np.ndarray        # (M, N, C) float32 probabilities of the embedded points
     embedding: Embedding     # the stored InPCA of those M points
-    sample_step: int         # the distances stage's sample subset
-    bc_floor: float          # the distances stage's clamp
+    settings: DistanceSettings  # the distances stage's (sample subset, clamp, method)
     origin: str = ""         # where it was loaded from, for messages
 
     @property
@@ -107,13 +106,14 @@ class Placement:
 
 
 def load_space(predictions_dir: str | Path, embedding_dir: str | Path, space: str, *,
-               sample_step: int, bc_floor: float = BC_FLOOR,
+               settings: DistanceSettings,
                distances_dir: str | Path | None = None) -> EmbeddedSpace:
     """An EmbeddedSpace from the predictions and embedding stages' directories.
 
-    ``sample_step`` and ``bc_floor`` must be the distances stage's (params ``distances``). When
-    ``distances_dir`` is given, one stored distance row is recomputed with them and compared, so
-    settings that do not match the stored matrix fail here instead of misplacing the model.
+    ``settings`` must be the distances stage's (``DistanceSettings.from_config`` of params
+    ``distances``; its ``sample_step`` and ``bc_floor`` fix the rows). When ``distances_dir`` is
+    given, one stored distance row is recomputed with them and compared, so settings that do not
+    match the stored matrix fail here instead of misplacing the model.
     """
     if space not in SPACES:
         raise ValueError(f"unknown space {space!r}: choose one of {', '.join(SPACES)}")
@@ -132,8 +132,7 @@ def load_space(predictions_dir: str | Path, embedding_dir: str | Path, space: st
             "pipeline; run dvc repro so that both are current"
         )
     result = EmbeddedSpace(space=space, index=index, probs=probs, embedding=embedding,
-                           sample_step=sample_step, bc_floor=bc_floor,
-                           origin=f"{Path(predictions_dir) / space}.npy")
+                           settings=settings, origin=f"{Path(predictions_dir) / space}.npy")
     if distances_dir is not None:
         _check_settings(result, load_distance_matrix(distances_dir, space), distances_dir)
     return result
@@ -145,8 +144,7 @@ def _distance_rows(p: np.ndarray, space: EmbeddedSpace) -> np.ndarray:
         # The embedded points are a read-only memory map; the kernel only reads them, but torch
         # warns when it wraps a read-only block (sample_step = 1 passes the map itself).
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return bhattacharyya(p, space.probs, sample_step=space.sample_step,
-                             bc_floor=space.bc_floor)
+        return bhattacharyya(p, space.probs, **space.settings.kwargs())
 
 
 def _check_settings(space: EmbeddedSpace, matrix: np.ndarray, where: str | Path) -> None:
@@ -155,10 +153,11 @@ def _check_settings(space: EmbeddedSpace, matrix: np.ndarray, where: str | Path)
     row = int(runs[-1]) if len(runs) else 0  # a trained checkpoint: far from the reference rows
     recomputed = _distance_rows(np.array(space.probs[row : row + 1]), space)[0]
     gap = float(np.abs(recomputed - matrix[row]).max())
+    settings = space.settings
     if gap > _CONSISTENCY_TOL:
         raise ValueError(
-            f"distances recomputed with sample_step={space.sample_step}, "
-            f"bc_floor={space.bc_floor:g} differ from the stored matrix in {where} by up to "
+            f"distances recomputed with sample_step={settings.sample_step}, "
+            f"bc_floor={settings.bc_floor:g} differ from the stored matrix in {where} by up to "
             f"{gap:.3g}: pass the distances settings of the profile the pipeline ran with"
         )
 

@@ -41,7 +41,8 @@ import pandas as pd
 import torch
 
 from lowdim.geometry.distances import (
-    BC_FLOOR,
+    DistanceSettings,
+    Engine,
     check_inputs,
     distance_blocks,
     plan_blocks,
@@ -158,12 +159,14 @@ class _FileSink:
 
 
 def _assemble(p: np.ndarray, labels: Sequence[str], cache: BlockCache | None, make_sink,
-              *, sample_step: int, bc_floor: float, method: str, device: str | torch.device,
-              max_block_bytes: int, progress: bool, dtype: np.dtype) -> tuple[object, BlockStats]:
+              settings: DistanceSettings | None, *, progress: bool, dtype: np.dtype
+              ) -> tuple[object, BlockStats]:
     """Fill a sink with every entry of the (M, M) matrix exactly once: cached blocks of unit
-    pairs that the computation does not cover, then the computed tiles (module docstring)."""
-    p, _ = check_inputs(p, None, sample_step, bc_floor)
-    engine = resolve_engine(method, device, bc_floor)
+    pairs that the computation does not cover, then the computed tiles (module docstring).
+    ``settings`` None: ``DistanceSettings()``."""
+    settings = DistanceSettings() if settings is None else settings
+    p, _ = check_inputs(p, None, settings.sample_step, settings.bc_floor)
+    engine = resolve_engine(settings.method, settings.device, settings.bc_floor)
     if cache is not None and not engine.deterministic:
         log.warning("the %s method depends on block sizes in the last bits: distances are "
                     "computed without the block cache", engine.name)
@@ -172,16 +175,15 @@ def _assemble(p: np.ndarray, labels: Sequence[str], cache: BlockCache | None, ma
         sink = make_sink(len(p))
         count = len(_check_labels(labels, len(p)))
         rows_f, rows_o = np.arange(len(p)), np.zeros(0, dtype=np.int64)
-        _compute(p, rows_f, rows_o, sink, sample_step=sample_step, bc_floor=bc_floor,
-                 engine=engine, device=device, max_block_bytes=max_block_bytes,
-                 progress=progress)
+        _compute(p, rows_f, rows_o, sink, settings, engine, progress)
         blocks = count * (count + 1) // 2
         stats = BlockStats(units=count, blocks=blocks, cached=0, computed=blocks,
                            pairs_computed=len(p) * (len(p) + 1) // 2)
         log.info("Bhattacharyya blocks: %s", stats)
         return sink, stats
     units = find_units(p, labels)
-    namespace = f"{engine.name}_step{sample_step}_floor{bc_floor!r}_n{p.shape[1]}_c{p.shape[2]}"
+    namespace = (f"{engine.name}_step{settings.sample_step}_floor{settings.bc_floor!r}"
+                 f"_n{p.shape[1]}_c{p.shape[2]}")
     if np.dtype(dtype) != np.float64:  # blocks read back from a rounded matrix are rounded too
         namespace += f"_{np.dtype(dtype).name}"
     sink = make_sink(len(p))
@@ -215,8 +217,7 @@ def _assemble(p: np.ndarray, labels: Sequence[str], cache: BlockCache | None, ma
         sink.put(first.rows, second.rows, block, mirrored=a != b)
     rows_f = _rows(units, fresh)
     rows_o = _rows(units, partners)
-    _compute(p, rows_f, rows_o, sink, sample_step=sample_step, bc_floor=bc_floor, engine=engine,
-             device=device, max_block_bytes=max_block_bytes, progress=progress)
+    _compute(p, rows_f, rows_o, sink, settings, engine, progress)
     if missing:
         keys = sorted(_block_key(units[a], units[b]) for a, b in missing)
         name = hashlib.blake2b("".join(keys).encode(), digest_size=16).hexdigest()
@@ -229,8 +230,12 @@ def _assemble(p: np.ndarray, labels: Sequence[str], cache: BlockCache | None, ma
     return sink, stats
 
 
-def _compute(p: np.ndarray, rows_f: np.ndarray, rows_o: np.ndarray, sink, **kw) -> None:
+def _compute(p: np.ndarray, rows_f: np.ndarray, rows_o: np.ndarray, sink,
+             settings: DistanceSettings, engine: Engine, progress: bool) -> None:
     """Put fresh x fresh (symmetric tiles) and fresh x partner blocks into the sink."""
+    kw = {"sample_step": settings.sample_step, "bc_floor": settings.bc_floor, "engine": engine,
+          "device": settings.device, "max_block_bytes": settings.max_block_bytes,
+          "progress": progress}
     for ri, rj, block in distance_blocks(p, rows_f, check=False, **kw):
         sink.put(ri, rj, block, mirrored=ri[0] != rj[0])  # symmetric tiles: diagonal or disjoint
     for ri, rj, block in distance_blocks(p, rows_f, rows_o, check=False, **kw):
@@ -265,24 +270,19 @@ def cached_bhattacharyya(
     labels: Sequence[str],
     cache: BlockCache | None,
     *,
-    sample_step: int = 1,
-    bc_floor: float = BC_FLOOR,
-    method: str = "auto",
-    device: str | torch.device = "cpu",
-    max_block_bytes: int = 256 * 2**20,
+    settings: DistanceSettings | None = None,
     progress: bool = False,
 ) -> tuple[np.ndarray, BlockStats]:
     """(M, N, C) probabilities, (M,) unit labels -> (M, M) float64 distances and what was done.
 
+    ``settings``: how distances are computed (None: ``DistanceSettings()``, the defaults).
     Blocks of unit pairs found in `cache` are read; the others are computed (only the rows of
     the units involved, streamed from p, which may be memory-mapped) and written to it. With
     a deterministic engine the result is bitwise the full computation; the reference engine
     is not deterministic across block shapes, so with it the cache is not used (logged).
     The matrix is assembled in memory: for large M use ``write_bhattacharyya``.
     """
-    sink, stats = _assemble(p, labels, cache, _ArraySink, sample_step=sample_step,
-                            bc_floor=bc_floor, method=method, device=device,
-                            max_block_bytes=max_block_bytes, progress=progress,
+    sink, stats = _assemble(p, labels, cache, _ArraySink, settings, progress=progress,
                             dtype=np.dtype(np.float64))
     return sink.out, stats
 
@@ -293,12 +293,8 @@ def write_bhattacharyya(
     cache: BlockCache | None,
     path: str | Path,
     *,
+    settings: DistanceSettings | None = None,
     dtype: str | np.dtype = "float64",
-    sample_step: int = 1,
-    bc_floor: float = BC_FLOOR,
-    method: str = "auto",
-    device: str | torch.device = "cpu",
-    max_block_bytes: int = 256 * 2**20,
     progress: bool = False,
 ) -> tuple[dict[str, np.ndarray], BlockStats]:
     """``cached_bhattacharyya`` written tile by tile into the .npy file `path`, never in memory.
@@ -311,9 +307,7 @@ def write_bhattacharyya(
     dtype = _check_dtype(dtype)
     sink, stats = _assemble(p, labels, cache,
                             lambda m: _FileSink(Path(path), m, dtype, Path(path).stem),
-                            sample_step=sample_step, bc_floor=bc_floor, method=method,
-                            device=device, max_block_bytes=max_block_bytes, progress=progress,
-                            dtype=dtype)
+                            settings, progress=progress, dtype=dtype)
     return sink.sums.arrays(), stats
 
 
@@ -454,15 +448,12 @@ def write_distances(
     directory: str | Path,
     reference: pd.DataFrame,
     *,
+    settings: DistanceSettings | None = None,
     dtype: str = "float64",
-    sample_step: int = 1,
-    bc_floor: float = BC_FLOOR,
-    method: str = "auto",
-    device: str | torch.device = "cpu",
-    max_block_bytes: int = 256 * 2**20,
     progress: bool = False,
 ) -> dict[str, BlockStats]:
-    """The distances stage's product, written atomically into `directory`:
+    """The distances stage's product, written atomically into `directory`, with `settings`
+    (None: ``DistanceSettings()``):
 
     ``<space>.npy`` (M x M, ``dtype``, written tile by tile by ``write_bhattacharyya``),
     ``<space>_centring.npz`` (its row sums, total and squared norms, for the embedding) and the
@@ -472,9 +463,8 @@ def write_distances(
     with atomic_directory(directory) as tmp:
         for space, p in probs.items():
             sums, done[space] = write_bhattacharyya(
-                p, labels, cache, tmp / f"{space}.npy", dtype=dtype, sample_step=sample_step,
-                bc_floor=bc_floor, method=method, device=device,
-                max_block_bytes=max_block_bytes, progress=progress)
+                p, labels, cache, tmp / f"{space}.npy", settings=settings, dtype=dtype,
+                progress=progress)
             save_centring(sums, tmp / f"{space}{CENTRING_SUFFIX}")
         reference.to_parquet(tmp / REFERENCE, index=False)
     return done

@@ -49,8 +49,8 @@ import contextlib
 import importlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -74,6 +74,62 @@ _TARGET_CHUNK = 64
 # cache-sized blocks measured ~2.5x faster than 256 MiB blocks on a 2-core machine.
 _CPU_BLOCK_BYTES = 16 * 2**20
 METHODS = ("auto", "reference", "fused")
+
+
+class DistancesSection(Protocol):
+    """What ``DistanceSettings.from_config`` reads of the ``distances`` section of the params
+    (``lowdim.config.distances.DistancesConfig``)."""
+
+    sample_step: int
+    bc_floor: float
+    method: str
+    max_block_mib: int
+
+
+@dataclass(frozen=True)
+class DistanceSettings:
+    """How Bhattacharyya distances are computed, as one value: the sample subset
+    (``sample_step``), the clamp (``bc_floor``), the ``method`` (auto | reference | fused), the
+    ``device`` and the memory bound of one block (``max_block_bytes``).
+
+    Built once from the ``distances`` section (``from_config``) and passed whole through the
+    block and stage layer (``lowdim.geometry.distance_blocks``); the kernel-level functions take
+    its fields as keywords: ``bhattacharyya(p, **settings.kwargs())``.
+    """
+
+    sample_step: int = 1
+    bc_floor: float = BC_FLOOR
+    method: str = "auto"
+    device: str = "cpu"
+    max_block_bytes: int = 256 * 2**20
+
+    def __post_init__(self) -> None:
+        check_step_and_floor(self.sample_step, self.bc_floor)
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        size = self.max_block_bytes
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"max_block_bytes must be a positive integer, got {size!r}")
+        object.__setattr__(self, "device", str(self.device))  # a torch.device -> its name
+
+    @classmethod
+    def from_config(cls, section: DistancesSection, device: str | torch.device
+                    ) -> DistanceSettings:
+        """The settings of the ``distances`` section (``max_block_mib`` in MiB) on `device`."""
+        return cls(sample_step=section.sample_step, bc_floor=section.bc_floor,
+                   method=section.method, device=device,
+                   max_block_bytes=section.max_block_mib * 2**20)
+
+    def all_samples(self) -> DistanceSettings:
+        """The same settings on every sample (``sample_step`` 1), for distances defined on all
+        samples (the convergence analysis at equal progress, A8)."""
+        return replace(self, sample_step=1)
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the kernel-level functions (``bhattacharyya``)."""
+        return {"sample_step": self.sample_step, "bc_floor": self.bc_floor,
+                "method": self.method, "device": self.device,
+                "max_block_bytes": self.max_block_bytes}
 
 
 def check_probabilities(x: np.ndarray, name: str, ndim: int) -> np.ndarray:
@@ -113,16 +169,21 @@ def check_probabilities(x: np.ndarray, name: str, ndim: int) -> np.ndarray:
     return x
 
 
-def check_inputs(
-    p: np.ndarray, q: np.ndarray | None, sample_step: int, bc_floor: float
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate (M1, N, C) and (M2, N, C) or None probabilities, sample_step and bc_floor."""
+def check_step_and_floor(sample_step: int, bc_floor: float) -> None:
+    """Raise ValueError unless sample_step is an integer >= 1 and 0 < bc_floor < 1."""
     if isinstance(sample_step, bool) or not isinstance(sample_step, (int, np.integer)):
         raise ValueError(f"sample_step must be an integer >= 1, got {sample_step!r}")
     if sample_step < 1:
         raise ValueError(f"sample_step must be an integer >= 1, got {sample_step}")
     if not (0.0 < bc_floor < 1.0):
         raise ValueError(f"bc_floor must lie in the open interval (0, 1), got {bc_floor}")
+
+
+def check_inputs(
+    p: np.ndarray, q: np.ndarray | None, sample_step: int, bc_floor: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate (M1, N, C) and (M2, N, C) or None probabilities, sample_step and bc_floor."""
+    check_step_and_floor(sample_step, bc_floor)
     p = check_probabilities(p, "p", 3)
     if q is not None:
         q = check_probabilities(q, "q", 3)

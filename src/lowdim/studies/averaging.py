@@ -142,7 +142,7 @@ def run_averaging(study: AveragingConfig, distance_settings: DistancesConfig,
     run_ids = configuration_runs(index, study.arch, study.optimizer)
     p0_row, p1_row = reference_rows(index)
     base_rows = index.index[index["kind"].isin(["run", "ignorance", "truth"])].to_numpy()
-    options = distance_options(distance_settings, distance_device)
+    options = distance_options(distance_settings, distance_device).kwargs()
     products, tables = {}, []
     for space in SPACES:
         p0, p1 = np.asarray(probs[space][p0_row]), np.asarray(probs[space][p1_row])

@@ -18,6 +18,7 @@ import pandas as pd
 
 from lowdim.config.distances import DistancesConfig
 from lowdim.config.embedding import EmbeddingConfig
+from lowdim.geometry.distances import DistanceSettings
 from lowdim.geometry.inpca import inpca
 from lowdim.store.records import Embedding
 
@@ -40,18 +41,16 @@ def distance_device() -> str:
 
 
 def distance_options(settings: DistancesConfig, device: str | None = None, *,
-                     all_samples: bool = False) -> dict[str, Any]:
-    """Keyword arguments of `distances.bhattacharyya` from the `distances` section.
+                     all_samples: bool = False) -> DistanceSettings:
+    """The `DistanceSettings` of the `distances` section on `device` (None: `distance_device()`).
 
-    ``all_samples=True`` leaves out ``sample_step``, for distances defined on every sample (the
-    convergence analysis at equal progress, A8). ``device`` None: `distance_device()`.
+    ``all_samples=True`` sets ``sample_step`` to 1, for distances defined on every sample (the
+    convergence analysis at equal progress, A8). Kernel-level functions take its keywords:
+    ``bhattacharyya(p, **options.kwargs())``.
     """
-    options = {"bc_floor": settings.bc_floor, "method": settings.method,
-               "max_block_bytes": settings.max_block_mib * 2**20,
-               "device": distance_device() if device is None else device}
-    if not all_samples:
-        options["sample_step"] = settings.sample_step
-    return options
+    device = distance_device() if device is None else device
+    options = DistanceSettings.from_config(settings, device)
+    return options.all_samples() if all_samples else options
 
 
 def embed(d: np.ndarray, settings: EmbeddingConfig, n_components: int | None = None) -> Embedding:

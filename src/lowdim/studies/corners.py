@@ -29,7 +29,6 @@ import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,7 +43,7 @@ from lowdim.config.studies.corners import CornersConfig
 from lowdim.config.train import TrainConfig
 from lowdim.data import Prepared
 from lowdim.device import resolve_device
-from lowdim.geometry.distances import bhattacharyya, truth_point
+from lowdim.geometry.distances import DistanceSettings, bhattacharyya, truth_point
 from lowdim.geometry.geodesic import geodesic, reindex, trajectory_distance_tensor
 from lowdim.geometry.inpca import stress_metrics
 from lowdim.store.records import RunSpec
@@ -213,8 +212,8 @@ def trajectory_rows(index: pd.DataFrame) -> dict[str, np.ndarray]:
             for r, g in runs.groupby("run_id", sort=True)}
 
 
-def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray, *,
-                bc_floor: float, **distance_options: Any) -> pd.DataFrame:
+def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray,
+                settings: DistanceSettings) -> pd.DataFrame:
     """Distance of each phase-2 corner run to the normal runs at equal progress (A7-A8).
 
     Runs are reindexed by training accuracy (1 - train error on the true labels). For each corner
@@ -222,8 +221,8 @@ def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray, *,
     the median d_B between two different normal runs at s (the tube the corner joins or not).
     `to_normal` is NaN below the accuracy a corner run starts from (reindexing would hold its
     first checkpoint there, comparing it with less trained normal runs).
-    Distances use every sample; `distance_options` (method, device, max_block_bytes) go to
-    `geometry.trajectory_distance_tensor`.
+    Distances use every sample (`settings.sample_step` is not used); the other `settings`
+    (bc_floor, method, device, max_block_bytes) go to `geometry.trajectory_distance_tensor`.
     Long table: corner, run_id, seed, s, to_normal, normal_spread.
     """
     rows_of = trajectory_rows(index)
@@ -237,8 +236,9 @@ def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray, *,
     accuracy = 1.0 - index["train_error"].to_numpy(dtype=np.float64)
     stacked = np.stack([reindex(np.asarray(probs[rows_of[r]]), accuracy[rows_of[r]], grid)
                         .astype(np.float32) for r in run_ids])
-    tensor = trajectory_distance_tensor(stacked, bc_floor=bc_floor,
-                                        **distance_options)  # (G, R, R)
+    tensor = trajectory_distance_tensor(
+        stacked, bc_floor=settings.bc_floor, device=settings.device, method=settings.method,
+        max_block_bytes=settings.max_block_bytes)  # (G, R, R)
     n_idx = np.flatnonzero(normal)
     pairs = tensor[:, n_idx][:, :, n_idx]
     upper = np.triu_indices(len(n_idx), k=1)
@@ -338,10 +338,10 @@ def run_corners(study: CornersConfig, train: TrainConfig, models: ModelsConfig,
     index, probs = joint_set(parts, main_index, main_probs, study.arch,
                              corner_truths(prepared, study), prepared.num_classes,
                              study.geodesic_points)
-    d = bhattacharyya(probs, **distance_options(distance_settings, distance_device))
+    d = bhattacharyya(probs, **distance_options(distance_settings, distance_device).kwargs())
     embedding = embed(d, embedding_settings)
     table = convergence(index, probs, progress_grid(study.grid_points),
-                        **distance_options(distance_settings, distance_device, all_samples=True))
+                        distance_options(distance_settings, distance_device, all_samples=True))
     metrics = {"train": stress_metrics(embedding, embedding_settings.stress_dims),
                "corners": convergence_metrics(table, index)}
     return StudyResult(products={"index": index, "embedding": embedding, "convergence": table},

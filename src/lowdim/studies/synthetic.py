@@ -177,7 +177,7 @@ def run_synthetic(study: SyntheticConfig, train: TrainConfig, distance_settings:
             index, probs = analysis_set(parts, labels["train"], study.num_classes,
                                         study.geodesic_points)
             emb = embed(bhattacharyya(probs, **distance_options(distance_settings,
-                                                                distance_device)),
+                                                                distance_device).kwargs()),
                         embedding_settings)
             name = product_name(c, group)
             products[f"{name}_index"], products[f"{name}_embedding"] = index, emb

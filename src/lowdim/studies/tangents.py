@@ -88,7 +88,7 @@ def run_tangents(study: TangentsConfig, distance_settings: DistancesConfig,
     """
     check_spaces("probs", probs, SPACES)
     check_spaces("distances", distances, SPACES)
-    options = distance_options(distance_settings, distance_device)
+    options = distance_options(distance_settings, distance_device).kwargs()
     kept = tangent_rows(index, study.outlier_loss)
     run_rows = index.index[index["kind"] == "run"].to_numpy()
     on_kept = np.isin(run_rows, kept)
