@@ -13,8 +13,10 @@ $(BIN)/lowdim-ready: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	# A Jupyter kernel for this environment, so JupyterLab runs the notebooks with it.
+	# A Jupyter kernel for this environment, so JupyterLab runs the notebooks with it: in the
+	# environment (for .venv/bin/jupyter lab) and in the user's kernels (for any other JupyterLab).
 	$(BIN)/python -m ipykernel install --sys-prefix --name lowdim --display-name "lowdim (.venv)"
+	$(BIN)/python -m ipykernel install --user --name lowdim --display-name "lowdim (.venv)"
 	touch $@
 
 # The whole parameter file first: each stage validates only the sections it reads.

@@ -66,12 +66,20 @@ def copy_repository(root: Path, dest: Path, profile: str = "tiny") -> Path:
     return dest
 
 
+PARAMS_LOG = "params_read.jsonl"  # the keys the tiny pipeline's stages read, beside its repo
+
+
 @dataclass(frozen=True)
 class TinyPipeline:
     """A committed repository copy after one tiny-profile `dvc repro`, and what it printed."""
 
     repo: Path
     output: str
+
+    @property
+    def params_log(self) -> Path:
+        """Every key each stage read (JSON lines, `LOWDIM_PARAMS_LOG`), beside the repository."""
+        return self.repo.parent / PARAMS_LOG
 
 
 def _needs_pipeline(item: pytest.Item) -> bool:
@@ -101,9 +109,11 @@ def _tiny_pipeline_build(request, root, tmp_path_factory):
         return
     repo = copy_repository(root, tmp_path_factory.mktemp("tiny_pipeline") / "repo")
     log = repo.parent / "repro.log"
+    # every stage logs the parameter keys it reads (lowdim.config.load), for test_pipeline
+    env = {**_project_env(), "LOWDIM_PARAMS_LOG": str(repo.parent / PARAMS_LOG)}
     with log.open("w") as out:
         # its own process group, so that stopping it also stops papermill and the kernels
-        proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=_project_env(), stdout=out,
+        proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
     yield repo, log, proc
     if proc.poll() is None:
@@ -145,8 +155,10 @@ def stages_run(output: str) -> set[str]:
 
 
 def stages_reading(dvc_yaml: Path, section: str) -> set[str]:
-    """Stages of dvc.yaml that list the params section `section` (so a change to it reruns them)."""
+    """Stages of dvc.yaml whose params list the section or key `section`, a key inside it, or the
+    section that holds it (so a change to it reruns them)."""
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     return {name for name, stage in stages.items()
-            if any(p == section or (isinstance(p, str) and p.startswith(f"{section}."))
+            if any(isinstance(p, str) and (p == section or p.startswith(f"{section}.")
+                                           or section.startswith(f"{p}."))
                    for p in stage.get("params", []))}

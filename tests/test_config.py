@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +31,9 @@ def _quick(root) -> dict:
     return yaml.safe_load((root / "profiles" / "quick.yaml").read_text())
 
 
-def test_params_yaml_is_the_quick_profile(root):
-    assert (root / "params.yaml").read_text() == (root / "profiles" / "quick.yaml").read_text()
+def test_params_yaml_is_a_valid_profile(root):
+    # any profile (or an edited one): `make profile NAME=...` switches it, so no bytes are pinned
+    assert validate_file(root / "params.yaml").profile
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -113,7 +116,11 @@ def test_missing_dataset_directory_is_named(root, tmp_path):
     ("data", "test_fraction", 1.5, r"data\.test_fraction = 1\.5: must be in \(0, 1\)"),
     ("train", "device", "tpu", r"train\.device = 'tpu': must be one of auto, cpu, cuda"),
     ("distances", "bc_floor", 0.0, r"distances\.bc_floor = 0\.0: must be in \(0, 1\)"),
-    ("figures", "formats", ["jpg"], r"figures\.formats\[0\] = 'jpg' is not known"),
+    ("figures", "formats", ["jpg"], r"figures\.formats = \['jpg'\]: dvc\.yaml declares the "
+     r"\.pdf and the \.png of every figure as its stage's outs.*: use \[pdf, png\]"),
+    ("figures", "formats", ["svg"], r"figures\.formats = \['svg'\]: dvc\.yaml declares"),
+    ("figures", "formats", ["png"], r"figures\.formats = \['png'\]: dvc\.yaml declares"),
+    ("figures", "formats", ["pdf", "png", "svg"], r"figures\.formats = \['pdf', 'png', 'svg'\]"),
     ("trajectories", "reindex_by", "lambda",
      r"trajectories\.reindex_by = 'lambda': must be one of accuracy, progress"),
     ("trajectories", "trained_max_error", 0.0,
@@ -385,3 +392,41 @@ def test_the_params_command_validates_whole_files(root, tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 1
     assert "figures.dpi = 0: must be positive" in done.stderr
+
+
+def test_figure_formats_are_the_outs_dvc_yaml_declares(root):
+    # the schema accepts exactly the formats every figure stage declares as outs (pdf, png)
+    from lowdim.config.figures import FIGURE_FORMATS
+
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    figure_stages = {name: stage for name, stage in stages.items() if "figures" in
+                     stage.get("params", [])}
+    assert len(figure_stages) >= 16
+    for name, stage in figure_stages.items():
+        images = {Path(out).suffix.lstrip(".") for out in stage["outs"]
+                  if isinstance(out, str) and out.startswith(f"figures/{name}.")}
+        assert images == set(FIGURE_FORMATS), name
+
+
+def test_sections_log_the_keys_read_only_when_asked(root, tmp_path, monkeypatch):
+    from lowdim.config.train import TrainConfig
+
+    tiny = root / "profiles" / "tiny.yaml"
+    plain = load(tiny, {}, FiguresConfig)
+    assert type(plain) is FiguresConfig  # unset: the plain sections
+    log = tmp_path / "reads.jsonl"
+    monkeypatch.setenv("LOWDIM_PARAMS_LOG", str(log))
+    monkeypatch.setenv("DVC_STAGE", f"stage-{tmp_path.name}")
+    train, models, figures = load(tiny, {}, TrainConfig, ModelsConfig, FiguresConfig)
+    assert isinstance(train, TrainConfig) and isinstance(models, ModelsConfig)
+    assert not log.exists()  # building and validating read nothing on the stage's behalf
+    assert (train.device, train.ray.num_gpus, train.device) == ("auto", 0.0, "auto")
+    assert models.get("fc") == {"widths": [32, 16]} and models.get("nope") is None
+    assert pickle.loads(pickle.dumps(train)).threads == 1  # a worker process logs too
+    list(models)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {line["stage"] for line in lines} == {f"stage-{tmp_path.name}"}
+    assert [line["key"] for line in lines] == [
+        "train.device", "train.ray.num_gpus", "models.fc", "models.nope", "train.threads",
+        "models"]
+    assert repr(figures) == repr(plain) and figures == load(tiny, {}, FiguresConfig)

@@ -234,6 +234,15 @@ def test_augment_preserves_shape_dtype_and_is_deterministic():
     assert torch.equal(images, _nonzero_images(16, 0)), "the input must not be modified"
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_augmented_batches_have_canonical_strides(channels):
+    # one channel: a permuted view counts as contiguous with strides (H*W, 1, W, 1), which
+    # crashed a wide-resnet backward on the CPU; the augmentation returns plain strides
+    imgs = torch.randint(0, 256, (4, channels, 8, 8), dtype=torch.uint8)
+    out = augment_simple(imgs, 2, torch.Generator().manual_seed(0))
+    assert out.stride() == (channels * 64, 64, 8, 1)
+
+
 def test_augment_without_padding_or_flip_is_identity():
     images = _nonzero_images(8, 1)
     assert torch.equal(augment_simple(images, 0, _gen(0), flip=False), images)

@@ -79,7 +79,7 @@ def test_every_notebook_has_a_parameters_cell(root):
         cells = json.loads((root / "notebooks" / f"{name}.ipynb").read_text())["cells"]
         tagged = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
         assert len(tagged) == 1, name
-        assert 'params_file = "profiles/tiny.yaml"' in "".join(tagged[0]["source"])
+        assert 'params_file = "params.yaml"' in "".join(tagged[0]["source"])
         assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code"), name
 
 
@@ -226,3 +226,21 @@ def test_special_study_products(executed):
         assert 0 < joint["explained_stress"][name]["explained_stress_1"] <= 1
     with np.load(executed / "studies" / "joint" / "bhattacharyya_joint.npz") as z:
         assert z["coords"].shape[0] == len(index)
+
+
+def test_figure16_without_a_size_pair_writes_its_outs(root, tmp_path):
+    # `trajectories.size_pair: null` skips the comparison; the stage's declared outs still exist
+    # (a figure that says no pair was configured) and nothing of the pipeline is read
+    missing = str(tmp_path / "missing")
+    pm.execute_notebook(root / "notebooks" / "figures" / "fig16_larger_networks.ipynb",
+                        tmp_path / "fig16.ipynb", cwd=str(root), progress_bar=False,
+                        kernel_name="python3",
+                        parameters={"params_file": str(root / "profiles" / "tiny.yaml"),
+                                    "overrides": {"trajectories": {"size_pair": None}},
+                                    "predictions_dir": missing, "embedding_dir": missing,
+                                    "trajectories_dir": missing, "figures_dir": str(tmp_path)})
+    for ext in ("pdf", "png"):
+        assert (tmp_path / f"fig16_larger_networks.{ext}").stat().st_size > 1_000
+    nb = json.loads((tmp_path / "fig16.ipynb").read_text())
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    assert "the size comparison is skipped" in text

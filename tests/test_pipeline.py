@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, copy_pipeline, run_command, stages_reading, stages_run
 
+from lowdim.tools.stage_deps import declared_params, load_stages, params_read, params_read_mismatch
+
 pytestmark = pytest.mark.slow
+
+# Read without a params entry on purpose: how the runs train, never what they write (the same
+# bytes either way; docs/parameters.md, `train`), so changing them reruns nothing.
+EXECUTION_ONLY = ("train.backend", "train.workers", "train.ray")
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
@@ -41,6 +47,17 @@ def test_repro_then_clean_status_then_noop(tiny_pipeline, repo):
     assert "didn't change, skipping" in second
 
     assert "train.explained_stress_1" in _run(["dvc", "metrics", "show"], repo)
+
+
+def test_declared_params_are_the_keys_read(tiny_pipeline):
+    # every key each stage read in the session's `dvc repro` (LOWDIM_PARAMS_LOG) against the
+    # stage's params in dvc.yaml: each entry read, each key read inside an entry
+    read = params_read(tiny_pipeline.params_log)
+    stages = load_stages(tiny_pipeline.repo)
+    assert set(read) == set(stages)
+    problems = {name: params_read_mismatch(declared_params(stage), read[name], EXECUTION_ONLY)
+                for name, stage in stages.items()}
+    assert not {name: found for name, found in problems.items() if found}
 
 
 def test_plots_declare_the_figure_images(repo):

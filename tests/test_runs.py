@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from lowdim.store.records import RunSpec
-from lowdim.store.runs import is_complete, load_predictions, read_meta, stale_entries, write_run
+from lowdim.store.runs import (
+    is_complete,
+    load_predictions,
+    park_entries,
+    read_meta,
+    stale_entries,
+    unpark_entries,
+    write_run,
+)
 from lowdim.training.ledger import data_fingerprint, pending
 from lowdim.training.local import launch_local
 from lowdim.training.run import DeviceData, train_run
@@ -34,6 +42,10 @@ def test_write_and_read_a_run(tmp_path, tiny_prepared):
     assert is_complete(tmp_path, result.spec, "abc")
     assert not is_complete(tmp_path, result.spec, "other data")
     assert not is_complete(tmp_path, _spec(42, model_size={"widths": [9]}), "abc")
+    # With settings given, the recorded ones must be equal (tests/test_run_settings.py).
+    assert meta["settings"] == result.settings and meta["provenance"] == result.provenance
+    assert is_complete(tmp_path, result.spec, "abc", result.settings)
+    assert not is_complete(tmp_path, result.spec, "abc", {**result.settings, "threads": 99})
     # Nothing but the run directory is left behind: no temporary names.
     assert [p.name for p in tmp_path.iterdir()] == [result.spec.run_id]
 
@@ -69,3 +81,43 @@ def test_stale_entries_are_listed(tmp_path):
     (tmp_path / "old_run").mkdir()
     (tmp_path / "keep").mkdir()
     assert [p.name for p in stale_entries(tmp_path, {"keep"})] == ["old_run"]
+
+
+def _fake_run(store, spec: RunSpec, fingerprint: str, status: str = "ok") -> None:
+    """A run entry as the store reads it: meta.json only (enough for park/unpark)."""
+    (store / spec.run_id).mkdir(parents=True)
+    meta = {"run_id": spec.run_id, "spec": spec.to_dict(), "data_fingerprint": fingerprint,
+            "status": status}
+    (store / spec.run_id / "meta.json").write_text(json.dumps(meta))
+
+
+def test_switching_grids_and_back_parks_and_restores_runs(tmp_path):
+    store, archive = tmp_path / "runs", tmp_path / "archive"
+    first, second = [_spec(1), _spec(2)], [_spec(2), _spec(3)]
+    for spec in first:
+        _fake_run(store, spec, "digits")
+    (store / ".fc.tmp-123").mkdir()  # an interrupted write: deleted, never parked
+    # to the second grid: run 1 is parked, run 2 (in both grids) stays, nothing deleted
+    assert park_entries(store, second, "digits", archive) == [first[0].run_id]
+    assert sorted(p.name for p in store.iterdir()) == [first[1].run_id]
+    assert unpark_entries(store, second, "digits", archive) == []
+    _fake_run(store, second[1], "digits")
+    # back to the first grid: run 3 is parked, run 1 comes back as it was
+    assert park_entries(store, first, "digits", archive) == [second[1].run_id]
+    assert unpark_entries(store, first, "digits", archive) == [first[0].run_id]
+    assert sorted(p.name for p in store.iterdir()) == sorted(s.run_id for s in first)
+    assert is_complete(store, first[0], "digits")
+    assert len(list(archive.glob(f"*/{second[1].run_id}"))) == 1  # parked, kept
+
+
+def test_a_run_of_another_dataset_with_the_same_id_is_parked_not_overwritten(tmp_path):
+    store, archive = tmp_path / "runs", tmp_path / "archive"
+    spec = _spec(1)
+    _fake_run(store, spec, "fashion")
+    assert park_entries(store, [spec], "digits", archive) == [spec.run_id]
+    assert not (store / spec.run_id).exists()  # the launcher trains it for these data
+    assert unpark_entries(store, [spec], "digits", archive) == []  # the parked one is not these
+    _fake_run(store, spec, "digits")
+    park_entries(store, [spec], "fashion", archive)
+    assert unpark_entries(store, [spec], "fashion", archive) == [spec.run_id]
+    assert read_meta(store, spec.run_id)["data_fingerprint"] == "fashion"

@@ -17,6 +17,7 @@ from lowdim.tools.stage_deps import (
     missing_code_deps,
     needless_code_deps,
     params_mismatch,
+    params_read_mismatch,
     rewrite_code_deps,
     unread_inputs,
 )
@@ -24,7 +25,7 @@ from lowdim.tools.stage_deps import (
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = load_stages(ROOT)
 # Passed to the notebook but deliberately not a dep: a cache whose contents never change results.
-NOT_INPUTS = {"cache_dir"}
+NOT_INPUTS = {"cache_dir", "archive_dir"}
 
 
 def write(path: Path, text: str) -> None:
@@ -187,3 +188,26 @@ def test_the_size_pair_is_fig16s_alone_and_a_dropped_section_is_caught():
 def test_rewrite_is_a_fixed_point_of_the_committed_dvc_yaml():
     text = (ROOT / "dvc.yaml").read_text()
     assert rewrite_code_deps(text, ROOT) == text
+
+
+def test_params_read_mismatch_finds_unread_and_undeclared_keys():
+    declared = ["figures", "trajectories.size_pair"]
+    read = {"figures.formats", "figures.dpi", "trajectories.size_pair"}
+    assert params_read_mismatch(declared, read) == []
+    # a declared key removed: the stage still reads it, and no entry holds it
+    assert params_read_mismatch(["figures"], read) == [
+        "reads trajectories.size_pair, which no params entry holds"]
+    # an undeclared key read
+    assert params_read_mismatch(declared, read | {"trajectories.seed", "figures_x.dpi"}) == [
+        "reads figures_x.dpi, which no params entry holds",
+        "reads trajectories.seed, which no params entry holds"]
+    # a declared entry never read
+    assert params_read_mismatch([*declared, "trajectories.seed"], read) == [
+        "declares trajectories.seed, but reads nothing of it"]
+    # whole sections hold nested keys and mapping keys; exempt keys need no entry
+    assert params_read_mismatch(["train.ray", "models"], {"train.ray.num_gpus", "models.fc",
+                                                          "train.workers"},
+                                exempt=["train.workers"]) == []
+    # a mapping read whole (iterated) is more than one of its keys
+    assert params_read_mismatch(["models.fc"], {"models"}) == [
+        "reads models, which no params entry holds"]

@@ -44,8 +44,8 @@ def test_notebook_is_thin_and_calls_its_run_function(root, study):
     tagged = [c for c in code if "parameters" in c["metadata"].get("tags", [])]
     assert len(tagged) == 1
     source = "".join(tagged[0]["source"])
-    assert 'params_file = "profiles/tiny.yaml"' in source
-    assert f'{directory} = "data/studies/{study}"' in source
+    assert 'params_file = "params.yaml"' in source  # the active profile (test_by_hand.py)
+    assert f'{directory} = "scratch/data/studies/{study}"' in source
     assert all(not c["outputs"] and c["execution_count"] is None for c in code)
     text = "".join("".join(c["source"]) for c in code)
     assert f"from lowdim.studies.{study} import" in text and f"run_{study}(study" in text

@@ -5,12 +5,19 @@ then builds each requested section: every key known, every type and value checke
 `ConfigError` with a message that names the key (e.g. ``grid.base_lr.sgd[0]``) and says what to do.
 Per-field rules are declared on the fields (`Annotated[int, Positive]`) and read by `_coerce`;
 rules over several fields of one section are the section's `check()` method.
+
+When the environment variable `LOWDIM_PARAMS_LOG` names a file, the sections `load` returns log
+each key the stage reads to it (`reads_logged`), so a test can compare them with the stage's
+`params` in dvc.yaml; unset, `load` returns the plain sections.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import json
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -107,8 +114,13 @@ def check_in_grid(value: Any, axis: tuple[str, ...], key: str, axis_name: str, t
 
 def load(params_file: str | Path, overrides: Mapping[str, Any] | None, *sections: type) -> Any:
     """The requested sections of a parameter file with `overrides` merged in, each built and
-    validated: one object for one section class, else a tuple in the order asked."""
-    return from_dict(read(params_file, overrides), *sections)
+    validated: one object for one section class, else a tuple in the order asked. With
+    `LOWDIM_PARAMS_LOG` set, each section logs the keys read from it (`reads_logged`)."""
+    built = from_dict(read(params_file, overrides), *sections)
+    if not os.environ.get(PARAMS_LOG):
+        return built
+    logged = tuple(reads_logged(s, s.SECTION) for s in (built if len(sections) > 1 else [built]))
+    return logged[0] if len(logged) == 1 else logged
 
 
 def read(params_file: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -316,3 +328,66 @@ def _scalar(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r}: must be a string")
         return value
     raise TypeError(f"unsupported type {hint} for {key}")  # a bug in lowdim.config, not in params
+
+
+# --------------------------------------------------------------------------- the keys a stage reads
+
+PARAMS_LOG = "LOWDIM_PARAMS_LOG"  # a file: every key a stage reads is appended to it
+
+
+def reads_logged(section: Any, prefix: str) -> Any:
+    """A copy of a built section that appends each key read from it to the `PARAMS_LOG` file:
+    a field (`train.device`; a nested section's fields by their dotted keys, `train.ray.num_gpus`),
+    a key of a mapping-like section (`models.fc`; its whole mapping when iterated: `models`)."""
+    logged = object.__new__(_logging_class(type(section)))
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            value = reads_logged(value, f"{prefix}.{f.name}")
+        object.__setattr__(logged, f.name, value)
+    object.__setattr__(logged, "_plain", section)
+    object.__setattr__(logged, "_prefix", prefix)
+    return logged
+
+
+@functools.cache
+def _logging_class(cls: type) -> type:
+    """A subclass of section class `cls` whose reads are logged; named as `cls` (same repr)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    items = getattr(cls, "ITEMS", None)
+
+    def __getattribute__(self: Any, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if name in fields and not dataclasses.is_dataclass(value):
+            prefix = object.__getattribute__(self, "_prefix")
+            _log_read(prefix if name == items else f"{prefix}.{name}")
+        return value
+
+    namespace: dict[str, Any] = {
+        "__getattribute__": __getattribute__, "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        # pickled (to a worker process) as a logging copy of the plain section
+        "__reduce__": lambda self: (reads_logged, (self._plain, self._prefix))}
+    if items:  # a mapping-like section: logged by key, and whole when iterated or sized
+        def getitem(self: Any, key: str) -> Any:
+            _log_read(f"{self._prefix}.{key}")
+            return self._plain[key]
+
+        def whole(method: str) -> Callable[[Any], Any]:
+            return lambda self: (_log_read(self._prefix), getattr(self._plain, method)())[1]
+
+        namespace |= {"__getitem__": getitem, "__iter__": whole("__iter__"),
+                      "__len__": whole("__len__")}
+    return type(cls)(cls.__name__, (cls,), namespace)
+
+
+_LOGGED: set[tuple[str, str]] = set()
+
+
+def _log_read(key: str) -> None:
+    """Append `{"stage": $DVC_STAGE, "key": key}` to the `PARAMS_LOG` file, once per process."""
+    path, stage = os.environ.get(PARAMS_LOG), os.environ.get("DVC_STAGE", "")
+    if path and (stage, key) not in _LOGGED:
+        _LOGGED.add((stage, key))
+        with open(path, "a") as log:
+            log.write(json.dumps({"stage": stage, "key": key}) + "\n")

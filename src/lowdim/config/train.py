@@ -63,9 +63,18 @@ class TrainConfig:
 
     def check(self) -> None:
         """On Ray, the device and the GPUs reserved per task agree (the ray section is read only
-        then)."""
+        then), and nothing asks for the packed path, which Ray tasks do not take."""
         if self.backend != "ray":
             return
+        asked = [key for key in ("channels_last", "compile", "tf32", "bf16") if getattr(self, key)]
+        if asked:
+            raise ConfigError(f"train.{asked[0]} = true but train.backend = 'ray': Ray tasks train "
+                              "one run at a time, without the packed path and its options; set "
+                              f"train.{asked[0]}: false, or train.backend: local")
+        if self.pack_size not in ("auto", 1):
+            raise ConfigError(f"train.pack_size = {self.pack_size} but train.backend = 'ray': Ray "
+                              "tasks train one run at a time; set train.pack_size: auto (or 1), "
+                              "or train.backend: local")
         if self.device == "cpu" and self.ray.num_gpus > 0:
             raise ConfigError(f"train.ray.num_gpus = {self.ray.num_gpus} but train.device = "
                               "'cpu': set num_gpus to 0, or device to auto or cuda")

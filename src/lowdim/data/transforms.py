@@ -57,4 +57,7 @@ def augment_simple(images: torch.Tensor, padding: int, generator: torch.Generato
     index = torch.arange(batch, device=images.device)[:, None, None]
     # Advanced indices around a slice put their broadcast dims first: (B, H, W, C).
     out = padded[index, :, rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2).contiguous()
+    # clone, not .contiguous(): with one channel the permuted view already counts as contiguous
+    # and keeps strides (H*W, 1, W, 1), which crashed a wide-resnet backward on the CPU (heap
+    # corruption, torch 2.14.1, one thread); canonical strides avoid that path.
+    return out.permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)

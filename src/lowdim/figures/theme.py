@@ -19,9 +19,17 @@ ARCH_COLORS = {
     "vit": "#984ea3",
     "wr-10-4-8": "#ff7f00",
     "wr-16-4-64": "#ffff33",
+    # The shipped profiles' other sizes, each its own colour, none of the paper's: the quick
+    # profile's Figure 16 pair (wr-10-1-8 -> wr-16-1-8) must be told apart at a glance.
+    "wr-10-1-8": "#a65628",
+    "wr-16-1-8": "#17becf",
+    "wr-16-4-16": "#f781bf",
+    "wr-10-1-4": "#999999",       # the tiny profile's pair
+    "wr-16-1-4": "#1f3a93",
 }
-# Colours for architectures outside the paper's six (e.g. other wide-resnet sizes).
-_EXTRA_COLORS = ("#a65628", "#f781bf", "#999999", "#66c2a5", "#8da0cb", "#e78ac3", "#a6d854")
+# Colours for any other architecture, picked from its name (stable, but two such names may
+# share one: give them entries above when a profile uses both).
+_EXTRA_COLORS = ("#66c2a5", "#8da0cb", "#e78ac3", "#a6d854", "#bcbd22", "#8c564b", "#7f7f7f")
 OPTIMIZER_LINESTYLES = {"sgd": "-", "sgdn": "--", "adam": ":"}
 REFERENCE_COLOR = "red"      # P0 and P* markers (D1)
 GEODESIC_COLOR = "black"
@@ -39,6 +47,8 @@ THEME = {
     "savefig.bbox": "tight",
     "svg.hashsalt": "lowdim",     # stable SVG ids
     "pdf.compression": 6,
+    "pdf.fonttype": 42,           # TrueType fonts embedded whole: text stays text in editors
+    "ps.fonttype": 42,
 }
 
 

@@ -26,6 +26,7 @@ settings, and the convergence analysis.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from lowdim.analysis.analysis_set import loss_and_error, renormalize
 from lowdim.analysis.trajectories import progress_grid
@@ -289,23 +291,21 @@ def train_corners(data: DeviceData, prepared: Prepared, cfg: CornersConfig, *,
     final errors against its own and the true labels, seconds)."""
     true_labels = prepared.train_labels[prepared.eval_train_index]
     parts, log = [], []
-    for kind in cfg.kinds:
-        for iseed in cfg.iseeds:
-            for seed in cfg.seeds:
-                started = time.perf_counter()
-                phases = train_corner(data, prepared, cfg, kind, iseed, seed,
-                                      model_size=model_size,
-                                      reference_batch_size=reference_batch_size,
-                                      eval_batch_size=eval_batch_size)
-                for phase, result in enumerate(phases, start=1):
-                    rows, probs = corner_rows(result, kind, iseed, phase, "train", true_labels)
-                    parts.append((rows, probs))
-                    log.append({"corner": corner_name(kind, iseed), "seed": seed,
-                                "phase": phase, "status": result.status,
-                                "checkpoints": len(rows),
-                                "final error (own labels)": result.error["train"][-1],
-                                "final error (true labels)": rows["train_error"].iloc[-1]})
-                log[-1]["seconds"] = round(time.perf_counter() - started, 1)
+    todo = list(itertools.product(cfg.kinds, cfg.iseeds, cfg.seeds))
+    for kind, iseed, seed in tqdm(todo, desc="corner runs (both phases)", unit="run"):
+        started = time.perf_counter()
+        phases = train_corner(data, prepared, cfg, kind, iseed, seed, model_size=model_size,
+                              reference_batch_size=reference_batch_size,
+                              eval_batch_size=eval_batch_size)
+        for phase, result in enumerate(phases, start=1):
+            rows, probs = corner_rows(result, kind, iseed, phase, "train", true_labels)
+            parts.append((rows, probs))
+            log.append({"corner": corner_name(kind, iseed), "seed": seed,
+                        "phase": phase, "status": result.status,
+                        "checkpoints": len(rows),
+                        "final error (own labels)": result.error["train"][-1],
+                        "final error (true labels)": rows["train_error"].iloc[-1]})
+        log[-1]["seconds"] = round(time.perf_counter() - started, 1)
     return parts, pd.DataFrame(log)
 
 

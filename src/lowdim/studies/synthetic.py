@@ -17,12 +17,14 @@ the biases (a quirk); here biases are kept.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from lowdim.analysis.analysis_set import reference_points, renormalize
 from lowdim.config.distances import DistancesConfig
@@ -135,19 +137,19 @@ def train_group(data: DeviceData, study: SyntheticConfig, c: float, group: str, 
     """Every optimizer x seed of one (c, group): (rows, (T, N, C) float32 train-space
     probabilities) per student, and one log entry each (final train and test error)."""
     parts, log = [], []
-    for optimizer in study.optimizers:
-        for i, seed in enumerate(study.seeds):
-            iseed = i % study.ncorners if group == "corners" else None
-            spec = student_spec(study.student_widths, optimizer, study.lr[optimizer],
-                                study.batch_size, study.epochs, seed)
-            run = train_student(data, spec, iseed=iseed, eval_batch_size=eval_batch_size)
-            rows = student_rows(run, f"{product_name(c, group)}_{optimizer}_s{seed}", "train",
-                                c=c, group=group, optimizer=optimizer, seed=seed,
-                                iseed=-1 if iseed is None else iseed)
-            parts.append((rows, renormalize(run.stacked("train"))))
-            log.append({"c": c, "group": group, "optimizer": optimizer, "seed": seed,
-                        "final train error": run.error["train"][-1],
-                        "final test error": run.error["test"][-1]})
+    todo = list(itertools.product(study.optimizers, enumerate(study.seeds)))
+    for optimizer, (i, seed) in tqdm(todo, desc=f"students c={c:g} {group}", unit="run"):
+        iseed = i % study.ncorners if group == "corners" else None
+        spec = student_spec(study.student_widths, optimizer, study.lr[optimizer],
+                            study.batch_size, study.epochs, seed)
+        run = train_student(data, spec, iseed=iseed, eval_batch_size=eval_batch_size)
+        rows = student_rows(run, f"{product_name(c, group)}_{optimizer}_s{seed}", "train",
+                            c=c, group=group, optimizer=optimizer, seed=seed,
+                            iseed=-1 if iseed is None else iseed)
+        parts.append((rows, renormalize(run.stacked("train"))))
+        log.append({"c": c, "group": group, "optimizer": optimizer, "seed": seed,
+                    "final train error": run.error["train"][-1],
+                    "final test error": run.error["test"][-1]})
     return parts, log
 
 

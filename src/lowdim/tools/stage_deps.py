@@ -16,7 +16,9 @@ one, so a stage reruns when, and only when, code it can run changes. Imports und
 The same holds for parameters: the sections a notebook loads (the section classes it passes to
 `lowdim.config.load.load`, found statically) must match its stage's `params`. Each loaded section
 needs at least one entry, and every entry (a section, or a key such as `train.device`) must lie in
-a loaded section; which keys of a loaded section it reads is left to dvc.yaml.
+a loaded section. Which keys it reads is known only by running it: with `LOWDIM_PARAMS_LOG` set,
+`lowdim.config.load` logs every key a stage reads, and `params_read_mismatch` compares them with
+the stage's `params` (tests/test_pipeline.py does so on the tiny pipeline).
 """
 
 from __future__ import annotations
@@ -327,6 +329,35 @@ def params_mismatch(stage: Mapping, root: Path) -> list[str]:
                  f"({', '.join(sorted(loaded)) or 'none'})" for entry in declared
                  if not covered(entry.replace(".", "/"), [s.replace(".", "/") for s in loaded])]
     return problems
+
+
+def params_read_mismatch(declared: Iterable[str], read: Iterable[str],
+                         exempt: Iterable[str] = ()) -> list[str]:
+    """Where a stage's declared `params` and the keys it read disagree (the keys as
+    `lowdim.config.load` logs them when `LOWDIM_PARAMS_LOG` is set: `train.device`, `models.fc`,
+    `models` for the whole mapping): a declared entry that no read key equals, lies inside or
+    encloses (a change to it reruns the stage for nothing), or a read key that lies in no declared
+    entry (a change to it would not rerun the stage) and in none of `exempt` (keys read on purpose
+    without a declaration: they change how the stage runs, never what it writes)."""
+    declared, read = list(declared), set(read)
+
+    def inside(key: str, entries: Iterable[str]) -> bool:
+        return any(key == entry or key.startswith(entry + ".") for entry in entries)
+
+    problems = [f"declares {entry}, but reads nothing of it" for entry in declared
+                if not any(inside(key, [entry]) or inside(entry, [key]) for key in read)]
+    problems += [f"reads {key}, which no params entry holds" for key in sorted(read)
+                 if not inside(key, [*declared, *exempt])]
+    return problems
+
+
+def params_read(log: Path) -> dict[str, set[str]]:
+    """Stage -> the keys it read, from a `LOWDIM_PARAMS_LOG` file (JSON lines)."""
+    found: dict[str, set[str]] = {}
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        found.setdefault(entry["stage"], set()).add(entry["key"])
+    return found
 
 
 def main() -> int:

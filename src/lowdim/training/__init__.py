@@ -6,6 +6,7 @@
 | `run` | one training run: seed, optimizer, schedule, checkpoints, inline predictions |
 | `packed` | several runs of one architecture trained in one step |
 | `ledger` | what is done and what failed: pending runs, the data fingerprint, failure files |
+| `settings` | a run's effective training settings (part of being complete) and provenance |
 | `local` | local runs, one at a time or in worker processes |
 | `ray_backend` | runs as Ray tasks |
 | `launch` | picks the backend |

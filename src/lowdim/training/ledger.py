@@ -1,14 +1,16 @@
 """What a launch has done and what remains, shared by every backend: the data fingerprint that
-keys runs to their data, the pending runs, the summary of a launch, failure records."""
+keys runs to their data, the pending runs (same spec, data and effective settings), the summary
+of a launch, failure records."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,9 +40,12 @@ class LaunchSummary:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def pending(specs: Sequence[RunSpec], store: str | Path, fingerprint: str) -> list[RunSpec]:
-    """The specs whose run is not yet complete in the store (same spec, same data)."""
-    return [s for s in specs if not is_complete(store, s, fingerprint)]
+def pending(specs: Sequence[RunSpec], store: str | Path, fingerprint: str,
+            settings: Callable[[RunSpec], dict[str, Any]] | None = None) -> list[RunSpec]:
+    """The specs whose run is not yet complete in the store: same spec, same data and, given
+    `settings` (a spec's planned settings: lowdim.training.settings), the same settings."""
+    return [s for s in specs
+            if not is_complete(store, s, fingerprint, None if settings is None else settings(s))]
 
 
 def write_failure(store: str | Path, spec: RunSpec, fingerprint: str, error: str,

@@ -1,15 +1,17 @@
 """The local backend: one run at a time in this process, several at once on a CPU in worker
 processes (`train.workers`), or compatible runs in packs (lowdim.training.packed). Resumable:
-complete runs are never redone (`lowdim.training.ledger.pending`)."""
+complete runs, trained with the settings this launch would use, are never redone
+(`lowdim.training.ledger.pending`)."""
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -27,6 +29,7 @@ from lowdim.training.packed import (
     uses_packing,
 )
 from lowdim.training.run import DeviceData, RunResult, train_run
+from lowdim.training.settings import Settings, crop_padding, planned_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +44,34 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
     Compatible runs train together in packs of up to `pack_size` ('auto': 1 on a CPU, sized to
     free memory on CUDA; see lowdim.training.packed). Otherwise runs train one `train_run` at a
     time: on a CPU in up to `workers` processes at once ('auto': one per available core) with
-    `threads` torch threads each (None: an equal share of this process's threads), the same
-    bytes as one at a time in this process with that many threads; with 1, in this process.
+    `threads` torch threads each (None: an equal share of this process's threads among the
+    `workers` asked for), the same bytes as one at a time in this process with that many threads
+    (which it then uses); with 1, in this process. A run counts as complete only when its
+    recorded settings are those this launch would use (`local_settings`).
     """
     speed = speed or SpeedOptions()
     check_speed_options(speed, device)
     fingerprint = data_fingerprint(prepared)
-    todo = pending(specs, store, fingerprint)
+    packing = uses_packing(pack_size, speed, device)
+    cpu_workers = device.type == "cpu" and not packing
+    run_threads = worker_threads(threads, worker_count(workers, RUNS_UNCAPPED) if cpu_workers
+                                 else 1)
+    todo = pending(specs, store, fingerprint, local_settings(
+        device, prepared.train_images.shape[2], threads=run_threads,
+        eval_batch_size=eval_batch_size, augment_padding=augment_padding,
+        pack_size=pack_size if packing else None, speed=speed))
     todo_ids = {s.run_id for s in todo}
     skipped = [s.run_id for s in specs if s.run_id not in todo_ids]
-    packing = uses_packing(pack_size, speed, device)
-    processes = 1 if packing or device.type != "cpu" else worker_count(workers, len(todo))
+    processes = worker_count(workers, len(todo)) if cpu_workers else 1
     data = DeviceData.from_prepared(prepared, device) if processes == 1 else None
     trained, diverged = [], []
-    with float32_mode(device, speed.tf32):
+    with float32_mode(device, speed.tf32), torch_threads(run_threads, device):
         if packing:
             results = train_packs(todo, data, pack_size=pack_size, options=speed,
                                   eval_batch_size=eval_batch_size,
                                   augment_padding=augment_padding, progress=progress)
         elif processes > 1:
-            results = in_workers(todo, prepared, workers=processes,
-                                 threads=worker_threads(threads, processes),
+            results = in_workers(todo, prepared, workers=processes, threads=run_threads,
                                  eval_batch_size=eval_batch_size,
                                  augment_padding=augment_padding, progress=progress)
         else:
@@ -77,6 +87,29 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
     diverged.sort(key=grid_order.__getitem__)
     diverged += [i for i in skipped if read_meta(store, i)["status"] == "diverged"]
     return LaunchSummary(trained=trained, skipped=skipped, diverged=diverged)
+
+
+def local_settings(device: torch.device, height: int, *, threads: int, eval_batch_size: int,
+                   augment_padding: int | None, pack_size: int | str | None,
+                   speed: SpeedOptions) -> Callable[[RunSpec], Settings]:
+    """The settings each run of a local launch will record (pack_size None: one run at a time),
+    for images of this height."""
+    return planned_settings(device.type, threads=threads, eval_batch_size=eval_batch_size,
+                            padding=crop_padding(augment_padding, height), pack_size=pack_size,
+                            channels_last=speed.channels_last, compile=speed.compile,
+                            tf32=speed.tf32, bf16=speed.bf16)
+
+
+@contextmanager
+def torch_threads(threads: int, device: torch.device) -> Iterator[None]:
+    """On a CPU, this process trains with `threads` torch threads; restored after."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def one_at_a_time(specs: Sequence[RunSpec], data: DeviceData, *, eval_batch_size: int = 1000,
@@ -108,6 +141,9 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows have no affinity call
         return os.cpu_count() or 1
+
+
+RUNS_UNCAPPED = 2**31  # worker_count's run count for the processes asked for, whatever the runs
 
 
 def worker_count(workers: int | str, runs: int) -> int:

@@ -37,7 +37,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
 from lowdim.config.train import TrainConfig
-from lowdim.data import default_padding, normalize
+from lowdim.data import normalize
 from lowdim.store.records import RunSpec
 from lowdim.training.run import (
     SPACES,
@@ -52,6 +52,7 @@ from lowdim.training.run import (
     run_generators,
     summarize,
 )
+from lowdim.training.settings import crop_padding, observed_settings, provenance, run_padding
 
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults (docs/study.md B3: default betas and eps)
 ADAM_EPS = 1e-8
@@ -292,7 +293,8 @@ class PackTrainer:
 
     def __init__(self, specs: Sequence[RunSpec], data: DeviceData, *,
                  eval_batch_size: int = 1000, augment_padding: int | None = None,
-                 options: SpeedOptions = SpeedOptions()) -> None:
+                 options: SpeedOptions = SpeedOptions(),
+                 pack_size: int | str | None = None) -> None:
         if not specs:
             raise ValueError("a pack needs at least one run")
         keys = {pack_key(s) for s in specs}
@@ -308,7 +310,8 @@ class PackTrainer:
         self.iters = iterations_per_epoch(self.n_train, self.spec.batch_size)
         self.total = self.spec.epochs * self.iters
         self.checkpoints = set(checkpoint_steps(self.spec.epochs, self.iters).tolist())
-        self.padding = default_padding(shape[1]) if augment_padding is None else augment_padding
+        self.padding = crop_padding(augment_padding, shape[1])
+        self.pack_size = len(specs) if pack_size is None else pack_size  # the setting recorded
         self.started = time.perf_counter()
         models = [init_model(s, tuple(shape), data.num_classes, self.device) for s in specs]
         generators = [run_generators(s.seed, self.device) for s in specs]
@@ -424,23 +427,34 @@ class PackTrainer:
             result.record(self.step, {space: evaluations[space][p] for space in SPACES})
 
     def finish(self) -> list[RunResult]:
-        """Every run's result, in the order of the specs; the survivors' time is set now."""
+        """Every run's result, in the order of the specs; the survivors' time is set now, and
+        every run's settings and provenance."""
         seconds = time.perf_counter() - self.started
         for result in self.state.results:
             result.seconds = seconds
+        opts = self.options
+        for result in self.results:
+            result.settings = observed_settings(
+                self.device, eval_batch_size=self.eval_batch_size,
+                padding=run_padding(result.spec.augment, self.padding), pack_size=self.pack_size,
+                channels_last=opts.channels_last, compile=opts.compile, bf16=opts.bf16)
+            result.provenance = provenance(self.device, bf16=opts.bf16,
+                                           pack_runs=len(self.results))
         return self.results
 
 
 def train_pack(specs: Sequence[RunSpec], data: DeviceData, *, eval_batch_size: int = 1000,
                augment_padding: int | None = None, options: SpeedOptions = SpeedOptions(),
-               on_step: Callable[[int, int], None] | None = None) -> list[RunResult]:
+               on_step: Callable[[int, int], None] | None = None,
+               pack_size: int | str | None = None) -> list[RunResult]:
     """Train compatible runs together; each result as `train_run` would give it, in spec order.
 
     `seconds` of a run is the pack's wall time (for a diverged run, until its divergence was
-    noticed: at the next checkpoint or epoch end).
+    noticed: at the next checkpoint or epoch end). `pack_size` is the setting the pack was
+    planned with, recorded in each run's settings (None: the pack's own size).
     """
     trainer = PackTrainer(specs, data, eval_batch_size=eval_batch_size,
-                          augment_padding=augment_padding, options=options)
+                          augment_padding=augment_padding, options=options, pack_size=pack_size)
     with float32_mode(trainer.device, options.tf32):
         trainer.checkpoint()
         for _epoch in range(trainer.spec.epochs):
@@ -457,7 +471,7 @@ def train_pack(specs: Sequence[RunSpec], data: DeviceData, *, eval_batch_size: i
             trainer.drop_diverged()  # at least once an epoch, so a diverged pack stops early
             if not trainer.active:
                 return trainer.finish()
-    return trainer.finish()
+        return trainer.finish()  # inside float32_mode: the settings record its TF32 state
 
 
 # --------------------------------------------------------------------------- sizing and driving
@@ -522,7 +536,8 @@ def train_packs(specs: Sequence[RunSpec], data: DeviceData, *, pack_size: int | 
             bar.update(1)
 
         results = train_pack(pack, data, eval_batch_size=eval_batch_size,
-                             augment_padding=augment_padding, options=options, on_step=on_step)
+                             augment_padding=augment_padding, options=options, on_step=on_step,
+                             pack_size=pack_size)
         steps_bar.close()
         yield from results
         runs_bar.update(len(pack))

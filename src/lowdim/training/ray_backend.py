@@ -10,6 +10,10 @@ record in the store (never complete, so the next launch retries it) and counts a
 
 Retries are the driver's own (Ray's `max_retries` is 0): one bound for every kind of failure,
 and every retry is visible in the stage's log.
+
+A task trains one run at a time with `train_run` (no packing: `TrainConfig.check` refuses the
+packed path's options on Ray), in strict fp32 on CUDA as the local backend does, with
+`train.threads` torch threads (null: one per CPU the task reserves, Ray's own rule).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import platform
 import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +47,9 @@ from lowdim.training.ledger import (
     pending,
     write_failure,
 )
+from lowdim.training.packed import float32_mode
 from lowdim.training.run import DeviceData, RunResult, train_run
+from lowdim.training.settings import Settings, crop_padding, planned_settings
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +75,8 @@ def bundles(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
 
 
 def environment_versions() -> dict[str, str]:
-    """What a worker must share with the driver: the versions that the driver writes into
-    meta.json, and a digest of the lowdim source that trains the runs."""
+    """What a worker must share with the driver: the versions of Python, torch and NumPy, and
+    a digest of the lowdim source that trains the runs."""
     return {"python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "lowdim": _source_digest()}
 
@@ -82,6 +88,25 @@ def _source_digest() -> str:
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def task_threads(train: TrainConfig) -> int:
+    """torch threads of a task: `train.threads`, or one per CPU it reserves (at least 1)."""
+    return train.threads or max(1, int(train.ray.num_cpus))
+
+
+def task_device_type(train: TrainConfig) -> str:
+    """Where a task trains: CUDA when asked, or with `auto` when the task reserves a GPU (Ray
+    hides GPUs from tasks that reserve none)."""
+    wants_gpu = train.device == "cuda" or (train.device == "auto" and train.ray.num_gpus > 0)
+    return "cuda" if wants_gpu else "cpu"
+
+
+def ray_settings(train: TrainConfig, height: int) -> Callable[[RunSpec], Settings]:
+    """The settings each run of a Ray launch will record, for images of this height."""
+    return planned_settings(task_device_type(train), threads=task_threads(train),
+                            eval_batch_size=train.eval_batch_size,
+                            padding=crop_padding(train.augment_padding, height))
 
 
 # --------------------------------------------------------------------------- worker side
@@ -112,18 +137,23 @@ def train_bundle(specs: list[RunSpec], prepared: Prepared, fingerprint: str,
         raise RuntimeError(f"this worker runs {environment_versions()} but the driver runs "
                            f"{versions}: install the same environment and the same lowdim "
                            "commit on every node")
-    if train.threads:
-        torch.set_num_threads(train.threads)  # the same count as the local backend: same bytes
-    data = _device_data(prepared, fingerprint, resolve_device(train.device))
+    device = resolve_device(train.device)
+    if device.type != task_device_type(train):
+        raise RuntimeError(f"this task trains on {device.type}, not on the "
+                           f"{task_device_type(train)} that train.device = {train.device!r} and "
+                           f"train.ray.num_gpus = {train.ray.num_gpus} promise")
+    torch.set_num_threads(task_threads(train))  # the same count as the local backend: same bytes
+    data = _device_data(prepared, fingerprint, device)
     outcomes = []
-    for spec in specs:
-        try:
-            result = train_run(spec, data, eval_batch_size=train.eval_batch_size,
-                               augment_padding=train.augment_padding)
-            outcomes.append(Outcome(spec.run_id, result, None, None, node))
-        except Exception as err:  # noqa: BLE001 - fails this run only; the driver retries it
-            outcomes.append(Outcome(spec.run_id, None, traceback.format_exc(),
-                                    _one_line(err), node))
+    with float32_mode(device, tf32=False):
+        for spec in specs:
+            try:
+                result = train_run(spec, data, eval_batch_size=train.eval_batch_size,
+                                   augment_padding=train.augment_padding)
+                outcomes.append(Outcome(spec.run_id, result, None, None, node))
+            except Exception as err:  # noqa: BLE001 - fails this run only; the driver retries
+                outcomes.append(Outcome(spec.run_id, None, traceback.format_exc(),
+                                        _one_line(err), node))
     return outcomes
 
 
@@ -217,7 +247,8 @@ def launch_ray(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path,
     import ray
 
     fingerprint = data_fingerprint(prepared)
-    todo = pending(specs, store, fingerprint)
+    todo = pending(specs, store, fingerprint,
+                   ray_settings(train, prepared.train_images.shape[2]))
     todo_ids = {s.run_id for s in todo}
     skipped = [s.run_id for s in specs if s.run_id not in todo_ids]
     with tqdm(total=len(todo), desc="runs", unit="run", disable=not progress) as bar:

@@ -8,17 +8,19 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lowdim.data import Prepared, augment_simple, default_padding, normalize
+from lowdim.data import Prepared, augment_simple, normalize
 from lowdim.models import apply_init, build_model
 from lowdim.store.records import (
     SPACES,  # defined torch-free there; importable from here as before
     RunSpec,
 )
+from lowdim.training.settings import crop_padding, observed_settings, provenance, run_padding
 
 
 def checkpoint_steps(epochs: int, iters_per_epoch: int) -> np.ndarray:
@@ -148,6 +150,8 @@ class RunResult:
     seconds: float = 0.0
     iters_per_epoch: int = 0
     final_state: dict[str, torch.Tensor] | None = None  # the weights at the end, when asked for
+    settings: dict[str, Any] = field(default_factory=dict)    # lowdim.training.settings
+    provenance: dict[str, Any] = field(default_factory=dict)  # device, precision, versions
 
     def record(self, step: int, evaluations: dict[str, Evaluation]) -> None:
         """Append one checkpoint."""
@@ -217,10 +221,17 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_factor(s, total))
     checkpoints = set(checkpoint_steps(spec.epochs, iters).tolist())
     order_rng, augment_rng = run_generators(spec.seed, device)
-    padding = default_padding(shape[1]) if augment_padding is None else augment_padding
+    padding = crop_padding(augment_padding, shape[1])
 
     result = RunResult(spec=spec, iters_per_epoch=iters)
     started = time.perf_counter()
+
+    def finish() -> RunResult:
+        result.seconds = time.perf_counter() - started
+        result.settings = observed_settings(device, eval_batch_size=eval_batch_size,
+                                            padding=run_padding(spec.augment, padding))
+        result.provenance = provenance(device)
+        return result
 
     def checkpoint(step: int) -> None:
         result.record(step, {s: evaluate(model, data.eval_images[s], data.eval_labels[s],
@@ -241,8 +252,7 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
             loss = F.cross_entropy(logits.float(), data.train_labels[batch])
             if not torch.isfinite(loss):
                 result.status, result.diverged_at_step = "diverged", step + 1
-                result.seconds = time.perf_counter() - started
-                return result
+                return finish()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -252,7 +262,6 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
                 checkpoint(step)
             if on_step is not None:
                 on_step(step, total)
-    result.seconds = time.perf_counter() - started
     if keep_state:
         result.final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return result
+    return finish()
