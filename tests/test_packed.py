@@ -7,10 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import lowdim.training.packed
 import lowdim.training.run
 from lowdim.data import augment_simple, normalize
+from lowdim.models import build_model
 from lowdim.store.records import RunSpec
 from lowdim.store.runs import load_predictions, read_meta
 from lowdim.training.local import launch_local
@@ -68,10 +70,9 @@ def data(tiny_prepared):
 
 @pytest.fixture
 def float64(monkeypatch):
-    """Train in float64 on both paths. In float32 the packed kernels (grouped convolutions,
-    batched matmuls) round differently from the single-run ones, and training with BatchNorm on
-    small nets amplifies a 1e-7 difference to 1e-3 within a dozen steps (a single run perturbed
-    by 1e-7 does the same); float64 shows that the algorithm itself is the same."""
+    """Train in float64 on both paths: float64 shows that the algorithm itself is the same. In
+    float32 the packed kernels (grouped convolutions, batched matmuls) round differently from the
+    single-run ones; test_packed_runs_match_in_float32 bounds what that does to a run."""
     def normalize64(images, mean, std):
         return normalize(images, mean, std).double()
 
@@ -109,7 +110,7 @@ def assert_same_run(single, packed, *, error_slack: float = 0.0) -> None:
 @pytest.mark.parametrize("arch, optimizer", [
     ("fc", "sgd"), ("fc", "sgdn"), ("fc", "adam"),
     ("allcnn", "sgd"), ("allcnn", "sgdn"), ("allcnn", "adam"),
-    ("wr-10-1-2", "sgdn"), ("convmixer", "adam"), ("vit", "sgd"),
+    ("wr-10-1-2", "sgdn"), ("wr-10-1-2", "adam"), ("convmixer", "adam"), ("vit", "sgd"),
 ])
 def test_packed_runs_follow_their_single_runs(data, float64, arch, optimizer):
     specs = [_spec(arch, optimizer, k) for k in range(3)]
@@ -121,11 +122,37 @@ def test_packed_runs_follow_their_single_runs(data, float64, arch, optimizer):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "sgdn", "adam"])
-def test_packed_fc_matches_in_float32(data, optimizer):
-    # fc is well conditioned: float32 rounding differences stay far below the tolerance.
-    specs = [_spec("fc", optimizer, k) for k in range(3)]
+@pytest.mark.parametrize("arch", list(SIZES))
+def test_packed_runs_match_in_float32(data, arch, optimizer):
+    # What users run. Measured over these 15 settings (3 runs each, 7 checkpoints): losses differ
+    # by at most 4.8e-7 (2 float32 ulps at ln 10), stored predictions by at most one float16 ulp,
+    # errors not at all; so the float64 test's TOLERANCE (1e-5, 20x the loss difference) plus
+    # one float16 ulp holds here too, and one flipped prediction of 60 is allowed for a near-tie.
+    # The exception is Adam without weight decay on the wide ResNet (see the test below): its
+    # drift (up to 2.4e-3 in loss) is as large as a 1% change of learning rate, so those runs are
+    # given weight decay here and checked in float64 above.
+    wide_adam = arch.startswith("wr-") and optimizer == "adam"
+    specs = [_spec(arch, optimizer, k, **({"weight_decay": 1e-3} if wide_adam else {}))
+             for k in range(3)]
     for spec, result in zip(specs, train_pack(specs, data), strict=True):
         assert_same_run(train_run(spec, data), result, error_slack=1 / 60)
+
+
+def test_float32_adam_meets_rounding_noise_on_the_wide_resnet_shortcut_biases():
+    # Why the float32 tolerance leaves out wide ResNet + Adam without weight decay: the 1x1
+    # shortcut biases feed only training-mode BatchNorms, which subtract the batch mean, so their
+    # exact gradient is 0. float32 leaves rounding noise of ~1e-8, the size of Adam's eps, and
+    # Adam scales it to steps of order lr, with noise that differs between the packed and the
+    # single kernels. Weight decay (wd * bias >> 1e-8) or float64 (noise ~1e-17) removes it.
+    for dtype, noise in ((torch.float32, 1e-6), (torch.float64, 1e-14)):
+        torch.manual_seed(0)
+        model = build_model("wr-10-1-2", (1, 8, 8), 10).to(dtype).train()
+        x = torch.randn(256, 1, 8, 8, dtype=dtype)
+        F.cross_entropy(model(x), torch.arange(256) % 10).backward()
+        grads = {n: p.grad.abs().max().item() for n, p in model.named_parameters()}
+        biases = [n for n in grads if n.endswith("shortcut.bias")]
+        assert len(biases) == 2 and all(grads[n] < noise for n in biases)
+        assert min(v for n, v in grads.items() if n not in biases) > 1e-4
 
 
 @pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap fallback
@@ -238,9 +265,13 @@ def test_launcher_packs_and_resumes(tmp_path, tiny_prepared, data):
                          progress=False, pack_size=2)
     assert first.trained == [s.run_id for s in specs[:2]]
     second = launch_local(specs, tiny_prepared, tmp_path, torch.device("cpu"), progress=False,
-                          pack_size="auto")
+                          pack_size=2)
     assert second.trained == [specs[2].run_id] and second.skipped == first.trained
-    # 'auto' on a CPU is today's path: the bytes of train_run.
+    # 'auto' on a CPU is one run at a time, a setting of its own: every packed run retrains.
+    third = launch_local(specs, tiny_prepared, tmp_path, torch.device("cpu"), progress=False,
+                         pack_size="auto")
+    assert third.trained == [s.run_id for s in specs] and third.skipped == []
+    # ... and today's path: the bytes of train_run.
     alone = train_run(specs[2], DeviceData.from_prepared(tiny_prepared, torch.device("cpu")))
     for space in SPACES:
         stored = load_predictions(tmp_path, specs[2].run_id, space)
