@@ -304,6 +304,34 @@ def test_memory_mapped_predictions_with_the_cache(rng, tmp_path):
     assert np.array_equal(d, bhattacharyya(p, method="fused")) and stats.computed == 6
 
 
+def test_cache_segments_are_written_while_the_blocks_are_computed(rng, tmp_path):
+    """flush_seconds=0: a segment as soon as blocks are complete, with the bytes of one segment
+    written at the end; the segments of an interrupted computation are reused."""
+    p, labels = grid_of_runs(rng, ["a", "b", "c", "d"])
+    several = DistanceSettings(max_block_bytes=40_000)  # tiles smaller than a unit pair
+    full = bhattacharyya(p, method="fused")
+    d, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path / "end"), settings=several)
+    assert np.array_equal(d, full) and stats.computed == 10
+    (whole,) = (tmp_path / "end").rglob("*.npz")
+    d, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path / "live", flush_seconds=0),
+                                    settings=several)
+    assert np.array_equal(d, full) and stats.computed == 10
+    segments = sorted((tmp_path / "live").rglob("*.npz"), key=lambda f: f.stat().st_mtime_ns)
+    assert len(segments) > 2
+    blocks = {}
+    for segment in segments:
+        with np.load(segment, allow_pickle=False) as z:
+            blocks.update({key: z[key].tobytes() for key in z.files})
+    with np.load(whole, allow_pickle=False) as z:
+        assert blocks == {key: z[key].tobytes() for key in z.files}  # same keys, same bytes
+    for segment in segments[len(segments) // 2:]:  # interrupted: the later segments are lost
+        segment.unlink()
+    d, stats = cached_bhattacharyya(p, labels, BlockCache(tmp_path / "live"), settings=several)
+    assert np.array_equal(d, full) and 0 < stats.cached < 10
+    with pytest.raises(ValueError, match="flush_seconds must be >= 0"):
+        BlockCache(tmp_path, flush_seconds=-1)
+
+
 def test_reference_method_skips_the_cache(rng, tmp_path, caplog):
     p, labels = grid_of_runs(rng, ["a", "b"])
     with caplog.at_level(logging.WARNING, logger="lowdim.geometry.distance_blocks"):

@@ -11,6 +11,7 @@ import numpy as np
 
 from lowdim.data.raw import RawDataset
 from lowdim.data.subsets import evaluation_subset
+from lowdim.store.arrays import read_input
 from lowdim.store.atomic import atomic_directory
 
 FORMAT_VERSION = 1
@@ -131,9 +132,11 @@ def load_prepared(directory: str | Path) -> Prepared:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} does not exist: {directory} is not a prepared "
                                 "dataset; run the data stage (dvc repro) to create it")
-    meta = json.loads(meta_path.read_text())
+    meta = read_input(meta_path, lambda p: json.loads(p.read_text()), "data")
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT_VERSION}; "
                          "re-run the data stage to rebuild it")
-    arrays = {name: np.load(directory / f"{name}.npy", allow_pickle=False) for name in ARRAYS}
+    arrays = {name: read_input(directory / f"{name}.npy",
+                               lambda p: np.load(p, allow_pickle=False), "data")
+              for name in ARRAYS}
     return Prepared(dataset=meta["dataset"], classes=tuple(meta["classes"]), **arrays)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,9 @@ class _ArraySink:
     def rows(self, rows_i: np.ndarray) -> np.ndarray:
         return self.out[rows_i]
 
+    def block(self, rows_i: np.ndarray, rows_j: np.ndarray) -> np.ndarray:
+        return self.out[np.ix_(rows_i, rows_j)]
+
 
 class _FileSink:
     """The matrix written tile by tile into a .npy file, its centring sums accumulated on the way.
@@ -156,6 +160,9 @@ class _FileSink:
 
     def rows(self, rows_i: np.ndarray) -> np.ndarray:
         return self.file[as_slice(rows_i)]  # whole rows, as stored (pread when contiguous)
+
+    def block(self, rows_i: np.ndarray, rows_j: np.ndarray) -> np.ndarray:
+        return self.file[as_slice(rows_i), as_slice(rows_j)]  # as stored
 
 
 def _assemble(p: np.ndarray, labels: Sequence[str], cache: BlockCache | None, make_sink,
@@ -217,17 +224,75 @@ def _assemble(p: np.ndarray, labels: Sequence[str], cache: BlockCache | None, ma
         sink.put(first.rows, second.rows, block, mirrored=a != b)
     rows_f = _rows(units, fresh)
     rows_o = _rows(units, partners)
-    _compute(p, rows_f, rows_o, sink, settings, engine, progress)
-    if missing:
-        keys = sorted(_block_key(units[a], units[b]) for a, b in missing)
-        name = hashlib.blake2b("".join(keys).encode(), digest_size=16).hexdigest()
-        cache.save(namespace, _blocks_to_cache(sink, units, pairs, keys), name)
+    writer = _CacheWriter(cache, namespace, sink, units, missing, len(p))
+    _compute(p, rows_f, rows_o, writer, settings, engine, progress)
+    writer.flush()  # the rest: every missing block is complete now
     stats = BlockStats(units=len(units), blocks=len(pairs), cached=len(pairs) - len(missing),
                        computed=len(missing),
                        pairs_computed=len(rows_f) * (len(rows_f) + 1) // 2
                        + len(rows_f) * len(rows_o))
     log.info("Bhattacharyya blocks: %s", stats)
     return sink, stats
+
+
+class _CacheWriter:
+    """A sink that also writes each computed block to the cache soon after it is complete.
+
+    The kernel's tiles do not follow unit boundaries, so the writer counts, for every missing
+    unit pair, the entries of the symmetric matrix its tiles have covered (each entry is
+    computed exactly once: ``_compute``). A pair whose count reaches its size is complete; the
+    complete ones are written as one cache segment (atomically: ``BlockCache.save``) once
+    ``cache.flush_seconds`` have passed since the last segment, and the rest at the end. An
+    interrupted stage thus keeps every segment written so far, and its rerun computes only the
+    blocks that no segment holds. The blocks are read back from the sink as stored, so the
+    cached bytes are those of a single end-of-stage segment, whichever segment holds them.
+    """
+
+    def __init__(self, cache: BlockCache, namespace: str, sink, units: list[Unit],
+                 missing: list[tuple[int, int]], m: int) -> None:
+        self.cache, self.namespace, self.sink, self.units = cache, namespace, sink, units
+        self.unit_of = np.full(m, -1, dtype=np.int64)
+        for u, unit in enumerate(units):
+            self.unit_of[unit.rows] = u
+        # entries of the symmetric matrix in a pair's block and its mirror image
+        self.left = {(a, b): len(units[a].rows) * len(units[b].rows) * (1 if a == b else 2)
+                     for a, b in missing}
+        self.ready: list[tuple[int, int]] = []
+        self.last = time.monotonic()
+
+    def put(self, rows_i: np.ndarray, rows_j: np.ndarray, block: np.ndarray,
+            mirrored: bool) -> None:
+        self.sink.put(rows_i, rows_j, block, mirrored)
+        ui, ni = np.unique(self.unit_of[rows_i], return_counts=True)
+        uj, nj = np.unique(self.unit_of[rows_j], return_counts=True)
+        times = 2 if mirrored else 1
+        for x, nx in zip(ui.tolist(), ni.tolist(), strict=True):
+            for y, ny in zip(uj.tolist(), nj.tolist(), strict=True):
+                pair = (x, y) if x <= y else (y, x)
+                if pair in self.left:
+                    self.left[pair] -= nx * ny * times
+                    if self.left[pair] == 0:
+                        del self.left[pair]
+                        self.ready.append(pair)
+        if self.ready and time.monotonic() - self.last >= self.cache.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the complete blocks not yet in the cache as one segment."""
+        if not self.ready:
+            return
+        blocks = {_block_key(self.units[a], self.units[b]): (a, b) for a, b in self.ready}
+        keys = sorted(blocks)
+        name = hashlib.blake2b("".join(keys).encode(), digest_size=16).hexdigest()
+        self.cache.save(self.namespace, self._blocks(blocks, keys), name)
+        self.ready = []
+        self.last = time.monotonic()
+
+    def _blocks(self, blocks: dict[str, tuple[int, int]], keys: list[str]
+                ) -> Iterator[tuple[str, np.ndarray]]:
+        for key in keys:
+            first, second = _ordered(self.units, blocks[key])
+            yield key, self.sink.block(first.rows, second.rows)
 
 
 def _compute(p: np.ndarray, rows_f: np.ndarray, rows_o: np.ndarray, sink,
@@ -249,20 +314,6 @@ def _check_labels(labels: Sequence[str], m: int) -> np.ndarray:
         raise ValueError(f"labels must give one label per row of p: {m} rows, "
                          f"got labels of shape {labels.shape}")
     return np.unique(labels)
-
-
-def _blocks_to_cache(sink, units: list[Unit], pairs: dict[str, tuple[int, int]],
-                     keys: list[str]) -> Iterator[tuple[str, np.ndarray]]:
-    """(key, block) of each of `keys`, read back from the sink one unit's rows at a time."""
-    by_first: dict[int, list[tuple[str, int]]] = {}
-    for key in keys:
-        a, b = pairs[key]
-        first, second = (a, b) if units[a].key <= units[b].key else (b, a)
-        by_first.setdefault(first, []).append((key, second))
-    for first in sorted(by_first):
-        rows = sink.rows(units[first].rows)  # (len(unit), M): one read per unit
-        for key, second in by_first[first]:
-            yield key, rows[:, units[second].rows]
 
 
 def cached_bhattacharyya(

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lowdim.store.arrays import NpyFile
+from lowdim.store.arrays import NpyFile, read_input
 from lowdim.store.atomic import atomic_directory
 
 INDEX = "index.parquet"
+MAKER = "predictions"  # the stage that writes the analysis set
 
 
 SPEC_COLUMNS = ("run_id", "arch", "optimizer", "batch_size", "base_lr", "lr", "weight_decay",
@@ -46,15 +47,16 @@ def save_analysis_set(analysis: AnalysisSet, directory: str | Path) -> None:
 
 def load_index(directory: str | Path) -> pd.DataFrame:
     """The index table of an analysis set."""
-    return pd.read_parquet(Path(directory) / INDEX)
+    return read_input(Path(directory) / INDEX, pd.read_parquet, MAKER)
 
 
 def load_probs(directory: str | Path, space: str) -> np.ndarray:
     """Stacked probabilities of one space, memory-mapped: (M, N, C) float32."""
-    return np.load(Path(directory) / f"{space}.npy", mmap_mode="r", allow_pickle=False)
+    return read_input(Path(directory) / f"{space}.npy",
+                      lambda p: np.load(p, mmap_mode="r", allow_pickle=False), MAKER)
 
 
 def open_probs(directory: str | Path, space: str) -> NpyFile:
     """Stacked probabilities of one space as an NpyFile: (M, N, C) float32 rows read on demand,
     nothing kept mapped (what the distances stage streams through at scale)."""
-    return NpyFile(Path(directory) / f"{space}.npy")
+    return read_input(Path(directory) / f"{space}.npy", NpyFile, MAKER)

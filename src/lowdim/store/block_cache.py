@@ -19,15 +19,22 @@ log = logging.getLogger(__name__)
 class BlockCache:
     """Distance blocks on disk, in segment files: <root>/<namespace>/<segment>.npz.
 
-    Each computation that adds blocks writes one segment (an uncompressed npz whose members are
-    named by block key), so the file count grows with the number of incremental runs, not with
-    the number of blocks. A plain directory outside the DVC outputs (see
-    `lowdim.geometry.distance_blocks`): deleting it is always safe. Segments are written atomically,
-    block by block (memory does not hold them all), and read with allow_pickle=False.
+    A computation that adds blocks writes a segment (an uncompressed npz whose members are
+    named by block key) of the blocks it has finished every `flush_seconds` while it runs, and
+    one of the rest at its end, so the file count grows with the number of incremental runs and
+    their length, not with the number of blocks, and an interrupted computation keeps the blocks
+    it finished (its rerun reads them). A plain directory outside the DVC outputs (see
+    `lowdim.geometry.distance_blocks`): deleting it is always safe. Segments are written
+    atomically, block by block (memory does not hold them all), so a killed process leaves only
+    complete segments (and perhaps a hidden temporary file, which is never read), and are read
+    with allow_pickle=False.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, flush_seconds: float = 60.0) -> None:
+        if not flush_seconds >= 0:
+            raise ValueError(f"flush_seconds must be >= 0, got {flush_seconds!r}")
         self.root = Path(root)
+        self.flush_seconds = float(flush_seconds)
 
     def index(self, namespace: str) -> dict[str, Path]:
         """Block key -> segment holding it, over every readable segment of `namespace`.

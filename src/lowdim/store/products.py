@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lowdim.store.arrays import NpyFile
+from lowdim.store.arrays import NpyFile, read_input
 from lowdim.store.atomic import atomic_directory, atomic_file
 from lowdim.store.records import Embedding
 
@@ -40,13 +40,14 @@ def save_distances(matrices: Mapping[str, np.ndarray], reference: pd.DataFrame,
 
 def load_distance_matrix(directory: str | Path, space: str, mmap: bool = False) -> np.ndarray:
     """The (M, M) distance matrix of one prediction space; memory-mapped (read-only) if `mmap`."""
-    return np.load(Path(directory) / f"{space}.npy", allow_pickle=False,
-                   mmap_mode="r" if mmap else None)
+    return read_input(Path(directory) / f"{space}.npy",
+                      lambda p: np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None),
+                      "distances")
 
 
 def open_distance_matrix(directory: str | Path, space: str) -> NpyFile:
     """The (M, M) distance matrix of one space as an NpyFile: read in blocks, never all at once."""
-    return NpyFile(Path(directory) / f"{space}.npy")
+    return read_input(Path(directory) / f"{space}.npy", NpyFile, "distances")
 
 
 def save_centring(arrays: Mapping[str, np.ndarray], path: str | Path) -> None:
@@ -61,13 +62,12 @@ def load_centring_sums(directory: str | Path, space: str) -> dict[str, np.ndarra
     path = Path(directory) / f"{space}{CENTRING_SUFFIX}"
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    return read_input(path, _load_npz, "distances")
 
 
 def load_reference(directory: str | Path) -> pd.DataFrame:
     """Distances of every row to truth and ignorance: columns <space>_to_truth/_to_ignorance."""
-    return pd.read_parquet(Path(directory) / REFERENCE)
+    return read_input(Path(directory) / REFERENCE, pd.read_parquet, "distances")
 
 
 def save_embeddings(embeddings: Mapping[str, Embedding], directory: str | Path) -> None:
@@ -84,9 +84,9 @@ def _save_embedding(emb: Embedding, path: Path) -> None:
 
 def load_embedding(directory: str | Path, space: str) -> Embedding:
     """The Embedding of one prediction space."""
-    with np.load(Path(directory) / f"{space}.npz", allow_pickle=False) as z:
-        # fields added later (landmarks) keep their defaults in older files
-        values = {f.name: z[f.name] for f in dataclasses.fields(Embedding) if f.name in z.files}
+    z = read_input(Path(directory) / f"{space}.npz", _load_npz, "embedding")
+    # fields added later (landmarks) keep their defaults in older files
+    values = {f.name: z[f.name] for f in dataclasses.fields(Embedding) if f.name in z}
     for name in ("frobenius_sq", "grand_mean"):
         values[name] = float(values[name])
     return Embedding(**values)
@@ -108,12 +108,18 @@ def save_products(products: Mapping[str, np.ndarray | pd.DataFrame | Embedding],
 
 def load_table(directory: str | Path, name: str) -> pd.DataFrame:
     """A table written by `save_products`."""
-    return pd.read_parquet(Path(directory) / f"{name}.parquet")
+    return read_input(Path(directory) / f"{name}.parquet", pd.read_parquet)
 
 
 def load_array(directory: str | Path, name: str) -> np.ndarray:
     """An array written by `save_products`."""
-    return np.load(Path(directory) / f"{name}.npy", allow_pickle=False)
+    return read_input(Path(directory) / f"{name}.npy", lambda p: np.load(p, allow_pickle=False))
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an npz, read (a damaged member fails here, not later)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def product_name(c: float, group: str) -> str:
