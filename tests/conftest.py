@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -41,6 +42,24 @@ def tiny_prepared():
     from lowdim.data import load_source, prepare
 
     return prepare(load_source("digits", test_fraction=0.25, split_seed=2), 60, 40, 0)
+
+
+# Fields of meta.json that legitimately differ between two trainings of the same run.
+TIMING_FIELDS = ("seconds",)
+
+
+def store_contents(store: Path) -> dict[str, object]:
+    """Every file of every store entry (leftovers of interrupted writes included): .npy bytes,
+    meta.json content without its timing fields."""
+    contents: dict[str, object] = {}
+    for path in sorted(store.glob("*/*")):
+        key = f"{path.parent.name}/{path.name}"
+        if path.name == "meta.json":
+            meta = json.loads(path.read_text())
+            contents[key] = {k: v for k, v in meta.items() if k not in TIMING_FIELDS}
+        else:
+            contents[key] = path.read_bytes()
+    return contents
 
 
 def run_command(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

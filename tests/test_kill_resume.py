@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import store_contents
 
 pytestmark = pytest.mark.slow
 
@@ -127,20 +128,6 @@ def _complete_runs(store: Path) -> list[Path]:
     return sorted(p.parent for p in store.glob("[!.]*/meta.json"))
 
 
-def _run_files(store: Path) -> dict[str, object]:
-    """Every file of every run: .npy bytes, meta.json without its wall-clock seconds."""
-    contents = {}
-    for path in sorted(store.glob("[!.]*/*")):
-        key = f"{path.parent.name}/{path.name}"
-        if path.name == "meta.json":
-            meta = json.loads(path.read_text())
-            meta.pop("seconds")
-            contents[key] = meta
-        else:
-            contents[key] = path.read_bytes()
-    return contents
-
-
 def test_killed_training_resumes_without_retraining_complete_runs(tmp_path):
     script = tmp_path / "train_child.py"
     script.write_text(TRAIN_CHILD)
@@ -160,7 +147,7 @@ def test_killed_training_resumes_without_retraining_complete_runs(tmp_path):
     for f, (inode, mtime, data) in before.items():  # not retrained: the very same files
         assert (f.stat().st_ino, f.stat().st_mtime_ns, f.read_bytes()) == (inode, mtime, data)
     assert sorted(p.name for p in store.iterdir()) == sorted(runs)  # no leftovers
-    ours, theirs = _run_files(store), _run_files(tmp_path / "reference")
+    ours, theirs = store_contents(store), store_contents(tmp_path / "reference")
     assert ours.keys() == theirs.keys() and len(ours) == 3 * len(runs)
     for key, value in theirs.items():
         assert ours[key] == value, f"{key} differs from the uninterrupted run"

@@ -3,12 +3,11 @@ and a failed run stops the launch as it does in the stage's process."""
 
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import store_contents
 
 import lowdim.training.local
 from lowdim.config.load import ConfigError, from_dict
@@ -18,7 +17,6 @@ from lowdim.store.runs import read_meta
 from lowdim.training.local import available_cores, launch_local, worker_count, worker_threads
 
 SIZES = {"fc": {"widths": (16, 8)}, "allcnn": {"channels": (4, 6)}}
-TIMING_FIELDS = ("seconds",)  # the only meta.json field that differs between two trainings
 
 
 def _spec(arch: str = "fc", seed: int = 42, **kw) -> RunSpec:
@@ -31,19 +29,6 @@ def _spec(arch: str = "fc", seed: int = 42, **kw) -> RunSpec:
 
 GRID = [_spec("fc", 1), _spec("allcnn", 2, augment="simple"),
         _spec("fc", 3, optimizer="adam", lr=1e-3), _spec("fc", 4, optimizer="sgd", lr=1e30)]
-
-
-def store_contents(store: Path) -> dict[str, object]:
-    """Every file of every run: .npy bytes, meta.json content without its timing."""
-    contents = {}
-    for path in sorted(store.glob("*/*")):
-        key = f"{path.parent.name}/{path.name}"
-        if path.name == "meta.json":
-            meta = json.loads(path.read_text())
-            contents[key] = {k: v for k, v in meta.items() if k not in TIMING_FIELDS}
-        else:
-            contents[key] = path.read_bytes()
-    return contents
 
 
 def test_workers_give_the_bytes_of_one_run_at_a_time(tmp_path, tiny_prepared, single_thread):

@@ -28,7 +28,7 @@ from lowdim.training.packed import (
     train_packs,
     uses_packing,
 )
-from lowdim.training.run import DeviceData, RunResult, train_run
+from lowdim.training.run import DeviceData, RunResult, step_progress, train_run
 from lowdim.training.settings import Settings, crop_padding, planned_settings
 
 log = logging.getLogger(__name__)
@@ -119,13 +119,7 @@ def one_at_a_time(specs: Sequence[RunSpec], data: DeviceData, *, eval_batch_size
     runs_bar = tqdm(specs, desc="runs", unit="run", disable=not progress)
     for spec in runs_bar:
         runs_bar.set_postfix_str(spec.run_id)
-        steps_bar = tqdm(desc="steps", unit="step", leave=False, mininterval=2.0,
-                         disable=not progress)
-
-        def on_step(step: int, total: int, bar=steps_bar) -> None:
-            bar.total = total
-            bar.update(1)
-
+        steps_bar, on_step = step_progress(progress)
         result = train_run(spec, data, eval_batch_size=eval_batch_size,
                            augment_padding=augment_padding, on_step=on_step)
         steps_bar.close()

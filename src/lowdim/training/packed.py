@@ -50,6 +50,7 @@ from lowdim.training.run import (
     init_model,
     iterations_per_epoch,
     run_generators,
+    step_progress,
     summarize,
 )
 from lowdim.training.settings import crop_padding, observed_settings, provenance, run_padding
@@ -528,13 +529,7 @@ def train_packs(specs: Sequence[RunSpec], data: DeviceData, *, pack_size: int | 
     runs_bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not progress)
     for pack in packs:
         runs_bar.set_postfix_str(f"{pack[0].arch} {pack[0].optimizer} x{len(pack)}")
-        steps_bar = tqdm(desc="steps", unit="step", leave=False, mininterval=2.0,
-                         disable=not progress)
-
-        def on_step(step: int, total: int, bar=steps_bar) -> None:
-            bar.total = total
-            bar.update(1)
-
+        steps_bar, on_step = step_progress(progress)
         results = train_pack(pack, data, eval_batch_size=eval_batch_size,
                              augment_padding=augment_padding, options=options, on_step=on_step,
                              pack_size=pack_size)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from lowdim.data import Prepared, augment_simple, normalize
 from lowdim.models import apply_init, build_model
@@ -195,6 +196,17 @@ class DeviceData:
             mean=t(prepared.mean.astype(np.float32)), std=t(prepared.std.astype(np.float32)),
             num_classes=prepared.num_classes,
         )
+
+
+def step_progress(progress: bool) -> tuple[tqdm, Callable[[int, int], None]]:
+    """A bar of training steps (the caller closes it) and the `on_step` callback that moves it."""
+    bar = tqdm(desc="steps", unit="step", leave=False, mininterval=2.0, disable=not progress)
+
+    def on_step(step: int, total: int) -> None:
+        bar.total = total
+        bar.update(1)
+
+    return bar, on_step
 
 
 def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
