@@ -58,6 +58,20 @@ def test_overrides_are_merged_and_validated(root):
         load(root / "profiles" / "tiny.yaml", {"data": {"eval_train_size": -1}}, DataConfig)
 
 
+def test_train_size_defaults_to_the_whole_split_and_needs_one_example_per_class(root):
+    data = load(root / "profiles" / "tiny.yaml", {}, DataConfig)
+    assert (data.train_size, data.train_seed) == (None, 0)
+    data = load(root / "profiles" / "tiny.yaml", {"data": {"train_size": 10, "train_seed": 3}},
+                DataConfig)
+    assert (data.train_size, data.train_seed) == (10, 3)
+    with pytest.raises(ConfigError, match=r"data\.train_size = 0: must be positive"):
+        load(root / "profiles" / "tiny.yaml", {"data": {"train_size": 0}}, DataConfig)
+    with pytest.raises(ConfigError, match=r"data\.train_size = 9: a class-balanced training "
+                                          r"subset needs at least one example of each of the 10 "
+                                          r"classes of digits, so at least 10"):
+        load(root / "profiles" / "tiny.yaml", {"data": {"train_size": 9}}, DataConfig)
+
+
 def test_unknown_key_is_named_with_a_suggestion(root):
     raw = _quick(root)
     raw["train"]["lr_reference_batchsize"] = 200

@@ -1,4 +1,5 @@
-"""Tests of lowdim.data: sources, splits, evaluation subsets, the prepared product, transforms."""
+"""Tests of lowdim.data: sources, splits, training and evaluation subsets, the prepared product,
+transforms."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from lowdim.data import (
     prepare,
     save_prepared,
     stratified_split,
+    training_subset,
 )
 from lowdim.data import cifar as cifar_module
 from lowdim.data import fashion as fashion_module
@@ -155,6 +157,60 @@ def test_evaluation_subset_is_exact_sorted_stratified_and_seeded():
 def test_evaluation_subset_rejects_bad_size(size):
     with pytest.raises(ValueError, match=r"subset size = .*: must be a positive integer"):
         evaluation_subset(np.arange(10) % 2, size, seed=0)
+
+
+def _per_class(labels: np.ndarray, subset: np.ndarray) -> np.ndarray:
+    return np.bincount(labels[subset], minlength=int(labels.max()) + 1)
+
+
+@pytest.mark.parametrize("size", [10, 500, 503, 1347])
+def test_training_subset_is_balanced_sorted_and_inside_the_split(digits, size):
+    labels = digits.train_labels  # 1,347 examples, 130..137 per class
+    subset = training_subset(labels, size, seed=0)
+    assert subset.dtype == np.int64 and len(subset) == size
+    assert np.all(np.diff(subset) > 0) and subset[0] >= 0 and subset[-1] < len(labels)
+    counts = _per_class(labels, subset)
+    if size < 10 * 130:  # no class runs out: equal counts, the remainder one each
+        assert counts.max() - counts.min() <= 1 and counts.min() == size // 10
+        assert np.sum(counts > size // 10) == size % 10
+    else:  # the whole split: every example once
+        np.testing.assert_array_equal(subset, np.arange(len(labels)))
+
+
+def test_training_subset_is_deterministic_in_its_seed(digits):
+    labels = digits.train_labels
+    first = training_subset(labels, 503, seed=0)
+    np.testing.assert_array_equal(training_subset(labels, 503, seed=0), first)
+    assert not np.array_equal(training_subset(labels, 503, seed=1), first)
+    # the 3 classes that get one more are drawn with the seed, not the lowest labels
+    extra = {tuple(np.flatnonzero(_per_class(labels, training_subset(labels, 503, s)) == 51))
+             for s in range(8)}
+    assert len(extra) > 1 and all(len(e) == 3 for e in extra)
+    # its own stream: not the evaluation subset's draws for the same seed and size
+    assert not np.array_equal(first, evaluation_subset(labels, 503, seed=0))
+
+
+def test_training_subset_shares_a_small_class_out():
+    labels = np.repeat(np.arange(3), [2, 10, 10])
+    counts = _per_class(labels, training_subset(labels, 14, seed=0))
+    np.testing.assert_array_equal(counts, [2, 6, 6])  # class 0 gives all it has
+    counts = _per_class(labels, training_subset(labels, 15, seed=0))
+    assert counts[0] == 2 and sorted(counts[1:]) == [6, 7]
+
+
+@pytest.mark.parametrize("size, message", [
+    (0, r"data\.train_size = 0: must be a positive integer, or None for the whole training"),
+    (-3, r"data\.train_size = -3: must be a positive integer"),
+    (2.5, r"data\.train_size = 2\.5: must be a positive integer"),
+    (True, r"data\.train_size = True: must be a positive integer"),
+    (2, r"data\.train_size = 2: a class-balanced subset needs at least one example of each of "
+        r"the 3 classes, so at least 3"),
+    (31, r"data\.train_size = 31: the training split has only 30 examples; choose at most 30, "
+         r"or null for all of them"),
+])
+def test_training_subset_rejects_bad_size(size, message):
+    with pytest.raises(ValueError, match=message):
+        training_subset(np.arange(30) % 3, size, seed=0)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -782,6 +838,78 @@ def _assert_same(a: Prepared, b: Prepared) -> None:
         np.testing.assert_array_equal(x, y, err_msg=name)
 
 
+# prepare(digits quick profile: eval_train_size 600, eval_test_size null, eval_seed 0), saved:
+# sha256 over the sorted files' names and bytes, computed with the code before data.train_size
+# (and equal to the committed data/prepared product).
+QUICK_PREPARED_SHA256 = "c6fc9b01dc7076e58f766758469489fc20ba56d9564749233966db49a8802012"
+
+
+def _product_sha256(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(directory.iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_train_size_null_changes_no_byte(tmp_path, digits):
+    for prepared in (prepare(digits, 600, None, 0),
+                     prepare(digits, 600, None, 0, train_size=None, train_seed=7)):
+        assert prepared.train_source_index is None
+        save_prepared(prepared, tmp_path / "p")
+        assert _product_sha256(tmp_path / "p") == QUICK_PREPARED_SHA256
+        assert sorted(p.name for p in (tmp_path / "p").iterdir()) == sorted(
+            [f"{name}.npy" for name in prepared_module.ARRAYS] + ["meta.json"])
+
+
+def test_prepare_on_a_training_subset(digits):
+    prepared = prepare(digits, 200, 90, 0, train_size=503, train_seed=4)
+    index = training_subset(digits.train_labels, 503, 4)
+    np.testing.assert_array_equal(prepared.train_source_index, index)
+    np.testing.assert_array_equal(prepared.train_images, digits.train_images[index])
+    np.testing.assert_array_equal(prepared.train_labels, digits.train_labels[index])
+    # the test split is untouched; the statistics are those of the examples trained on
+    np.testing.assert_array_equal(prepared.test_images, digits.test_images)
+    np.testing.assert_array_equal(prepared.eval_test_index, evaluation_subset(
+        digits.test_labels, 90, 0))
+    mean, std = channel_stats(digits.train_images[index])
+    np.testing.assert_array_equal(prepared.mean, mean)
+    np.testing.assert_array_equal(prepared.std, std)
+    # the "train" prediction space: a stratified subset of the trained-on examples only
+    np.testing.assert_array_equal(prepared.eval_train_index, evaluation_subset(
+        digits.train_labels[index], 200, 0))
+    assert set(index[prepared.eval_train_index]) <= set(index)
+    assert prepared.eval_train_index[-1] < 503
+    # null evaluation subset: every trained-on example
+    whole = prepare(digits, None, None, 0, train_size=503, train_seed=4)
+    np.testing.assert_array_equal(whole.eval_train_index, np.arange(503))
+
+
+def test_the_data_fingerprint_follows_the_training_subset(digits):
+    from lowdim.training.ledger import data_fingerprint
+
+    def fingerprint(**subset) -> str:
+        return data_fingerprint(prepare(digits, 100, 90, 0, **subset))
+
+    whole = fingerprint()
+    assert fingerprint(train_size=None, train_seed=3) == whole
+    prints = {fingerprint(train_size=500), fingerprint(train_size=600),
+              fingerprint(train_size=500, train_seed=1)}
+    assert len(prints) == 3 and whole not in prints
+    assert fingerprint(train_size=500) == fingerprint(train_size=500, train_seed=0)
+
+
+def test_a_training_subset_round_trips(tmp_path, digits):
+    prepared = prepare(digits, 60, 40, 0, train_size=250, train_seed=2)
+    save_prepared(prepared, tmp_path / "p")
+    assert (tmp_path / "p" / "train_source_index.npy").is_file()
+    loaded = load_prepared(tmp_path / "p")
+    _assert_same(loaded, prepared)
+    np.testing.assert_array_equal(loaded.train_source_index, prepared.train_source_index)
+    save_prepared(prepare(digits, 60, 40, 0), tmp_path / "p")  # back to the whole split
+    assert not (tmp_path / "p" / "train_source_index.npy").exists()
+    assert load_prepared(tmp_path / "p").train_source_index is None
+
+
 def test_save_load_round_trip_is_exact(tmp_path, prepared):
     target = tmp_path / "prepared"
     save_prepared(prepared, target)
@@ -884,3 +1012,7 @@ def test_prepared_rejects_bad_index_and_stats():
         Prepared("toy", raw.classes, **{**fields, "eval_test_index": np.array([0, 2])})
     with pytest.raises(ValueError, match=r"toy std must be float32 \(1,\)"):
         Prepared("toy", raw.classes, **{**fields, "std": np.ones(3, np.float32)})
+    for bad in (np.array([0, 1, 2]), np.array([0, 2, 1, 5]), np.arange(4, dtype=np.int32)):
+        with pytest.raises(ValueError, match=r"toy train_source_index must be an int64 array, "
+                                             r"strictly increasing .* \(4\)"):
+            Prepared("toy", raw.classes, **fields, train_source_index=bad)

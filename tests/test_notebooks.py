@@ -14,6 +14,8 @@ import papermill as pm
 import pytest
 import yaml
 
+from lowdim.data import load_prepared
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,3 +246,15 @@ def test_figure16_without_a_size_pair_writes_its_outs(root, tmp_path):
     nb = json.loads((tmp_path / "fig16.ipynb").read_text())
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
     assert "the size comparison is skipped" in text
+
+
+def test_the_data_stage_trains_on_the_configured_subset(root, tmp_path):
+    # data.train_size reaches the data stage: a balanced subset, the "train" space inside it
+    pm.execute_notebook(root / "notebooks" / "10_data.ipynb", tmp_path / "10_data.ipynb",
+                        cwd=str(root), progress_bar=False, kernel_name="python3",
+                        parameters={"params_file": str(root / "profiles" / "tiny.yaml"),
+                                    "overrides": {"data": {"train_size": 40}},
+                                    "prepared_dir": str(tmp_path / "prepared")})
+    prepared = load_prepared(tmp_path / "prepared")
+    assert np.bincount(prepared.train_labels).tolist() == [4] * 10
+    assert prepared.eval_train_index.max() < 40

@@ -1,6 +1,7 @@
 """Data: dataset sources, preparation to uint8 arrays, evaluation subsets, augmentation.
 
-Sources (`load_source`) give a RawDataset; `prepare` adds normalization statistics and the
+Sources (`load_source`) give a RawDataset; `prepare` keeps an optional class-balanced subset of
+its training split (`training_subset`, data.train_size), adds normalization statistics and the
 fixed evaluation subsets that define the "train" and "test" prediction spaces; `save_prepared`
 and `load_prepared` move it to and from `data/prepared/`. `normalize` and `augment_simple` are
 batched tensor transforms used during training.
@@ -11,7 +12,7 @@ from lowdim.data.fashion import load_fashion_mnist
 from lowdim.data.prepared import Prepared, channel_stats, load_prepared, prepare, save_prepared
 from lowdim.data.raw import RawDataset
 from lowdim.data.sources import DATASETS, load_digits, load_source
-from lowdim.data.subsets import evaluation_subset, stratified_split
+from lowdim.data.subsets import evaluation_subset, stratified_split, training_subset
 from lowdim.data.transforms import augment_simple, default_padding, normalize
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "prepare",
     "save_prepared",
     "stratified_split",
+    "training_subset",
 ]

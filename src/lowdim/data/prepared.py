@@ -1,4 +1,5 @@
-"""The prepared data product: splits, normalization statistics and evaluation subsets, on disk."""
+"""The prepared data product: splits, normalization statistics and evaluation subsets, on disk;
+optionally trained on a class-balanced subset of the training split (data.train_size)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from lowdim.data.raw import RawDataset
-from lowdim.data.subsets import evaluation_subset
+from lowdim.data.subsets import evaluation_subset, training_subset
 from lowdim.store.arrays import read_input
 from lowdim.store.atomic import atomic_directory
 
 FORMAT_VERSION = 1
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels",
           "eval_train_index", "eval_test_index", "mean", "std")
+# Written only when training on a subset, so that train_size: null leaves the product unchanged.
+OPTIONAL_ARRAYS = ("train_source_index",)
 META_FILE = "meta.json"
 
 
@@ -42,7 +45,12 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True, eq=False)  # eq=False: array fields make field-wise == ambiguous
 class Prepared:
-    """Train and test uint8 images (N, C, H, W) and labels, eval subsets, channel mean/std (C,)."""
+    """Train and test uint8 images (N, C, H, W) and labels, eval subsets, channel mean/std (C,).
+
+    With a training subset (data.train_size), the train arrays hold only its examples and
+    `train_source_index` (N,) says where each lies in the source's training split; otherwise
+    it is None and the train arrays are the whole split.
+    """
 
     dataset: str
     classes: tuple[str, ...]
@@ -54,6 +62,7 @@ class Prepared:
     eval_test_index: np.ndarray
     mean: np.ndarray
     std: np.ndarray
+    train_source_index: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Reuse RawDataset's checks of images, labels and classes.
@@ -70,6 +79,14 @@ class Prepared:
                                  f"({self.input_shape[0]},), got {value!r}")
         if not np.all(self.std > 0):
             raise ValueError(f"{self.dataset} std must be positive, got {self.std}")
+        index = self.train_source_index
+        if index is not None and not (
+                isinstance(index, np.ndarray) and index.dtype == np.int64
+                and index.shape == self.train_labels.shape and index[0] >= 0
+                and np.all(np.diff(index) > 0)):
+            raise ValueError(f"{self.dataset} train_source_index must be an int64 array, strictly "
+                             "increasing and non-negative, with one entry per training example "
+                             f"({len(self.train_labels)})")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -92,27 +109,42 @@ def _check_index(index: np.ndarray, n: int, where: str) -> None:
 
 
 def prepare(raw: RawDataset, eval_train_size: int | None, eval_test_size: int | None,
-            eval_seed: int) -> Prepared:
-    """Prepared data: the raw splits, train-set channel statistics and the evaluation subsets."""
-    mean, std = channel_stats(raw.train_images)
+            eval_seed: int, train_size: int | None = None, train_seed: int = 0) -> Prepared:
+    """Prepared data: the raw splits, train-set channel statistics and the evaluation subsets.
+
+    `train_size` (None: the whole training split) keeps a class-balanced subset of the training
+    split drawn with `train_seed` (subsets.training_subset); the statistics and the "train"
+    evaluation subset are then computed on those examples only, the ones the runs train on.
+    """
+    train_images, train_labels, source_index = raw.train_images, raw.train_labels, None
+    if train_size is not None:
+        source_index = training_subset(raw.train_labels, train_size, train_seed)
+        train_images, train_labels = train_images[source_index], train_labels[source_index]
+    mean, std = channel_stats(train_images)
     # One seed for both subsets: they index different splits, so the draws do not interact.
     return Prepared(
         dataset=raw.name, classes=tuple(raw.classes),
-        train_images=raw.train_images, train_labels=raw.train_labels,
+        train_images=train_images, train_labels=train_labels,
         test_images=raw.test_images, test_labels=raw.test_labels,
-        eval_train_index=evaluation_subset(raw.train_labels, eval_train_size, eval_seed),
+        eval_train_index=evaluation_subset(train_labels, eval_train_size, eval_seed),
         eval_test_index=evaluation_subset(raw.test_labels, eval_test_size, eval_seed),
-        mean=mean, std=std,
+        mean=mean, std=std, train_source_index=source_index,
     )
+
+
+def _arrays(prepared: Prepared) -> tuple[str, ...]:
+    """The names of the arrays `prepared` holds: ARRAYS, plus the optional ones it has."""
+    return ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if getattr(prepared, n) is not None)
 
 
 def save_prepared(prepared: Prepared, directory: str | Path) -> None:
     """Write one .npy per array plus meta.json into `directory`, replacing it atomically."""
     with atomic_directory(directory) as staging:
-        for name in ARRAYS:
+        names = _arrays(prepared)
+        for name in names:
             np.save(staging / f"{name}.npy", getattr(prepared, name), allow_pickle=False)
         meta = {"format": FORMAT_VERSION, "dataset": prepared.dataset,
-                "classes": list(prepared.classes), "arrays": list(ARRAYS)}
+                "classes": list(prepared.classes), "arrays": list(names)}
         # meta.json last: a folder with it has every array.
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         for path in staging.iterdir():
@@ -136,7 +168,9 @@ def load_prepared(directory: str | Path) -> Prepared:
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT_VERSION}; "
                          "re-run the data stage to rebuild it")
+    listed = meta.get("arrays", ARRAYS)
+    names = ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if n in listed)
     arrays = {name: read_input(directory / f"{name}.npy",
                                lambda p: np.load(p, allow_pickle=False), "data")
-              for name in ARRAYS}
+              for name in names}
     return Prepared(dataset=meta["dataset"], classes=tuple(meta["classes"]), **arrays)

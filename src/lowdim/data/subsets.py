@@ -1,4 +1,5 @@
-"""Seeded, class-stratified index sets: the digits test split and the evaluation subsets."""
+"""Seeded, class-stratified index sets: the digits test split, the training subset and the
+evaluation subsets."""
 
 from __future__ import annotations
 
@@ -43,6 +44,60 @@ def class_quotas(counts: np.ndarray, size: int) -> np.ndarray:
     order = np.argsort(-(exact - quotas), kind="stable")
     quotas[order[: size - quotas.sum()]] += 1
     return quotas
+
+
+# The training subset draws from its own stream, SeedSequence((TRAIN_STREAM, seed)), so that it
+# never shares random numbers with the evaluation subsets (default_rng(eval_seed)), even when
+# train_seed equals eval_seed.
+TRAIN_STREAM = 1
+
+
+def balanced_quotas(counts: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-class sample counts (K,) summing to `size`, as equal as the class sizes `counts` allow.
+
+    Every class gets size // K, or all it has when it has fewer (the rest is shared among the
+    others, again equally); the remainder, fewer samples than classes still open, goes one each
+    to classes drawn with `rng`, so no class is favoured by its label.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    quotas = np.zeros_like(counts)
+    remaining = int(size)
+    while remaining > 0:
+        open_classes = np.flatnonzero(quotas < counts)
+        share = remaining // len(open_classes)
+        if share == 0:
+            quotas[rng.choice(open_classes, size=remaining, replace=False)] += 1
+            break
+        add = np.minimum(share, counts[open_classes] - quotas[open_classes])
+        quotas[open_classes] += add
+        remaining -= int(add.sum())
+    return quotas
+
+
+def training_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted int64 indices into labels (N,): a seeded, class-balanced subset of `size`.
+
+    Class-balanced: every class gets size // K samples (K classes present), and the remainder
+    size % K goes one each to classes drawn with the seed; a class with fewer samples than its
+    share gives all it has and the others share the rest equally. `size` = N keeps every sample.
+    """
+    labels = _check_labels(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+        raise ValueError(f"data.train_size = {size!r}: must be a positive integer, or None for "
+                         "the whole training split")
+    if size < len(classes):
+        raise ValueError(f"data.train_size = {size}: a class-balanced subset needs at least one "
+                         f"example of each of the {len(classes)} classes, so at least "
+                         f"{len(classes)}")
+    if size > len(labels):
+        raise ValueError(f"data.train_size = {size}: the training split has only {len(labels)} "
+                         f"examples; choose at most {len(labels)}, or null for all of them")
+    rng = np.random.default_rng(np.random.SeedSequence((TRAIN_STREAM, seed)))
+    quotas = balanced_quotas(counts, int(size), rng)
+    parts = [rng.choice(np.flatnonzero(labels == cls), size=q, replace=False)
+             for cls, q in zip(classes, quotas, strict=True)]
+    return np.sort(np.concatenate(parts)).astype(np.int64)
 
 
 def evaluation_subset(labels: np.ndarray, size: int | None, seed: int) -> np.ndarray:
