@@ -165,7 +165,8 @@ def child(stage: str, work: Path, options: dict) -> dict:
         from lowdim.geometry.eigen import stats_from_arrays
         from lowdim.geometry.inpca import inpca, memory_estimate, stress_metrics
         from lowdim.store.arrays import human_bytes
-        from lowdim.store.products import load_centring_sums, open_distance_matrix, save_embeddings
+        from lowdim.store.distance_matrices import load_centring_sums, open_distance_matrix
+        from lowdim.store.products import save_embeddings
 
         n_eigenvalues = max(N_COMPONENTS, *STRESS_DIMS)
         embeddings = {}

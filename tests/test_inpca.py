@@ -21,7 +21,7 @@ from lowdim.geometry.inpca import (
     minkowski_sq_distances,
     project,
 )
-from lowdim.store import products as store
+from lowdim.store.distance_matrices import load_distance_matrix
 from lowdim.store.records import Embedding
 
 
@@ -291,7 +291,7 @@ def test_randomized_solver_restarts_and_finds_null_directions(rng):
 def test_memory_mapped_input_gives_same_result(rng, tmp_path):
     d = peaked_bhattacharyya(rng, 90)
     np.save(tmp_path / "train.npy", d)
-    mapped = store.load_distance_matrix(tmp_path, "train", mmap=True)
+    mapped = load_distance_matrix(tmp_path, "train", mmap=True)
     assert isinstance(mapped, np.memmap)
     for solver in ("randomized", "dense"):
         a = inpca(d, 4, solver=solver, block_bytes=SMALL_BLOCKS)

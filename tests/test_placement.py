@@ -24,7 +24,8 @@ from lowdim.geometry.distances import (
 from lowdim.geometry.geodesic import geodesic
 from lowdim.geometry.inpca import inpca
 from lowdim.store.analysis_set import AnalysisSet, save_analysis_set
-from lowdim.store.products import save_distances, save_embeddings
+from lowdim.store.distance_matrices import save_distances
+from lowdim.store.products import save_embeddings
 
 STEP, FLOOR = 2, 1e-8
 SETTINGS = DistanceSettings(sample_step=STEP, bc_floor=FLOOR)

@@ -47,7 +47,11 @@ from lowdim.geometry.inpca import inpca, landmark_rows, minkowski_sq_distances, 
 from lowdim.store.analysis_set import open_probs, save_analysis_set
 from lowdim.store.arrays import NpyFile
 from lowdim.store.block_cache import BlockCache
-from lowdim.store.products import load_centring_sums, load_distance_matrix, open_distance_matrix
+from lowdim.store.distance_matrices import (
+    load_centring_sums,
+    load_distance_matrix,
+    open_distance_matrix,
+)
 from lowdim.store.records import RunSpec
 from lowdim.store.runs import write_run
 from lowdim.training.run import RunResult

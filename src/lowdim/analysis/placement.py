@@ -35,7 +35,8 @@ from lowdim.geometry.distances import DistanceSettings, bhattacharyya
 from lowdim.geometry.geodesic import progress
 from lowdim.geometry.inpca import project
 from lowdim.store.analysis_set import load_index, load_probs
-from lowdim.store.products import load_distance_matrix, load_embedding
+from lowdim.store.distance_matrices import load_distance_matrix
+from lowdim.store.products import load_embedding
 from lowdim.store.records import SPACES, Embedding
 
 if TYPE_CHECKING:  # `predict` imports them when it runs: placing stored predictions needs no torch

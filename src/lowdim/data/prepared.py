@@ -12,8 +12,8 @@ import numpy as np
 
 from lowdim.data.raw import RawDataset
 from lowdim.data.subsets import evaluation_subset, training_subset
-from lowdim.store.arrays import read_input
 from lowdim.store.atomic import atomic_directory
+from lowdim.store.inputs import read_input
 
 FORMAT_VERSION = 1
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels",

@@ -53,7 +53,8 @@ from lowdim.geometry.eigen import CentringAccumulator
 from lowdim.store.arrays import NpyFile, as_slice, check_disk_space, existing_ancestor, human_bytes
 from lowdim.store.atomic import atomic_directory
 from lowdim.store.block_cache import BlockCache
-from lowdim.store.products import CENTRING_SUFFIX, REFERENCE, save_centring
+from lowdim.store.distance_matrices import CENTRING_SUFFIX, save_centring
+from lowdim.store.products import REFERENCE
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,11 @@ lowdim but `paths`.
 | `records` | the vocabulary of products: prediction spaces, run specifications, embeddings |
 | `runs` | the run store: one directory per training run |
 | `analysis_set` | the stacked predictions and their index table |
+| `inputs` | reading a stage input: a missing or damaged file is named, with what to do |
 | `arrays` | `.npy` files read by slices, disk-space checks |
 | `block_cache` | the distance stage's cache of blocks per pair of runs |
-| `products` | distances, centring sums, reference points, embeddings, tables, product names |
+| `distance_matrices` | the M x M distance matrices and their centring sums |
+| `products` | reference points, embeddings, tables, product names |
 
 Nothing is imported here, so a stage's code deps list only the modules it runs.
 """

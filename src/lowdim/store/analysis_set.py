@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lowdim.store.arrays import NpyFile, read_input
+from lowdim.store.arrays import NpyFile
 from lowdim.store.atomic import atomic_directory
+from lowdim.store.inputs import read_input
 
 INDEX = "index.parquet"
 MAKER = "predictions"  # the stage that writes the analysis set

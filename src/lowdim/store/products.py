@@ -16,53 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lowdim.store.arrays import NpyFile, read_input
-from lowdim.store.atomic import atomic_directory, atomic_file
+from lowdim.store.atomic import atomic_directory
+from lowdim.store.inputs import load_npz, read_input
 from lowdim.store.records import Embedding
 
 log = logging.getLogger(__name__)
 
 REFERENCE = "reference.parquet"
-CENTRING_SUFFIX = "_centring.npz"  # <space>_centring.npz: sums for the double centring of D
 
 
 # --------------------------------------------------------------------------- large arrays
-
-
-def save_distances(matrices: Mapping[str, np.ndarray], reference: pd.DataFrame,
-                   directory: str | Path) -> None:
-    """Write `<space>.npy` (M×M float64) for each space and the reference distances table."""
-    with atomic_directory(directory) as tmp:
-        for space, d in matrices.items():
-            np.save(tmp / f"{space}.npy", d)
-        reference.to_parquet(tmp / REFERENCE, index=False)
-
-
-def load_distance_matrix(directory: str | Path, space: str, mmap: bool = False) -> np.ndarray:
-    """The (M, M) distance matrix of one prediction space; memory-mapped (read-only) if `mmap`."""
-    return read_input(Path(directory) / f"{space}.npy",
-                      lambda p: np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None),
-                      "distances")
-
-
-def open_distance_matrix(directory: str | Path, space: str) -> NpyFile:
-    """The (M, M) distance matrix of one space as an NpyFile: read in blocks, never all at once."""
-    return read_input(Path(directory) / f"{space}.npy", NpyFile, "distances")
-
-
-def save_centring(arrays: Mapping[str, np.ndarray], path: str | Path) -> None:
-    """Write the sums of ``eigen.CentringAccumulator.arrays`` (an npz) atomically."""
-    with atomic_file(path) as tmp:
-        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-
-
-def load_centring_sums(directory: str | Path, space: str) -> dict[str, np.ndarray] | None:
-    """The centring sums saved beside a distance matrix by the distances stage (to be turned into
-    `lowdim.geometry.eigen.CentringStats` by ``stats_from_arrays``), or None if absent."""
-    path = Path(directory) / f"{space}{CENTRING_SUFFIX}"
-    if not path.is_file():
-        return None
-    return read_input(path, _load_npz, "distances")
 
 
 def load_reference(directory: str | Path) -> pd.DataFrame:
@@ -84,7 +47,7 @@ def _save_embedding(emb: Embedding, path: Path) -> None:
 
 def load_embedding(directory: str | Path, space: str) -> Embedding:
     """The Embedding of one prediction space."""
-    z = read_input(Path(directory) / f"{space}.npz", _load_npz, "embedding")
+    z = read_input(Path(directory) / f"{space}.npz", load_npz, "embedding")
     # fields added later (landmarks) keep their defaults in older files
     values = {f.name: z[f.name] for f in dataclasses.fields(Embedding) if f.name in z}
     for name in ("frobenius_sq", "grand_mean"):
@@ -115,11 +78,6 @@ def load_array(directory: str | Path, name: str) -> np.ndarray:
     """An array written by `save_products`."""
     return read_input(Path(directory) / f"{name}.npy", lambda p: np.load(p, allow_pickle=False))
 
-
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an npz, read (a damaged member fails here, not later)."""
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
 
 
 def product_name(c: float, group: str) -> str:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lowdim.store.arrays import read_input
 from lowdim.store.atomic import atomic_directory
+from lowdim.store.inputs import read_input
 from lowdim.store.records import SPACES, RunSpec
 
 if TYPE_CHECKING:  # the store's readers (analysis, figures) never load torch
