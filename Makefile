@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test test-fast lint profile clean-venv
+.PHONY: setup repro test test-fast lint profile clean-venv mutants
 
 setup: $(BIN)/lowdim-ready
 
@@ -32,6 +32,17 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Mutation testing of the numerical core ([tool.mutmut] in pyproject.toml; docs/performance.md,
+# "Mutation testing"): a fresh mutants/ each time, then the score per module. Not part of `test`.
+# numba's default OpenMP layer is not fork-safe (mutmut forks a worker per mutant): workqueue is;
+# one thread per worker, MUTMUT_JOBS workers.
+MUTMUT_JOBS ?= 2
+mutants: setup
+	rm -rf mutants
+	NUMBA_THREADING_LAYER=workqueue NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+	OPENBLAS_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTMUT_JOBS)
+	$(BIN)/python benchmarks/mutation_score.py
 
 # Switch the active profile: make profile NAME=tiny (see profiles/).
 profile:
