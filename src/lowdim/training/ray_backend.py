@@ -119,9 +119,11 @@ def _device_data(prepared: Prepared, fingerprint: str, device: torch.device) -> 
     key = (fingerprint, str(device))
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()
-        # Arrays from the object store are read-only views; torch wants writable memory.
-        arrays = {f.name: np.array(getattr(prepared, f.name))
-                  for f in dataclasses.fields(prepared) if f.name not in ("dataset", "classes")}
+        # Arrays from the object store are read-only views; torch wants writable memory. An
+        # optional array that is absent (None) stays None.
+        arrays = {f.name: np.array(value) for f in dataclasses.fields(prepared)
+                  if f.name not in ("dataset", "classes")
+                  and (value := getattr(prepared, f.name)) is not None}
         _DATA_CACHE[key] = DeviceData.from_prepared(dataclasses.replace(prepared, **arrays),
                                                     device)
     return _DATA_CACHE[key]
