@@ -32,7 +32,8 @@ from lowdim.config.load import load
 from lowdim.config.models import ModelsConfig
 from lowdim.config.train import TrainConfig
 from lowdim.data import load_source, prepare
-from lowdim.store.runs import remove_entries, stale_entries
+from lowdim.store.runs import park_entries
+from lowdim.training.ledger import data_fingerprint
 from lowdim.training.grid import expand_grid
 from lowdim.training.launch import launch
 
@@ -55,7 +56,8 @@ def main(store, pause):  # worker processes start by forkserver: a main guard
     prepared = prepare(load_source("digits", test_fraction=0.25, split_seed=2), 120, 90, 0)
     specs = expand_grid(grid, models, train.lr_reference_batch_size)
     local.write_run = paced
-    remove_entries(stale_entries(store, {s.run_id for s in specs}))  # as notebooks/20_train does
+    # as notebooks/20_train does: interrupted writes removed, other grids' runs set aside
+    park_entries(store, specs, data_fingerprint(prepared), store + "-archive")
     summary = launch(specs, prepared, store, train, progress=False)
     print(json.dumps({"trained": summary.trained, "skipped": summary.skipped,
                       "runs": [s.run_id for s in specs]}))

@@ -14,7 +14,6 @@ from lowdim.store.runs import (
     load_predictions,
     park_entries,
     read_meta,
-    stale_entries,
     unpark_entries,
     write_run,
 )
@@ -76,11 +75,6 @@ def test_interrupted_write_leaves_no_complete_looking_run(tmp_path, tiny_prepare
     assert list(tmp_path.iterdir()) == []
     assert read_meta(tmp_path, result.spec.run_id) is None
 
-
-def test_stale_entries_are_listed(tmp_path):
-    (tmp_path / "old_run").mkdir()
-    (tmp_path / "keep").mkdir()
-    assert [p.name for p in stale_entries(tmp_path, {"keep"})] == ["old_run"]
 
 
 def _fake_run(store, spec: RunSpec, fingerprint: str, status: str = "ok") -> None:

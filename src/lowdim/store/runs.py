@@ -109,14 +109,6 @@ def load_predictions(store: str | Path, run_id: str, space: str) -> np.ndarray:
                       lambda p: np.load(p, mmap_mode="r", allow_pickle=False), "train")
 
 
-def stale_entries(store: str | Path, keep: set[str]) -> list[Path]:
-    """Entries of the store that belong to no current run: old grids and interrupted writes."""
-    store = Path(store)
-    if not store.is_dir():
-        return []
-    return sorted(p for p in store.iterdir() if p.name not in keep)
-
-
 def remove_entries(paths: list[Path]) -> None:
     """Delete store entries (directories or files)."""
     for path in paths:
