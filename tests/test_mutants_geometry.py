@@ -150,3 +150,19 @@ def test_stress_metrics_includes_the_last_dimension():
     emb = inpca(((x[:, None] - x[None]) ** 2).sum(-1), 2)
     last = len(emb.explained_stress)
     assert f"explained_stress_{last}" in stress_metrics(emb, [last])
+
+
+def test_centroids_name_their_input_in_errors():
+    with pytest.raises(ValueError, match=r"^probs must be a 3-D array of shape \(M, N, C\)"):
+        ct.arithmetic_mean(np.full((2, 2), 0.5))
+
+
+def test_average_trajectory_is_silent_unless_asked_and_then_names_its_method(capsys):
+    trajs = np.random.default_rng(3).dirichlet(np.ones(3), size=(2, 3, 4))  # (S=2, K=3, N=4, C=3)
+    quiet = ct.average_trajectory(trajs, "arithmetic")
+    assert capsys.readouterr().err == ""
+    loud = ct.average_trajectory(trajs, "arithmetic", progress=True)
+    err = capsys.readouterr().err
+    assert "arithmetic average" in err and "3/3" in err
+    np.testing.assert_array_equal(quiet, loud)
+    np.testing.assert_allclose(quiet, trajs.mean(axis=0), rtol=1e-12)

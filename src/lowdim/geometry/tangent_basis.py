@@ -134,7 +134,8 @@ def explained_distance_l1(
     x, s = x[:, : int(k)], s[: int(k)]
     norms = (x * x * s).sum(axis=1)
     error = total = 0.0
-    block = max(1, 2**22 // max(m, 1))
+    # rows per block: any count >= 1 gives the same sums
+    block = max(1, 2**22 // max(m, 1))  # pragma: no mutate
     for start in range(0, m, block):
         rows = slice(start, min(start + block, m))
         d_k = norms[rows, None] + norms[None, :] - 2.0 * (x[rows] * s) @ x.T
