@@ -46,9 +46,15 @@ def shipped_profiles() -> dict[str, dict]:
             for path in sorted((ROOT / "profiles").glob("*.yaml"))}
 
 
+def grid_archs(grid: dict | list) -> set[str]:
+    """The architectures of a `grid` section, one block (a mapping) or a list of blocks."""
+    return {arch for block in (grid if isinstance(grid, list) else [grid])
+            for arch in block["arch"]}
+
+
 def test_every_architecture_of_the_shipped_profiles_has_its_own_colour():
     names = sorted({arch for profile in shipped_profiles().values()
-                    for arch in profile["grid"]["arch"]})
+                    for arch in grid_archs(profile["grid"])})
     colours = {name: plotting.arch_color(name) for name in names}
     assert len(set(colours.values())) == len(names), colours
     assert all(name in plotting.ARCH_COLORS for name in names)  # none left to the name hash

@@ -14,11 +14,16 @@ from typing import Any
 import numpy as np
 
 SPACES = ("train", "test")
+# The precision of a run that names none: left out of its run id and its stored spec, so runs
+# trained before runs had a precision keep their ids and stay complete.
+DEFAULT_PRECISION = "fp32"
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that determines one training run."""
+    """Everything that determines one training run. `lr` is the learning rate it trains with;
+    `base_lr` the one at the reference batch size that scales to it (docs/study.md B3).
+    `precision`: fp32, or fp16-mixed (float16 autocast with a dynamic loss scale; CUDA only)."""
 
     arch: str
     optimizer: str
@@ -31,21 +36,27 @@ class RunSpec:
     epochs: int
     seed: int
     model_size: Mapping[str, Any] = field(default_factory=dict)
+    precision: str = DEFAULT_PRECISION
 
     @property
     def run_id(self) -> str:
-        """A readable id that changes whenever a grid factor changes."""
+        """A readable id that changes whenever a grid factor changes (the precision is named
+        only when it is not the default fp32)."""
+        precision = "" if self.precision == DEFAULT_PRECISION else f"_{self.precision}"
         return (
             f"{self.arch}_{self.optimizer}_bs{self.batch_size}_lr{self.lr:g}"
             f"_wd{self.weight_decay:g}_aug-{self.augment}_init-{self.init}"
-            f"_ep{self.epochs}_s{self.seed}"
+            f"_ep{self.epochs}{precision}_s{self.seed}"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (model sizes as lists), the form stored in meta.json."""
+        """A JSON-ready dict (model sizes as lists), the form stored in meta.json; the precision
+        only when it is not the default, as in the run id."""
         d = asdict(self)
         d["model_size"] = {k: list(v) if isinstance(v, tuple | list) else v
                            for k, v in self.model_size.items()}
+        if self.precision == DEFAULT_PRECISION:
+            del d["precision"]
         return d
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import Any
 
 from lowdim.config.grid import GridConfig
+from lowdim.config.load import ConfigError
 from lowdim.store.records import RunSpec
 
 
@@ -17,21 +17,43 @@ def scaled_lr(base_lr: float, batch_size: int, reference_batch_size: int) -> flo
 
 def expand_grid(grid: GridConfig, models: Mapping[str, Mapping[str, Any]],
                 reference_batch_size: int) -> list[RunSpec]:
-    """All runs of the grid, in a fixed order (architecture-major, seeds last)."""
-    specs = []
-    for arch, opt, bs, wd, aug, init, epochs in itertools.product(
-        grid.arch, grid.optimizer, grid.batch_size, grid.weight_decay, grid.augment, grid.init,
-        grid.epochs,
-    ):
-        for base_lr, seed in itertools.product(grid.base_lr[opt], grid.seed):
-            specs.append(RunSpec(
-                arch=arch, optimizer=opt, batch_size=bs, base_lr=base_lr,
-                lr=scaled_lr(base_lr, bs, reference_batch_size), weight_decay=wd, augment=aug,
-                init=init, epochs=epochs, seed=seed, model_size=dict(models.get(arch, {})),
-            ))
-    ids = [s.run_id for s in specs]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ValueError(f"the grid gives the same run id twice: {duplicates[:3]}; "
-                         "two base learning rates scale to the same lr — list each once")
+    """All runs of the grid, block after block, each block in a fixed order (architecture-major,
+    seeds last). A run id given twice raises ConfigError naming the block(s)."""
+    specs: list[RunSpec] = []
+    given_by: dict[str, str] = {}
+    for index, block in enumerate(grid.blocks):
+        where = grid.block_key(index)
+        for run in block.runs():
+            spec = run_spec(run, models, reference_batch_size)
+            if spec.run_id in given_by:
+                raise _twice(spec.run_id, given_by[spec.run_id], where)
+            given_by[spec.run_id] = where
+            specs.append(spec)
     return specs
+
+
+def run_spec(run: Mapping[str, Any], models: Mapping[str, Mapping[str, Any]],
+             reference_batch_size: int) -> RunSpec:
+    """The spec of one run of a block (`GridBlock.runs`): an absolute `lr` as given (its
+    base_lr the one that would scale to it), or `base_lr` scaled by batch size."""
+    batch_size = run["batch_size"]
+    if "lr" in run:
+        lr, base_lr = run["lr"], run["lr"] * reference_batch_size / batch_size
+    else:
+        base_lr = run["base_lr"]
+        lr = scaled_lr(base_lr, batch_size, reference_batch_size)
+    return RunSpec(
+        arch=run["arch"], optimizer=run["optimizer"], batch_size=batch_size, base_lr=base_lr,
+        lr=lr, weight_decay=run["weight_decay"], augment=run["augment"], init=run["init"],
+        epochs=run["epochs"], seed=run["seed"], model_size=dict(models.get(run["arch"], {})),
+        precision=run["precision"],
+    )
+
+
+def _twice(run_id: str, first: str, then: str) -> ConfigError:
+    if first == then:
+        return ConfigError(f"{first}: the grid gives the same run id twice: {run_id}; two of its "
+                           "learning rates are equal to the 6 digits a run id prints (or two "
+                           "base lrs scale to one lr): list each once")
+    return ConfigError(f"{first} and {then} both give run {run_id}: each run belongs to one "
+                       f"block; drop it from one of them (e.g. an exclude entry in {then})")

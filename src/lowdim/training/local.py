@@ -5,6 +5,7 @@ complete runs, trained with the settings this launch would use, are never redone
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ from lowdim.training.packed import (
     train_packs,
     uses_packing,
 )
+from lowdim.training.precision import check_precision, trains_alone
 from lowdim.training.run import DeviceData, RunResult, step_progress, train_run
 from lowdim.training.settings import Settings, crop_padding, planned_settings
 
@@ -46,11 +48,13 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
     time: on a CPU in up to `workers` processes at once ('auto': one per available core) with
     `threads` torch threads each (None: an equal share of this process's threads among the
     `workers` asked for), the same bytes as one at a time in this process with that many threads
-    (which it then uses); with 1, in this process. A run counts as complete only when its
-    recorded settings are those this launch would use (`local_settings`).
+    (which it then uses); with 1, in this process. A run of another precision than fp32 trains
+    alone even when the launch packs (lowdim.training.precision). A run counts as complete only
+    when its recorded settings are those this launch would use (`local_settings`).
     """
     speed = speed or SpeedOptions()
     check_speed_options(speed, device)
+    check_precision(specs, device.type)
     fingerprint = data_fingerprint(prepared)
     packing = uses_packing(pack_size, speed, device)
     cpu_workers = device.type == "cpu" and not packing
@@ -67,9 +71,13 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
     trained, diverged = [], []
     with float32_mode(device, speed.tf32), torch_threads(run_threads, device):
         if packing:
-            results = train_packs(todo, data, pack_size=pack_size, options=speed,
-                                  eval_batch_size=eval_batch_size,
-                                  augment_padding=augment_padding, progress=progress)
+            results = itertools.chain(
+                train_packs([s for s in todo if not trains_alone(s)], data, pack_size=pack_size,
+                            options=speed, eval_batch_size=eval_batch_size,
+                            augment_padding=augment_padding, progress=progress),
+                one_at_a_time([s for s in todo if trains_alone(s)], data,
+                              eval_batch_size=eval_batch_size,
+                              augment_padding=augment_padding, progress=progress))
         elif processes > 1:
             results = in_workers(todo, prepared, workers=processes, threads=run_threads,
                                  eval_batch_size=eval_batch_size,
@@ -93,11 +101,16 @@ def local_settings(device: torch.device, height: int, *, threads: int, eval_batc
                    augment_padding: int | None, pack_size: int | str | None,
                    speed: SpeedOptions) -> Callable[[RunSpec], Settings]:
     """The settings each run of a local launch will record (pack_size None: one run at a time),
-    for images of this height."""
-    return planned_settings(device.type, threads=threads, eval_batch_size=eval_batch_size,
-                            padding=crop_padding(augment_padding, height), pack_size=pack_size,
-                            channels_last=speed.channels_last, compile=speed.compile,
-                            tf32=speed.tf32, bf16=speed.bf16)
+    for images of this height; a run that trains alone (`trains_alone`) records no pack and
+    none of the packed path's options."""
+    def settings(pack: int | str | None, options: SpeedOptions) -> Callable[[RunSpec], Settings]:
+        return planned_settings(device.type, threads=threads, eval_batch_size=eval_batch_size,
+                                padding=crop_padding(augment_padding, height), pack_size=pack,
+                                channels_last=options.channels_last, compile=options.compile,
+                                tf32=options.tf32, bf16=options.bf16)
+
+    in_packs, alone = settings(pack_size, speed), settings(None, SpeedOptions(tf32=speed.tf32))
+    return lambda spec: alone(spec) if trains_alone(spec) else in_packs(spec)
 
 
 @contextmanager

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from lowdim.config.train import TrainConfig
 from lowdim.data import normalize
 from lowdim.store.records import RunSpec
+from lowdim.training.precision import trains_alone
 from lowdim.training.run import (
     SPACES,
     DeviceData,
@@ -115,10 +116,11 @@ def float32_mode(device: torch.device, tf32: bool) -> Iterator[None]:
 
 
 def pack_key(spec: RunSpec) -> tuple:
-    """What runs of one pack must share: architecture and sizes, optimizer, batch size, epochs."""
+    """What runs of one pack must share: architecture and sizes, optimizer, batch size, epochs,
+    precision (only fp32 packs: lowdim.training.precision)."""
     sizes = tuple(sorted((k, tuple(v) if isinstance(v, list | tuple) else v)
                          for k, v in spec.model_size.items()))
-    return (spec.arch, sizes, spec.optimizer, spec.batch_size, spec.epochs)
+    return (spec.arch, sizes, spec.optimizer, spec.batch_size, spec.epochs, spec.precision)
 
 
 def compatible_groups(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:
@@ -298,11 +300,16 @@ class PackTrainer:
                  pack_size: int | str | None = None) -> None:
         if not specs:
             raise ValueError("a pack needs at least one run")
+        alone = [s for s in specs if trains_alone(s)]
+        if alone:
+            raise ValueError(f"run {alone[0].run_id} has precision {alone[0].precision}: packs "
+                             "train fp32 only (a per-run loss scale in a pack is not "
+                             "implemented); train it with train_run, as launch_local does")
         keys = {pack_key(s) for s in specs}
         if len(keys) > 1:
             raise ValueError("runs of one pack must share architecture, sizes, optimizer, batch "
-                             f"size and epochs; got {len(keys)} different kinds: group them with "
-                             "compatible_groups first")
+                             f"size, epochs and precision; got {len(keys)} different kinds: "
+                             "group them with compatible_groups first")
         self.device = data.train_images.device
         check_speed_options(options, self.device)
         self.data, self.options, self.eval_batch_size = data, options, eval_batch_size

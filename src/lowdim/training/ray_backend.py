@@ -48,6 +48,7 @@ from lowdim.training.ledger import (
     write_failure,
 )
 from lowdim.training.packed import float32_mode
+from lowdim.training.precision import check_precision
 from lowdim.training.run import DeviceData, RunResult, train_run
 from lowdim.training.settings import Settings, crop_padding, planned_settings
 
@@ -248,6 +249,7 @@ def launch_ray(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path,
     """
     import ray
 
+    check_precision(specs, task_device_type(train))  # before any task starts
     fingerprint = data_fingerprint(prepared)
     todo = pending(specs, store, fingerprint,
                    ray_settings(train, prepared.train_images.shape[2]))

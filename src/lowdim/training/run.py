@@ -21,6 +21,7 @@ from lowdim.store.records import (
     SPACES,  # defined torch-free there; importable from here as before
     RunSpec,
 )
+from lowdim.training.precision import StepPrecision
 from lowdim.training.settings import crop_padding, observed_settings, provenance, run_padding
 
 
@@ -221,8 +222,10 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
     final weights in `RunResult.final_state`. `probs_dtype` is the dtype of the recorded
     predictions: float16 for the run store; float32 where confident predictions' small class
     probabilities matter (the synthetic students, whose distances float16 would round).
+    The run's `precision` (lowdim.training.precision) is checked against the device first.
     """
     device = data.train_images.device
+    precision = StepPrecision(spec, device)  # fp16-mixed off CUDA: refused before anything
     n_train, *shape = data.train_images.shape
     model = init_model(spec, tuple(shape), data.num_classes, device)
     if initial_state is not None:
@@ -260,14 +263,14 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
             images = data.train_images[batch]
             if spec.augment == "simple":
                 images = augment_simple(images, padding, augment_rng)
-            logits = model(model_inputs(images, data.mean, data.std))
-            loss = F.cross_entropy(logits.float(), data.train_labels[batch])
+            with precision.autocast():
+                logits = model(model_inputs(images, data.mean, data.std))
+                loss = F.cross_entropy(logits.float(), data.train_labels[batch])
             if not torch.isfinite(loss):
                 result.status, result.diverged_at_step = "diverged", step + 1
                 return finish()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            precision.backward_and_step(loss, optimizer)
             scheduler.step()
             step += 1
             if step in checkpoints:
