@@ -22,8 +22,9 @@ import yaml
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["train", "predictions", "distances", "embedding", "trajectories", "corners",
-          "averaging", "tangents", "joint_embedding", "fig02_embedding", "fig08_outliers"]
+STAGES = ["train", "predictions", "distances", "embedding", "trajectories", "intervals",
+          "corners", "averaging", "tangents", "joint_embedding", "fig02_embedding",
+          "fig08_outliers"]
 # A damaged file of each kind of input directory (its readers are shared by the other stages;
 # each papermill run costs about 4 s of the suite's budget).
 DAMAGED_STAGES = ["train", "predictions", "embedding", "fig02_embedding", "fig08_outliers"]

@@ -32,10 +32,10 @@ def repo(tiny_pipeline, tmp_path_factory) -> Path:
 def test_repro_then_clean_status_then_noop(tiny_pipeline, repo):
     first = tiny_pipeline.output
     for stage in ("data", "train", "predictions", "distances", "embedding", "trajectories",
-                  "fig02_embedding", "figS01_spectrum", "fig16_larger_networks"):
+                  "intervals", "fig02_embedding", "figS01_spectrum", "fig16_larger_networks"):
         assert f"Running stage '{stage}'" in first
     for product in ("figures/fig02_embedding.pdf", "figures/figS01_spectrum.png",
-                    "metrics/embedding.json", "metrics/trajectories.json",
+                    "metrics/embedding.json", "metrics/trajectories.json", "metrics/intervals.json",
                     "data/predictions/index.parquet", "data/trajectories/train_tensor.npy"):
         assert (repo / product).is_file(), product
 

@@ -427,31 +427,59 @@ def outlier_counts(index: pd.DataFrame, *, loss_cut: float = 4.0,
 
 def summary_metrics(tensor: np.ndarray, table: pd.DataFrame, grid: np.ndarray = PROGRESS_GRID,
                     *, runs: np.ndarray | None = None) -> dict[str, float]:
-    """(G, R, R) tensor, table -> {"tube_width_median_at_0.5", "between_within_arch_ratio"}.
-
-    - tube_width_median_at_0.5: median over the selected runs of the tube width (A10) at the grid
-      point nearest 0.5;
-    - between_within_arch_ratio: mean trajectory distance (A8) over pairs of distinct runs of
-      different architectures, divided by the mean over pairs of the same architecture. Above 1:
-      architecture separates trajectories.
-    A quantity with nothing to average (no runs; one architecture only, or one run per
-    architecture) is NaN; a zero within-architecture mean gives inf.
-    """
+    """(G, R, R) tensor, table -> {"tube_width_median_at_0.5", "between_within_arch_ratio"}:
+    ``median_tube_width`` of the tensor and ``between_within_ratio`` of the selected runs'
+    trajectory distances (A8, the tensor's mean over progress)."""
     tensor = check_distance_tensor(tensor)
     table = _check_table(table, tensor.shape[1], ("arch",))
+    grid = _check_grid_length(grid, tensor.shape[0])
+    rows = _run_rows(table, runs)
+    run_ids = table.loc[rows, "run_id"].to_numpy() if "run_id" in table.columns else None
+    return {"tube_width_median_at_0.5": median_tube_width(tensor, table, grid, runs=runs),
+            "between_within_arch_ratio": between_within_ratio(
+                tensor.mean(axis=0)[np.ix_(rows, rows)],
+                table.loc[rows, "arch"].astype(str).to_numpy(), run_ids)}
+
+
+def median_tube_width(tensor: np.ndarray, table: pd.DataFrame,
+                      grid: np.ndarray = PROGRESS_GRID, *,
+                      runs: np.ndarray | None = None) -> float:
+    """(G, R, R) tensor, table -> median over the selected runs of the tube width (A10) at the
+    grid point nearest 0.5; NaN without runs. Only that grid point is read: a (1, R, R) tensor
+    at it gives the same number."""
+    tensor = check_distance_tensor(tensor)
     grid = _check_grid_length(grid, tensor.shape[0])
     mid = float(grid[np.argmin(np.abs(grid - 0.5))])
     widths = tube_width(tensor, table, grid, runs=runs)
     at_mid = widths.loc[widths["progress"] == mid, "distance"]
-    median = float(at_mid.median()) if len(at_mid) else float("nan")
+    return float(at_mid.median()) if len(at_mid) else float("nan")
 
-    rows = _run_rows(table, runs)
-    traj = tensor.mean(axis=0)[np.ix_(rows, rows)]
-    arch = table.loc[rows, "arch"].astype(str).to_numpy()
-    i, j = np.triu_indices(rows.size, 1)
+
+def between_within_ratio(distances: np.ndarray, arch: np.ndarray,
+                         run_ids: np.ndarray | None = None) -> float:
+    """(R, R) trajectory distances between runs (A8), (R,) architecture of each, optional (R,)
+    run ids -> mean distance over pairs of distinct runs of different architectures divided by
+    the mean over pairs of the same architecture. Above 1: architecture separates trajectories.
+
+    Runs with one (non-null) ``run_id`` are copies of one run (a bootstrap that drew it twice,
+    ``lowdim.analysis.intervals``): no pair of them counts. Nothing to average (one
+    architecture only, or one run per architecture) gives NaN; a zero within-architecture mean
+    gives inf.
+    """
+    distances = np.asarray(distances, dtype=np.float64)
+    arch = np.asarray(arch)
+    if distances.ndim != 2 or distances.shape != (arch.size, arch.size):
+        raise ValueError(f"distances must be ({arch.size}, {arch.size}), one row per run of "
+                         f"arch, got shape {distances.shape}")
+    i, j = np.triu_indices(arch.size, 1)
+    if run_ids is not None:
+        ids = np.asarray(run_ids, dtype=object)
+        if ids.shape != arch.shape:
+            raise ValueError(f"run_ids must have shape {arch.shape}, got {ids.shape}")
+        distinct = ~((ids[i] == ids[j]) & pd.notna(ids[i]))
+        i, j = i[distinct], j[distinct]
     same = arch[i] == arch[j]
-    between = traj[i, j][~same].mean() if (~same).any() else np.nan
-    within = traj[i, j][same].mean() if same.any() else np.nan
+    between = distances[i, j][~same].mean() if (~same).any() else np.nan
+    within = distances[i, j][same].mean() if same.any() else np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = float(np.float64(between) / np.float64(within))
-    return {"tube_width_median_at_0.5": median, "between_within_arch_ratio": ratio}
+        return float(np.float64(between) / np.float64(within))

@@ -3,13 +3,14 @@
 | section | module | class |
 |---|---|---|
 | `data` | `data` | `DataConfig` (and `DATASET_SHAPES`) |
-| `grid` | `grid` | `GridConfig` (and `INIT_SCHEMES`) |
+| `grid` | `grid` | `GridConfig` of `GridBlock`s (and `INIT_SCHEMES`, `PRECISIONS`) |
 | `models` | `models` | `ModelsConfig` (sizes are built by `lowdim.models.check_sizes`) |
 | `train` | `train` | `TrainConfig`, `RayConfig` |
 | `predictions` | `predictions` | `PredictionsConfig` |
 | `distances` | `distances` | `DistancesConfig` |
 | `embedding` | `embedding` | `EmbeddingConfig` |
 | `trajectories` | `trajectories` | `TrajectoriesConfig` |
+| `intervals` | `intervals` | `IntervalsConfig` |
 | `studies.corners` | `studies.corners` | `CornersConfig` |
 | `studies.synthetic` | `studies.synthetic` | `SyntheticConfig` |
 | `studies.averaging` | `studies.averaging` | `AveragingConfig` |

@@ -4,7 +4,8 @@
 then builds each requested section: every key known, every type and value checked. Errors raise
 `ConfigError` with a message that names the key (e.g. ``grid.base_lr.sgd[0]``) and says what to do.
 Per-field rules are declared on the fields (`Annotated[int, Positive]`) and read by `_coerce`;
-rules over several fields of one section are the section's `check()` method.
+rules over several fields of one section are the section's `check()` method (`check(where)` when
+its messages name keys below a place that varies: a block of the list `grid[2]`).
 
 When the environment variable `LOWDIM_PARAMS_LOG` names a file, the sections `load` returns log
 each key the stage reads to it (`reads_logged`), so a test can compare them with the stage's
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import inspect
 import json
 import os
 import types
@@ -31,8 +33,8 @@ OPTIMIZERS = ("sgd", "sgdn", "adam")
 # Every section a parameter file may hold, dotted for nested ones; each has a module of the same
 # dotted name under lowdim.config, whose class names it in `SECTION`.
 SECTIONS = ("data", "grid", "models", "train", "predictions", "distances", "embedding",
-            "trajectories", "studies.corners", "studies.synthetic", "studies.averaging",
-            "studies.tangents", "studies.joint", "figures")
+            "trajectories", "intervals", "studies.corners", "studies.synthetic",
+            "studies.averaging", "studies.tangents", "studies.joint", "figures")
 # Top-level keys that are not sections.
 NAMES = ("profile",)
 
@@ -93,6 +95,22 @@ class Unique:
     def check(self, value: Any, key: str) -> None:
         if len(set(value)) != len(value):
             raise ConfigError(f"{key} = {list(value)} repeats a value: list each once")
+
+
+@dataclass(frozen=True)
+class OneOrList:
+    """A list of mappings that may also be written as its one mapping, as `Annotated[tuple[Block,
+    ...], OneOrList()]`: the mapping keeps the list's key (`grid.arch`), the items of a list are
+    numbered (`grid[2].arch`)."""
+
+    def read(self, hint: Any, value: Any, key: str) -> Any:
+        """`value` as a tuple of the items of `hint` (a `tuple[Item, ...]`), each built."""
+        if isinstance(value, Mapping):
+            return (_coerce(typing.get_args(hint)[0], value, key),)
+        return _coerce(hint, value, key)
+
+    def check(self, value: Any, key: str) -> None:
+        """Nothing more to check: `read` built every item."""
 
 
 def check_one_of(value: Any, allowed: tuple[str, ...], key: str) -> None:
@@ -201,10 +219,11 @@ def as_dict(section: Any) -> Any:
 
 def build(cls: type, raw: Any, where: str = "") -> Any:
     """Dataclass `cls` from mapping `raw`, keys and types checked recursively, then its own
-    `check()`. A class with `ITEMS` holds the whole mapping in that one field (free keys)."""
+    `check()`. A class with `ITEMS` holds the whole section in that one field: a mapping of free
+    keys (`models`), or the blocks of a list (`grid`)."""
     hints = typing.get_type_hints(cls, include_extras=True)
     if items := getattr(cls, "ITEMS", None):
-        return _checked(cls(**{items: _coerce(hints[items], raw, where)}))
+        return _checked(cls(**{items: _coerce(hints[items], raw, where)}), where)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where or 'the parameter file'} must be a mapping, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -218,13 +237,15 @@ def build(cls: type, raw: Any, where: str = "") -> Any:
             values[name] = _coerce(hints[name], raw[name], key)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing key {key}: every profile must set it (see profiles/)")
-    return _checked(cls(**values))
+    return _checked(cls(**values), where)
 
 
-def _checked(section: Any) -> Any:
-    """`section` after its rules over several fields (its `check()`, if any) pass."""
-    if hasattr(section, "check"):
-        section.check()
+def _checked(section: Any, where: str) -> Any:
+    """`section` after its rules over several fields (its `check()`, if any) pass; a `check`
+    that takes an argument is given the section's key (`where`), for its messages."""
+    check = getattr(section, "check", None)
+    if check is not None:
+        check(where) if inspect.signature(check).parameters else check()
     return section
 
 
@@ -243,7 +264,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is Annotated:
-        value = _coerce(args[0], value, key)
+        reader = next((m for m in hint.__metadata__ if isinstance(m, OneOrList)), None)
+        value = reader.read(args[0], value, key) if reader else _coerce(args[0], value, key)
         for marker in hint.__metadata__:
             marker.check(value, key)
         return value

@@ -19,6 +19,7 @@ from lowdim.config.distances import DistancesConfig
 from lowdim.config.embedding import EmbeddingConfig
 from lowdim.config.figures import FiguresConfig
 from lowdim.config.grid import GridConfig
+from lowdim.config.intervals import IntervalsConfig
 from lowdim.config.load import build, read
 from lowdim.config.models import ModelsConfig
 from lowdim.config.predictions import PredictionsConfig
@@ -56,6 +57,7 @@ class Config:
     distances: DistancesConfig = field(default_factory=DistancesConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     trajectories: TrajectoriesConfig = field(default_factory=TrajectoriesConfig)
+    intervals: IntervalsConfig = field(default_factory=IntervalsConfig)
     studies: StudiesConfig = field(default_factory=StudiesConfig)
     figures: FiguresConfig = field(default_factory=FiguresConfig)
 
