@@ -28,7 +28,10 @@ def pipeline_notebooks(dvc_yaml: Path) -> list[tuple[str, dict[str, str]]]:
     found = []
     for stage in stages.values():
         words = stage["cmd"].split()
-        notebook = next(w for w in words if w.startswith("notebooks/") and w.endswith(".ipynb"))
+        notebook = next((w for w in words if w.startswith("notebooks/") and w.endswith(".ipynb")),
+                        None)
+        if notebook is None:  # a stage that runs a module (`results`), not a notebook
+            continue
         paths = {words[i + 1]: words[i + 2] for i, w in enumerate(words)
                  if w == "-p" and words[i + 1] != "params_file"}
         name = notebook.removeprefix("notebooks/").removesuffix(".ipynb")

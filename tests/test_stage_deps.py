@@ -19,6 +19,7 @@ from lowdim.tools.stage_deps import (
     params_mismatch,
     params_read_mismatch,
     rewrite_code_deps,
+    stage_module,
     unread_inputs,
 )
 
@@ -65,6 +66,22 @@ def test_closure_of_a_notebook_includes_the_notebook_and_drops_magics(fake_packa
         "notebooks/n.ipynb", "src/lowdim/__init__.py", "src/lowdim/d.py"}
     assert minimal_code_deps(stage, fake_package) == ["src/lowdim/__init__.py",
                                                       "src/lowdim/d.py"]
+
+
+def test_closure_of_a_module_stage_is_the_module_and_what_it_imports(fake_package: Path):
+    stage = {"cmd": "python -m lowdim.a --out docs/x.md"}  # a stage that runs no notebook
+    assert stage_module(stage) == "lowdim.a"
+    assert code_closure(stage, fake_package) == {
+        "src/lowdim/__init__.py", "src/lowdim/a.py", "src/lowdim/b.py", "src/lowdim/c.py",
+        "src/lowdim/d.py", "src/lowdim/sub/__init__.py", "src/lowdim/sub/j.py",
+        "src/lowdim/sub/k.py"}
+    assert minimal_code_deps(stage, fake_package) == [
+        "src/lowdim/__init__.py", "src/lowdim/a.py", "src/lowdim/b.py", "src/lowdim/c.py",
+        "src/lowdim/d.py", "src/lowdim/sub"]
+    assert params_mismatch(stage, fake_package) == []  # it loads no section, declares none
+    assert stage_module({"cmd": "papermill notebooks/n.ipynb out.ipynb"}) is None
+    with pytest.raises(ValueError, match="runs no notebook and no `python -m lowdim"):
+        code_closure({"cmd": "python other.py"}, fake_package)
 
 
 def test_imports_under_type_checking_are_not_in_the_closure(fake_package: Path):

@@ -1,9 +1,10 @@
 """Which `lowdim` files each DVC stage runs, and whether its `deps` cover them.
 
 A stage's products are stale when code it runs changes but is not among its `deps`. The code a
-stage runs is the import closure, within `lowdim`, of its notebook: every module the notebook
-imports, every module those import (at top level or inside a function: a lazy import still runs),
-and the `__init__.py` of every package on the way. The closure is found statically with `ast`, so
+stage runs is the import closure, within `lowdim`, of its notebook (or of its module, for a stage
+whose command is `python -m lowdim.<module>` instead): every module the notebook imports, every
+module those import (at top level or inside a function: a lazy import still runs), and the
+`__init__.py` of every package on the way. The closure is found statically with `ast`, so
 nothing is executed:
 
     python -m lowdim.tools.stage_deps          # exit status 1 and a list when a stage misses a file
@@ -37,6 +38,7 @@ from lowdim.paths import find_root
 
 PACKAGE = "lowdim"
 NOTEBOOK = re.compile(r"(notebooks/\S+\.ipynb)")
+MODULE = re.compile(r"\bpython\s+-m\s+(lowdim(?:\.\w+)+)")
 PATH_PARAMETER = re.compile(r"-p\s+(\w+)\s+(\S+)")
 
 
@@ -160,13 +162,46 @@ def stage_notebook(stage: Mapping) -> str:
     return match.group(1)
 
 
+def stage_module(stage: Mapping) -> str | None:
+    """The `lowdim` module a stage without a notebook runs (`python -m lowdim.tools.results`),
+    or None for a notebook stage."""
+    if NOTEBOOK.search(stage["cmd"]):
+        return None
+    match = MODULE.search(stage["cmd"])
+    if match is None:
+        raise ValueError(f"stage command runs no notebook and no `python -m lowdim...` module: "
+                         f"{stage['cmd']!r}")
+    return match.group(1)
+
+
+def stage_source(stage: Mapping, root: Path) -> str:
+    """The source a stage starts from: its notebook's code cells, or its module's file."""
+    module = stage_module(stage)
+    if module is None:
+        return notebook_source(root / stage_notebook(stage))
+    path = module_file(root / "src", module)
+    if path is None:
+        raise ValueError(f"stage command runs {module}, which has no file under src/")
+    return path.read_text()
+
+
 @cache
 def _closure_of(notebook: Path, src: Path) -> frozenset[Path]:
     return frozenset(import_closure(notebook_source(notebook), src))
 
 
+@cache
+def _closure_of_module(module: str, src: Path) -> frozenset[Path]:
+    return frozenset(import_closure(f"import {module}\n", src))
+
+
 def code_closure(stage: Mapping, root: Path) -> set[str]:
-    """Repository-relative paths of the notebook and every `lowdim` file the stage runs."""
+    """Repository-relative paths of the notebook (if any) and every `lowdim` file the stage
+    runs."""
+    module = stage_module(stage)
+    if module is not None:
+        files = _closure_of_module(module, root / "src")
+        return {path.relative_to(root).as_posix() for path in files}
     notebook = stage_notebook(stage)
     files = _closure_of(root / notebook, root / "src")
     return {notebook} | {path.relative_to(root).as_posix() for path in files}
@@ -319,8 +354,7 @@ def params_mismatch(stage: Mapping, root: Path) -> list[str]:
     """Where a stage's `params` and the sections its notebook loads disagree: a loaded section
     with no declared entry (a change to it would not rerun the stage), or an entry that lies in
     no loaded section (a change to it reruns the stage for nothing)."""
-    notebook = stage_notebook(stage)
-    loaded = loaded_sections(notebook_source(root / notebook), root / "src")
+    loaded = loaded_sections(stage_source(stage, root), root / "src")
     declared = declared_params(stage)
     problems = [f"loads {section}, but its params name nothing of it" for section in
                 sorted(loaded) if not any(covered(e.replace(".", "/"), [section.replace(".", "/")])

@@ -1,0 +1,574 @@
+"""The results page: every committed metric beside its uncertainty and the paper's value.
+
+Numbers about results typed by hand into the README and docs go stale silently when the metrics
+change. This tool writes them from the committed files instead:
+
+    python -m lowdim.tools.results                 # docs/results.md (the `results` stage runs this)
+    python -m lowdim.tools.results --metrics quick=metrics --metrics fmnist=metrics/fashion-mnist
+    python -m lowdim.tools.results --readme        # README.md's block between the markers
+
+- Inputs: one metrics directory per profile, given as `<label>=<directory>` (every `*.json` in
+  it, as the stages write them; `intervals.json` gives each headline metric's jackknife SE and
+  bootstrap interval), and the paper's values (`docs/paper_values.yaml`, taken from
+  docs/study.md, each with its tag and whether it is verified). Without `--metrics`, the active
+  profile's (`profile` in params.yaml) is `metrics/`.
+- `docs/results.md`: for each profile and finding, each value, its SE and interval where
+  `intervals.json` has them, and the paper's value beside it where docs/study.md gives one.
+- README.md's block between `<!-- results:begin -->` and `<!-- results:end -->`: the headline
+  rows of the first profile (`--readme`; not a stage, since people edit README.md).
+
+Nothing is typed by hand: tests/test_results_page.py fails when the page or the README block
+differs from what this tool writes from the committed files, and `lowdim.tools.quoted_numbers`
+finds result numbers quoted in README.md and docs/*.md that no committed file backs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from lowdim.paths import find_root
+from lowdim.store.atomic import atomic_file
+
+PAGE = "docs/results.md"
+PAPER = "docs/paper_values.yaml"
+README = "README.md"
+BEGIN = "<!-- results:begin"  # the marker lines of README.md's generated block
+END = "<!-- results:end -->"
+INTERVALS = "intervals"  # the metrics file of SEs and intervals (lowdim.analysis.intervals)
+SPACE_ORDER = ("train", "test")
+TAGS = ("B", "N", "C", "H", "T", "P", "I")  # docs/study.md's source tags
+DASH = "–"
+NUMBER = re.compile(r"\d+(\.\d+)?")  # a paper value as written: digits, a point, digits
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One profile's committed metrics: its label, the directory as given, and each file's
+    parsed contents by stem (`embedding` for embedding.json)."""
+
+    label: str
+    directory: str
+    files: Mapping[str, dict]
+
+
+# --- reading ---
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """`label=directory` -> (label, directory)."""
+    label, sep, directory = spec.partition("=")
+    if not sep or not label or not directory:
+        raise ValueError(f"--metrics {spec!r}: write it as <profile>=<directory>, "
+                         "e.g. quick=metrics")
+    return label, directory
+
+
+def read_profile(label: str, directory: str, root: Path) -> Profile:
+    """Every `*.json` of `root / directory`, by stem."""
+    folder = root / directory
+    files = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no metrics (*.json): run `dvc repro` or "
+                                "`dvc pull`, or pass the profile's metrics directory")
+    return Profile(label, directory, files)
+
+
+def read_paper(path: Path) -> dict:
+    """The paper values file: `values` (each with metric, value, what, where, tag, verified) and
+    `quoted` (each with value, what, where), checked."""
+    data = yaml.safe_load(path.read_text()) or {}
+    for i, entry in enumerate(data.get("values", [])):
+        missing = {"metric", "value", "what", "where", "tag", "verified"} - set(entry)
+        if missing:
+            raise ValueError(f"{path}: values[{i}] lacks {sorted(missing)}")
+        if entry["tag"] not in TAGS or not isinstance(entry["verified"], bool):
+            raise ValueError(f"{path}: values[{i}]: tag must be one of {TAGS} (docs/study.md's "
+                             "tags) and verified true or false")
+    for i, entry in enumerate(data.get("quoted", [])):
+        if not {"value", "what", "where"} <= set(entry):
+            raise ValueError(f"{path}: quoted[{i}] needs value, what and where")
+    for part in ("values", "quoted"):
+        for i, entry in enumerate(data.get(part, [])):
+            if not (isinstance(entry["value"], str) and NUMBER.fullmatch(entry["value"])):
+                raise ValueError(f"{path}: {part}[{i}].value must be a quoted decimal as "
+                                 f"docs/study.md prints it, e.g. \"0.750\", not "
+                                 f"{entry['value']!r}")
+    return {"values": list(data.get("values", [])), "quoted": list(data.get("quoted", []))}
+
+
+def active_profile(root: Path) -> str:
+    """The `profile` name of the active params.yaml."""
+    return str(yaml.safe_load((root / "params.yaml").read_text())["profile"])
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
+    """Nested mappings -> {dotted key: leaf}, in the mapping's order (keys may hold dots)."""
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def numbers(profile: Profile) -> dict[str, float]:
+    """Every numeric leaf of a profile's metrics as {<stem>.<key path>: value} (intervals.json's
+    fields included, under `intervals.<metric>.<field>`)."""
+    return {key: float(value) for stem, tree in profile.files.items()
+            for key, value in flatten(tree, f"{stem}.").items()
+            if isinstance(value, int | float) and not isinstance(value, bool)}
+
+
+# --- formatting ---
+
+
+def decimals(x: float, significant: int) -> int:
+    """Decimals that show `x` to `significant` digits (at least 0)."""
+    if x == 0 or not math.isfinite(x):
+        return 0
+    return max(0, significant - 1 - math.floor(math.log10(abs(x))))
+
+
+def fmt(x: object, significant: int | None = None, places: int | None = None) -> str:
+    """A number in fixed notation: as the metrics file stores it, or to `significant` digits,
+    or to `places` decimals; None -> –."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return DASH
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return str(x)
+    if isinstance(x, int):
+        return str(x)
+    if significant is None and places is None:
+        stored = repr(x)
+        return stored if "e" not in stored else f"{x:.{decimals(x, 6)}f}"
+    return f"{x:.{decimals(x, significant) if places is None else places}f}"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def percent(level: float) -> str:
+    """0.9 -> '90 %'."""
+    return f"{fmt(100 * level, 3).rstrip('0').rstrip('.')} %"
+
+
+def uncertainty(key: str, value: object, intervals: Mapping[str, dict]) -> list[str]:
+    """[SE, interval] cells of a metric (– where intervals.json has none); an interval that does
+    not hold its value is marked "(beside)"."""
+    entry = intervals.get(key)
+    if entry is None or not isinstance(value, int | float):
+        return [DASH, DASH]
+    places = decimals(float(value), 4)
+    span = f"{fmt(entry['lo'], places=places)}{DASH}{fmt(entry['hi'], places=places)}"
+    if not entry["lo"] <= value <= entry["hi"]:
+        span += " (beside)"
+    return [fmt(entry["jackknife_se"], 2), span]
+
+
+def paper_cell(key: str, paper: Mapping[str, dict]) -> str:
+    """The paper's value of a metric, † when unverified; empty when the paper gives none."""
+    entry = paper.get(key)
+    if entry is None:
+        return ""
+    return entry["value"] + ("" if entry["verified"] else " †")
+
+
+def stress_dims(tree: Mapping, prefix: str = "explained_stress_") -> list[int]:
+    """The k of every `explained_stress_<k>` key, ascending."""
+    return sorted(int(key.removeprefix(prefix)) for key in tree if key.startswith(prefix))
+
+
+def spaces(tree: Mapping) -> list[str]:
+    """The spaces of a per-space mapping: train and test first, then any other."""
+    known = [s for s in SPACE_ORDER if s in tree]
+    return known + sorted(s for s in tree if s not in known and isinstance(tree[s], Mapping))
+
+
+# --- one section per metrics file ---
+
+
+def embedding_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
+    """Explained stress of each space's InPCA."""
+    rows = []
+    for space in spaces(data):
+        for k in stress_dims(data[space]):
+            key = f"{stem}.{space}.explained_stress_{k}"
+            value = data[space][f"explained_stress_{k}"]
+            rows.append([space, str(k), fmt(value), *uncertainty(key, value, intervals),
+                         paper_cell(key, paper)])
+    return ["### Explained stress of each space", "",
+            f"χₖ of the InPCA of every checkpoint, per prediction space (`{stem}.json`; "
+            "docs/study.md A4, A5, D7). The paper reports its CIFAR-10 train embedding.", "",
+            *table(["space", "k", "χₖ", "SE", "interval", "paper"], rows)]
+
+
+TRAJECTORY_LABELS = {
+    "between_within_arch_ratio": "between/within-architecture ratio of trajectory distances",
+    "tube_width_median_at_0.5": "median tube width at progress 0.5 (nats)",
+}
+
+
+def trajectories_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
+    """The between/within-architecture ratio and the tube width of each space."""
+    rows = []
+    for space in spaces(data):
+        for name, value in data[space].items():
+            key = f"{stem}.{space}.{name}"
+            rows.append([space, TRAJECTORY_LABELS.get(name, name), fmt(value),
+                         *uncertainty(key, value, intervals), paper_cell(key, paper)])
+    return ["### Trajectories between and within architectures, and the tube width", "",
+            "The mean distance between trajectories of different architectures over that between "
+            "runs of one architecture (optimizers and seeds pooled; docs/study.md A8, A12), and "
+            "the median distance of a seed to its configuration's mean trajectory at progress "
+            f"0.5 (the tube width, A10) (`{stem}.json`). The paper states the first finding in "
+            "words: architecture dominates the dendrogram and the feature importance.", "",
+            *table(["space", "quantity", "value", "SE", "interval", "paper"], rows)]
+
+
+def larger_section() -> list[str]:
+    """Figure 16's finding, which no metrics file holds yet."""
+    return ["### Larger networks (Figure 16)", "",
+            "No metrics file holds this finding (docs/study.md D15): the executed "
+            "`data/executed/fig16_larger_networks.ipynb` prints the mean first epoch at which "
+            "each network of `trajectories.size_pair` reaches each progress level, and in how "
+            "many (level, optimizer) cells the larger one is no later and earlier."]
+
+
+AVERAGES = {"arithmetic": "AM", "geometric": "GM", "harmonic": "HM", "square_root": "√AM",
+            "bhattacharyya": "Bhattacharyya", "jeffreys": "Jeffreys"}
+
+
+def order(values: Mapping[str, float]) -> str:
+    """Names by value, highest first: 'HM > GM > AM'."""
+    return " > ".join(AVERAGES.get(name, name)
+                      for name, _ in sorted(values.items(), key=lambda item: -item[1]))
+
+
+def averaging_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
+    """Final progress and accuracy of each average."""
+    rows, lines = [], []
+    for space in spaces(data):
+        methods = dict(sorted(data[space].items(),
+                              key=lambda item: list(AVERAGES).index(item[0])
+                              if item[0] in AVERAGES else len(AVERAGES)))
+        for method, values in methods.items():
+            key = f"{stem}.{space}.{method}"
+            rows.append([space, AVERAGES.get(method, method), fmt(values["final_progress"]),
+                         fmt(values["final_accuracy"]),
+                         paper_cell(f"{key}.final_progress", paper),
+                         paper_cell(f"{key}.final_accuracy", paper)])
+        lines.append(f"- {space}, by final accuracy: "
+                     f"{order({m: v['final_accuracy'] for m, v in methods.items()})}")
+        theirs = {m: float(paper[f"{stem}.{space}.{m}.final_accuracy"]["value"]) for m in methods
+                  if f"{stem}.{space}.{m}.final_accuracy" in paper}
+        if len(theirs) == len(methods):
+            lines.append(f"- {space}, the paper's: {order(theirs)}")
+    runs = data.get("averaged_runs")
+    return ["### Averaging methods", "",
+            f"Six averages of the {runs} runs of one configuration (`studies.averaging`), at equal "
+            "checkpoint index: the final progress and accuracy (mean probability of the true "
+            f"class) of each (`{stem}.json`; docs/study.md A9, D19; the paper: 30 runs on "
+            "CIFAR-10).", "",
+            *table(["space", "average", "final progress", "final accuracy", "paper progress",
+                    "paper accuracy"], rows), "", *lines]
+
+
+CORNER_COLUMNS = ("to_normal_at_0.5", "normal_spread_at_0.5", "ratio_at_0.5", "to_normal_at_1",
+                  "normal_spread_at_1", "ratio_at_1", "final_train_error")
+
+
+def span(values: Sequence[float]) -> str:
+    """'lo–hi' of the values (one value: itself)."""
+    lo, hi = min(values), max(values)
+    return fmt(lo) if lo == hi else f"{fmt(lo)}{DASH}{fmt(hi)}"
+
+
+def corners_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
+    """The corner runs' distance to the normal runs, and the joint embedding's stress."""
+    corners = data.get("corners", {})
+    rows = [[name, *(fmt(values.get(column)) for column in CORNER_COLUMNS)]
+            for name, values in corners.items()]
+    lines = []
+    for s in ("0.5", "1"):
+        ratios = [v[f"ratio_at_{s}"] for v in corners.values()
+                  if v.get(f"ratio_at_{s}") is not None]
+        if ratios:
+            inside = sum(r <= 1 for r in ratios)
+            lines.append(f"- s = {s}: the ratio spans {span(ratios)} over the {len(ratios)} "
+                         f"corners that reach it; it is at most 1 (inside the normal runs' tube) "
+                         f"for {inside} of them")
+    stress = [[space, str(k), fmt(data[space][f"explained_stress_{k}"])]
+              for space in spaces(data) if space != "corners"
+              for k in stress_dims(data[space])]
+    return ["### Initialization corners", "",
+            "Each corner's phase-2 runs: median distance to the normal runs at equal training "
+            "accuracy s, the normal runs' own median spread at s, and their ratio (about 1 or "
+            "below: the corner runs join the normal runs' tube; well above: they stay apart); "
+            f"the final train error (`{stem}.json`; docs/study.md B7, D16). – : not reached.", "",
+            *table(["corner", "to normal, s = 0.5", "normal spread", "ratio", "to normal, s = 1",
+                    "normal spread", "ratio", "final train error"], rows), "", *lines, "",
+            "Explained stress of the joint corner embedding:", "",
+            *table(["space", "k", "χₖ"], stress)]
+
+
+def joint_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
+    """Explained stress of the joint and Euclidean embeddings beside each space's."""
+    head = ["### Joint and Euclidean embeddings", ""]
+    if not data.get("enabled", True):
+        return head + ["Not computed: `studies.joint.enabled` is false."]
+    stress = data["explained_stress"]
+    names = list(stress)
+    dims = sorted({k for name in names for k in stress_dims(stress[name])})
+    rows = [[str(k), *(fmt(stress[name].get(f"explained_stress_{k}")) for name in names)]
+            for k in dims]
+    samples = ", ".join(f"{space} {n}" for space, n in data.get("samples", {}).items())
+    return head + [
+        "Explained stress χₖ of the joint train+test embedding (one point per model on the union "
+        "of both evaluation subsets; docs/study.md D8) and of the embeddings built from the mean "
+        "per-sample Euclidean distance instead of the Bhattacharyya one (D20), beside each "
+        f"space's (`{stem}.json`; samples used: {samples}).", "",
+        *table(["k", *(name.replace("_", " ") for name in names)], rows)]
+
+
+def tangents_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
+    """Explained distance on the tangent basis against the true InPCA."""
+    rows, extra = [], []
+    for space in spaces(data):
+        values = data[space]
+        dims = sorted({*stress_dims(values, "tangent_basis_explained_"),
+                       *stress_dims(values, "true_inpca_explained_")})
+        for k in dims:
+            basis, true = f"tangent_basis_explained_{k}", f"true_inpca_explained_{k}"
+            rows.append([space, str(k), fmt(values.get(basis)), fmt(values.get(true)),
+                         paper_cell(f"{stem}.{space}.{basis}", paper),
+                         paper_cell(f"{stem}.{space}.{true}", paper)])
+        key = f"{stem}.{space}.direction_cosine"
+        extra.append([space, fmt(values.get("direction_cosine")), paper_cell(key, paper),
+                      fmt(values.get("basis_time_like_axes"))])
+    return ["### Tangent bases", "",
+            "Explained distance (L1, docs/study.md A5) of the kept checkpoints "
+            f"({data.get('checkpoints')}) on the first k axes of the four-point tangent basis "
+            "and of their true InPCA (A14, D18), and the cosine between the initial and final "
+            f"directions (`{stem}.json`). The paper's: the AllCNN subset of CIFAR-10, kernel "
+            "centres 0.3 and 0.7.", "",
+            *table(["space", "k", "tangent basis", "true InPCA", "paper basis",
+                    "paper true InPCA"], rows), "",
+            *table(["space", "direction cosine", "paper", "time-like axes of the basis"], extra)]
+
+
+def trend(values: Sequence[float]) -> str:
+    """'rises', 'falls' or 'is not monotone' (strictly)."""
+    steps = [b - a for a, b in zip(values, values[1:], strict=False)]
+    if steps and all(step > 0 for step in steps):
+        return "rises"
+    if steps and all(step < 0 for step in steps):
+        return "falls"
+    return "is not monotone"
+
+
+def synthetic_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
+    """Explained stress of the students' InPCA for each input decay rate c."""
+    cs = sorted(data, key=lambda name: float(name.removeprefix("c=")))
+    groups = sorted({group for c in cs for group in data[c]})
+    dims = sorted({k for c in cs for group in data[c] for k in stress_dims(data[c][group])})
+    rows = [[c.removeprefix("c="), group,
+             *(fmt(data[c][group].get(f"explained_stress_{k}")) for k in dims)]
+            for group in groups for c in cs if group in data[c]]
+    lines = []
+    for group in groups:
+        chi = [data[c][group]["explained_stress_1"] for c in cs if group in data[c]]
+        lines.append(f"- {group} students: χ₁ {trend(chi)} with c ("
+                     + ", ".join(fmt(x) for x in chi) + ")")
+    return ["### Sloppy synthetic data", "",
+            "Explained stress χₖ of the students' InPCA for each input decay rate c (larger c: "
+            f"sloppier inputs), default and perturbed-initialization (`corners`) students "
+            f"(`{stem}.json`; docs/study.md B8, D17). The claim under test (B8, an inference) is "
+            "that χ rises with c.", "",
+            *table(["c", "students", *(f"χ{k}" for k in dims)], rows), "", *lines]
+
+
+def other_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
+    """Any other metrics file: every leaf."""
+    rows = [[key, fmt(value), *uncertainty(f"{stem}.{key}", value, intervals),
+             paper_cell(f"{stem}.{key}", paper)] for key, value in flatten(data).items()]
+    return [f"### `{stem}.json`", "",
+            *table(["metric", "value", "SE", "interval", "paper"], rows)]
+
+
+SECTIONS = {"embedding": embedding_section, "trajectories": trajectories_section,
+            "averaging": averaging_section, "corners": corners_section, "joint": joint_section,
+            "tangents": tangents_section, "synthetic": synthetic_section}
+
+
+# --- the page and the README block ---
+
+
+def interval_entries(profile: Profile) -> dict[str, dict]:
+    """intervals.json of a profile, or nothing."""
+    return profile.files.get(INTERVALS, {})
+
+
+def profile_section(profile: Profile, paper: Mapping[str, dict]) -> list[str]:
+    """One profile's part of the page: a section per finding, in the study's order."""
+    intervals = interval_entries(profile)
+    levels = sorted({entry["level"] for entry in intervals.values()})
+    resamples = sorted({entry["resamples"] for entry in intervals.values()})
+    lines = [f"## Profile `{profile.label}` (`{profile.directory}/`)", ""]
+    if intervals:
+        lines += [f"SE: jackknife over seeds. Interval: {' and '.join(map(percent, levels))} "
+                  f"percentile bootstrap over {', '.join(map(str, resamples))} resamples "
+                  f"(`{INTERVALS}.json`).", ""]
+    stems = [stem for stem in ("embedding", "trajectories") if stem in profile.files]
+    stems += ["larger"] + [stem for stem in ("averaging", "corners", "joint", "tangents",
+                                             "synthetic") if stem in profile.files]
+    stems += sorted(set(profile.files) - set(stems) - {INTERVALS})
+    for stem in stems:
+        if stem == "larger" and "larger" not in profile.files:
+            lines += larger_section() + [""]
+            continue
+        render = SECTIONS.get(stem, other_section)
+        lines += render(profile.files[stem], intervals, paper, stem) + [""]
+    return lines
+
+
+def paper_table(values: Sequence[dict], paper_file: str) -> list[str]:
+    """The paper's values with their sources."""
+    rows = [[f"`{v['metric']}`", v["value"], v["what"], v["where"], v["tag"],
+             "yes" if v["verified"] else "no †"] for v in values]
+    return ["## The paper's values", "",
+            f"From `{paper_file}`, which takes them from docs/study.md, tags as there: B, a "
+            "secondary summary of the paper, not checked against its body (unverified, †); N, "
+            "printed in a committed notebook of the authors (their data); C, the authors' code.",
+            "", *table(["metric", "value", "what", "where", "tag", "verified"], rows)]
+
+
+def render_page(profiles: Sequence[Profile], paper: Mapping[str, list],
+                paper_file: str = PAPER) -> str:
+    """docs/results.md for the given profiles."""
+    by_metric = {entry["metric"]: entry for entry in paper["values"]}
+    dirs = ", ".join(f"`{p.directory}/`" for p in profiles)
+    lines = [
+        "# Results",
+        "",
+        "<!-- Generated by `python -m lowdim.tools.results` (the `results` stage of dvc.yaml). "
+        "Do not edit: change the tool or docs/paper_values.yaml and run `dvc repro results`. -->",
+        "",
+        f"Every metric the pipeline committed ({dirs}), with its uncertainty where "
+        "`intervals.json` has one and the paper's value beside it where docs/study.md gives one. "
+        "This page is generated by the `results` stage (`python -m lowdim.tools.results`) from "
+        f"those files and `{paper_file}`: do not edit it by hand (tests/test_results_page.py "
+        "fails when it differs from what the tool writes). The paper ran CIFAR-10 at full size, "
+        "a profile a smaller grid: compare the pattern, not the digits.",
+        "",
+        "On a few seeds a resample holds fewer distinct runs than the data, so an interval can "
+        "lie beside its value (marked \"beside\"): read the SE and the interval as the spread "
+        "between seeds, not as confidence intervals (`lowdim.analysis.intervals`). † marks a "
+        "paper value that is not verified.",
+        "",
+    ]
+    for profile in profiles:
+        lines += profile_section(profile, by_metric)
+    lines += paper_table(paper["values"], paper_file)
+    return "\n".join(lines) + "\n"
+
+
+HEADLINE = (("embedding", "explained_stress_1", "explained stress χ₁"),
+            ("embedding", "explained_stress_3", "explained stress χ₃"),
+            ("embedding", "explained_stress_10", "explained stress χ₁₀"),
+            ("embedding", "explained_stress_50", "explained stress χ₅₀"),
+            ("trajectories", "between_within_arch_ratio",
+             "trajectory distance, between / within architectures"),
+            ("trajectories", "tube_width_median_at_0.5",
+             "median tube width at progress 0.5 (nats)"))
+
+
+def readme_block(profile: Profile, paper: Mapping[str, list], space: str = "train") -> str:
+    """README.md's generated block (markers included): the headline metrics of one space."""
+    by_metric = {entry["metric"]: entry for entry in paper["values"]}
+    intervals = interval_entries(profile)
+    levels = sorted({entry["level"] for entry in intervals.values()})
+    rows = []
+    for stem, name, label in HEADLINE:
+        value = profile.files.get(stem, {}).get(space, {}).get(name)
+        if value is not None:
+            key = f"{stem}.{space}.{name}"
+            rows.append([label, fmt(value, 4), *uncertainty(key, value, intervals),
+                         paper_cell(key, by_metric)])
+    interval = f"{' and '.join(map(percent, levels))} interval" if levels else "interval"
+    lines = [f"{BEGIN} (python -m lowdim.tools.results --readme; do not edit) -->",
+             *table([f"{space} space, profile `{profile.label}`", "value", "SE (seeds)",
+                     interval, "paper (CIFAR-10)"], rows),
+             END]
+    return "\n".join(lines)
+
+
+BLOCK = re.compile(rf"^{re.escape(BEGIN)}.*?^{re.escape(END)}$", re.S | re.M)
+
+
+def read_block(text: str) -> str:
+    """The generated block of a text (README.md), markers included."""
+    found = BLOCK.findall(text)
+    if len(found) != 1:
+        raise ValueError(f"README.md needs exactly one block from a line starting {BEGIN!r} to "
+                         f"a line {END!r}, found {len(found)}")
+    return found[0]
+
+
+def replace_block(text: str, block: str) -> str:
+    """`text` with its generated block (from the BEGIN marker to the END marker) replaced."""
+    read_block(text)
+    return BLOCK.sub(lambda _: block, text)
+
+
+def default_profiles(root: Path, specs: Sequence[str] = ()) -> list[Profile]:
+    """The profiles of `specs` (`label=directory`), or the active profile's `metrics/`."""
+    pairs = [parse_spec(spec) for spec in specs] or [(active_profile(root), "metrics")]
+    return [read_profile(label, directory.rstrip("/"), root) for label, directory in pairs]
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lowdim.tools.results",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--metrics", action="append", default=[], metavar="PROFILE=DIR",
+                        help="a profile's metrics directory (repeat for several); default: the "
+                             "active profile's metrics/")
+    parser.add_argument("--paper", default=PAPER, help=f"the paper values file ({PAPER})")
+    parser.add_argument("--out", default=PAGE, help=f"the page to write ({PAGE})")
+    parser.add_argument("--readme", nargs="?", const=README, metavar="FILE",
+                        help="rewrite the generated block of README.md (or FILE) instead")
+    args = parser.parse_args(argv)
+    root = find_root()
+    profiles = default_profiles(root, args.metrics)
+    paper = read_paper(root / args.paper)
+    if args.readme:
+        path = root / args.readme
+        write_text(path, replace_block(path.read_text(), readme_block(profiles[0], paper)))
+        print(f"rewrote the results block of {args.readme} from {profiles[0].directory}/")
+    else:
+        write_text(root / args.out, render_page(profiles, paper, args.paper))
+        print(f"wrote {args.out} from " + ", ".join(f"{p.directory}/" for p in profiles))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
