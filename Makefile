@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test test-fast lint profile clean-venv mutants
+.PHONY: setup repro test test-fast lint profile plan clean-venv mutants
 
 setup: $(BIN)/lowdim-ready
 
@@ -49,6 +49,13 @@ profile:
 	@test -n "$(NAME)" || { echo "usage: make profile NAME=<$$(ls profiles | sed 's/.yaml//' | paste -sd'|')>"; exit 2; }
 	@test -f profiles/$(NAME).yaml || { echo "no profile profiles/$(NAME).yaml"; exit 2; }
 	cp profiles/$(NAME).yaml params.yaml
+
+# The bill of a profile before launch (lowdim.tools.plan): runs, checkpoints, training hours,
+# disk with DVC's cache, memory, warnings. make plan PROFILE=cifar10-paper (no PROFILE: params.yaml);
+# PLAN_ARGS passes options, e.g. PLAN_ARGS="--device cuda".
+plan: setup
+	@test -z "$(PROFILE)" || test -f profiles/$(PROFILE).yaml || { echo "no profile profiles/$(PROFILE).yaml"; exit 2; }
+	$(BIN)/python -m lowdim.tools.plan $(if $(PROFILE),profiles/$(PROFILE).yaml,params.yaml) $(PLAN_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

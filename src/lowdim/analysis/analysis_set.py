@@ -125,12 +125,23 @@ def plan_analysis_set(store: str | Path, specs: Sequence[RunSpec],
                       max_block_bytes: int = 256 * 2**20) -> PredictionsPlan:
     """The disk and memory ``write_analysis_set`` needs, from the runs' meta.json alone."""
     kept, _ = _split_runs(store, specs)
-    points = sum(len(m["steps"]) for m in kept) + 2 + geodesic_points
-    samples = {space: len(y) for space, y in labels.items()}
+    return plan_predictions(len(kept), sum(len(m["steps"]) for m in kept),
+                            {space: len(y) for space, y in labels.items()}, num_classes,
+                            geodesic_points, max_block_bytes)
+
+
+def plan_predictions(runs: int, checkpoints: int, samples: Mapping[str, int], num_classes: int,
+                     geodesic_points: int, max_block_bytes: int = 256 * 2**20
+                     ) -> PredictionsPlan:
+    """The disk and memory of an analysis set of `runs` runs holding `checkpoints` checkpoints
+    in all, with N = `samples[space]` samples per space (``plan_analysis_set`` without a store:
+    ``lowdim.tools.plan`` states it before anything is trained)."""
+    points = checkpoints + 2 + geodesic_points
+    samples = dict(samples)
     row = {space: n * num_classes * 4 for space, n in samples.items()}
     refs = max(row.values()) * (2 + geodesic_points) * 3  # float32 rows and a float64 geodesic
     return PredictionsPlan(
-        runs=len(kept), points=points, samples=samples, classes=num_classes,
+        runs=runs, points=points, samples=samples, classes=num_classes,
         disk_bytes=sum(points * r + 4096 for r in row.values()) + 400 * points,
         ram_bytes=int(min(max_block_bytes, points * max(row.values())) * 3 + refs
                       + 2000 * points),
