@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test test-fast lint profile plan clean-venv mutants
+.PHONY: setup repro test test-fast lint profile plan study clean-venv mutants
 
 setup: $(BIN)/lowdim-ready
 
@@ -56,6 +56,14 @@ profile:
 plan: setup
 	@test -z "$(PROFILE)" || test -f profiles/$(PROFILE).yaml || { echo "no profile profiles/$(PROFILE).yaml"; exit 2; }
 	$(BIN)/python -m lowdim.tools.plan $(if $(PROFILE),profiles/$(PROFILE).yaml,params.yaml) $(PLAN_ARGS)
+
+# Another profile's whole study in a private copy (scratch/studies/<profile>/), its metrics,
+# figures and run record kept in results/<profile>/ for the results page (lowdim.tools.study):
+# make study PROFILE=fashion-mnist. STUDY_ARGS passes options, e.g. STUDY_ARGS="--set data.train_size=600".
+study: setup
+	@test -n "$(PROFILE)" || { echo "usage: make study PROFILE=<$$(ls profiles | sed 's/.yaml//' | paste -sd'|')>"; exit 2; }
+	@test -f profiles/$(PROFILE).yaml || { echo "no profile profiles/$(PROFILE).yaml"; exit 2; }
+	$(BIN)/python -m lowdim.tools.study $(PROFILE) $(STUDY_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
