@@ -25,9 +25,9 @@ import pandas as pd
 from _grid import prepared_data, profile_runs
 
 from lowdim.analysis.analysis_set import build_analysis_set
+from lowdim.analysis.size_pair import MILESTONES, larger_lead, progress_milestones
 from lowdim.analysis.trajectories import checkpoint_progress
 from lowdim.config.profile import load_profile
-from lowdim.figures.trajectory_panels import MILESTONES, larger_lead, progress_milestones
 from lowdim.store.runs import read_meta
 from lowdim.training.launch import launch
 

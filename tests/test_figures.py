@@ -6,13 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lowdim.analysis.size_pair import epochs_to_progress, larger_lead, progress_milestones
 from lowdim.figures.embedding_panels import spread_centres, spread_labels
-from lowdim.figures.trajectory_panels import (
-    configuration_label,
-    epochs_to_progress,
-    larger_lead,
-    progress_milestones,
-)
+from lowdim.figures.trajectory_panels import configuration_label
 
 
 def test_spread_labels_pick_the_nearest_centre_within_the_radius():

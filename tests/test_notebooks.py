@@ -147,8 +147,8 @@ def test_figures_are_written(executed):
 
 def test_trajectory_metrics(executed):
     metrics = json.loads((executed / "metrics" / "trajectories.json").read_text())
-    assert set(metrics) == {"train", "test"}
-    for space in metrics.values():
+    assert set(metrics) == {"train", "test", "outliers"}  # outliers: one count for both spaces
+    for space in (metrics["train"], metrics["test"]):
         assert space["tube_width_median_at_0.5"] >= 0
         assert space["between_within_arch_ratio"] > 0
 

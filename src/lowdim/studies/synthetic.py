@@ -126,6 +126,38 @@ def stress_table(stress: Mapping[tuple[float, str], np.ndarray], top: int) -> pd
                          for (c, group), chi in stress.items() for k, v in enumerate(chi[:top])])
 
 
+SLOPE_DIMS = (1, 2, 3)  # the chi_k that Figure S4 draws against c
+
+
+def stress_slopes(stress: pd.DataFrame, ks: Sequence[int] = SLOPE_DIMS
+                  ) -> dict[str, dict[str, float | None]]:
+    """Long table (c, group, k, explained_stress; ``stress_table``) -> {group:
+    {"explained_stress_<k>": the least-squares slope of chi_k against c}} for each k of `ks` the
+    table holds: sum (c - mean c)(chi - mean chi) / sum (c - mean c)^2 over the group's c values
+    (positive: chi_k rises with sloppier inputs, B8's claim). Fewer than two distinct c: None."""
+    missing = [c for c in ("c", "group", "k", "explained_stress") if c not in stress.columns]
+    if missing:
+        raise ValueError(f"stress lacks the column(s) {missing}: pass the study's stress table "
+                         "(stress_table)")
+    out: dict[str, dict[str, float | None]] = {}
+    for group, rows in stress.groupby("group", sort=True):
+        slopes: dict[str, float | None] = {}
+        for k in ks:
+            at = rows[rows["k"] == k]
+            if at.empty:
+                continue
+            if at["c"].duplicated().any():
+                raise ValueError(f"group {group!r} has more than one chi_{k} for a c value")
+            c = at["c"].to_numpy(dtype=np.float64)
+            chi = at["explained_stress"].to_numpy(dtype=np.float64)
+            spread = np.sum((c - c.mean()) ** 2)
+            slopes[f"explained_stress_{k}"] = (
+                round(float(np.sum((c - c.mean()) * (chi - chi.mean())) / spread), 6)
+                if spread > 0 else None)
+        out[str(group)] = slopes
+    return out
+
+
 def groups(study: SyntheticConfig) -> list[str]:
     """The student groups: `default`, and `corners` when ncorners > 0."""
     return ["default"] + (["corners"] if study.ncorners else [])
@@ -160,8 +192,9 @@ def run_synthetic(study: SyntheticConfig, train: TrainConfig, distance_settings:
     `train.device`), embed each group's checkpoints with the references.
 
     Products: `<c>_<group>_index` and `_embedding` per c and group, `stress` (chi_k, k <= 50),
-    `runs` (final errors); metrics: explained stress per c and group; summary: mean final errors
-    per c, group and optimizer.
+    `runs` (final errors); metrics: explained stress per c and group (`c=<c>`), and per group the
+    least-squares slope of chi_1..chi_3 against c (`slope_against_c`, ``stress_slopes``);
+    summary: mean final errors per c, group and optimizer.
     """
     device = resolve_device(train.device)
     products, stress, metrics, log = {}, {}, {}, []
@@ -187,6 +220,7 @@ def run_synthetic(study: SyntheticConfig, train: TrainConfig, distance_settings:
             metrics.setdefault(f"c={c:g}", {})[group] = stress_metrics(
                 emb, embedding_settings.stress_dims)
     products["stress"] = stress_table(stress, top=50)
+    metrics["slope_against_c"] = stress_slopes(products["stress"])
     products["runs"] = pd.DataFrame(log)
     summary = products["runs"].groupby(["c", "group", "optimizer"])[
         ["final train error", "final test error"]].mean()

@@ -202,7 +202,7 @@ def spaces(tree: Mapping) -> list[str]:
 
 
 def embedding_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
-    """Explained stress of each space's InPCA."""
+    """Explained stress of each space's InPCA, and its negative eigenvalues."""
     rows = []
     for space in spaces(data):
         for k in stress_dims(data[space]):
@@ -210,10 +210,34 @@ def embedding_section(data: dict, intervals: Mapping, paper: Mapping, stem: str)
             value = data[space][f"explained_stress_{k}"]
             rows.append([space, str(k), fmt(value), *uncertainty(key, value, intervals),
                          paper_cell(key, paper)])
-    return ["### Explained stress of each space", "",
-            f"χₖ of the InPCA of every checkpoint, per prediction space (`{stem}.json`; "
-            "docs/study.md A4, A5, D7). The paper reports its CIFAR-10 train embedding.", "",
-            *table(["space", "k", "χₖ", "SE", "interval", "paper"], rows)]
+    lines = ["### Explained stress of each space", "",
+             f"χₖ of the InPCA of every checkpoint, per prediction space (`{stem}.json`; "
+             "docs/study.md A4, A5, D7). The paper reports its CIFAR-10 train embedding.", "",
+             *table(["space", "k", "χₖ", "SE", "interval", "paper"], rows)]
+    return lines + negative_eigenvalues_lines(data, stem)
+
+
+def negative_eigenvalues_lines(data: dict, stem: str) -> list[str]:
+    """The negative eigenvalues of each space's InPCA (lowdim.analysis.spectrum), if recorded."""
+    rows = []
+    for space in spaces(data):
+        values = data[space]
+        if "negative_eigenvalues" not in values:
+            continue
+        tops = stress_dims(values, "negative_eigenvalues_top_")
+        top = f"{values[f'negative_eigenvalues_top_{tops[-1]}']} of {tops[-1]}" if tops else DASH
+        rows.append([space, fmt(values.get("computed_eigenvalues")),
+                     fmt(values["negative_eigenvalues"]), top,
+                     fmt(values.get("negative_stress_share"))])
+    if not rows:
+        return []
+    return ["", "Negative eigenvalues (time-like axes; docs/study.md A4, D7, Figure S1 draws them "
+            "red) among those the solver computed (every eigenvalue from the dense solver, the "
+            "top ones by |λ| from an iterative one), among the top ones, and the share of the "
+            f"stress to explain, ‖W‖²_F, that they carry (`{stem}.json`; "
+            "`lowdim.analysis.spectrum`).", "",
+            *table(["space", "computed", "negative", "negative in the top", "share of ‖W‖²_F"],
+                   rows)]
 
 
 TRAJECTORY_LABELS = {
@@ -222,11 +246,18 @@ TRAJECTORY_LABELS = {
 }
 
 
+TO_GEODESIC = "to_geodesic_"  # prefix of the distance-to-the-geodesic keys
+OUTLIERS = "outliers"  # trajectories.json's entry of outlier counts (not a space)
+
+
 def trajectories_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
-    """The between/within-architecture ratio and the tube width of each space."""
+    """The between/within-architecture ratio and the tube width of each space, then the
+    distance to the geodesic (Figure 9) and the outliers (Figure 8)."""
     rows = []
-    for space in spaces(data):
+    for space in trajectory_spaces(data):
         for name, value in data[space].items():
+            if name.startswith(TO_GEODESIC):
+                continue
             key = f"{stem}.{space}.{name}"
             rows.append([space, TRAJECTORY_LABELS.get(name, name), fmt(value),
                          *uncertainty(key, value, intervals), paper_cell(key, paper)])
@@ -236,16 +267,88 @@ def trajectories_section(data: dict, intervals: Mapping, paper: Mapping, stem: s
             "the median distance of a seed to its configuration's mean trajectory at progress "
             f"0.5 (the tube width, A10) (`{stem}.json`). The paper states the first finding in "
             "words: architecture dominates the dendrogram and the feature importance.", "",
-            *table(["space", "quantity", "value", "SE", "interval", "paper"], rows)]
+            *table(["space", "quantity", "value", "SE", "interval", "paper"], rows),
+            *to_geodesic_lines(data, stem), *outlier_lines(data, stem)]
 
 
-def larger_section() -> list[str]:
-    """Figure 16's finding, which no metrics file holds yet."""
+def trajectory_spaces(data: Mapping) -> list[str]:
+    """The spaces of trajectories.json (its outlier counts are not one)."""
+    return [space for space in spaces(data) if space != OUTLIERS]
+
+
+def to_geodesic_lines(data: dict, stem: str) -> list[str]:
+    """Median and maximum distance to the geodesic at a few progress levels, per space."""
+    rows = []
+    for space in trajectory_spaces(data):
+        values = data[space]
+        levels = sorted({key.rsplit("_at_", 1)[1] for key in values
+                         if key.startswith(TO_GEODESIC) and "_at_" in key}, key=float)
+        rows += [[space, level, fmt(values.get(f"{TO_GEODESIC}median_at_{level}")),
+                  fmt(values.get(f"{TO_GEODESIC}max_at_{level}"))] for level in levels]
+    if not rows:
+        return []
+    return ["", "### Distance to the geodesic at equal progress (Figure 9)", "",
+            "The Bhattacharyya distance (nats) of each trained run, reindexed onto the common "
+            "progress grid, to the ignorance → truth geodesic at the same progress (docs/study.md "
+            f"A11, D10): median and maximum over runs at the grid point nearest each level "
+            f"(`{stem}.json`).", "",
+            *table(["space", "progress", "median", "max"], rows)]
+
+
+def outlier_lines(data: dict, stem: str) -> list[str]:
+    """The outlier checkpoints and the runs holding them, in all and per architecture."""
+    counts = data.get(OUTLIERS)
+    if not isinstance(counts, Mapping):
+        return []
+    rows = [[arch, fmt(values.get("checkpoints")), fmt(values.get("runs"))]
+            for arch, values in counts.get("by_arch", {}).items()]
+    return ["", "### Outliers (Figure 8)", "",
+            "Run checkpoints whose train cross-entropy is at least `trajectories.outlier_loss` "
+            "(docs/study.md A15, D9), and the runs that hold any (`"
+            f"{stem}.json`, `{OUTLIERS}`): {fmt(counts.get('checkpoints'))} of "
+            f"{fmt(counts.get('of_checkpoints'))} checkpoints, in {fmt(counts.get('runs'))} of "
+            f"{fmt(counts.get('of_runs'))} runs.", "",
+            *table(["architecture", "outlier checkpoints", "runs"], rows)]
+
+
+LARGER = "larger"  # the fig16 stage's metrics file (lowdim.analysis.size_pair)
+
+
+def no_larger_section() -> list[str]:
+    """Figure 16's heading when the profile has no larger.json."""
     return ["### Larger networks (Figure 16)", "",
-            "No metrics file holds this finding (docs/study.md D15): the executed "
-            "`data/executed/fig16_larger_networks.ipynb` prints the mean first epoch at which "
-            "each network of `trajectories.size_pair` reaches each progress level, and in how "
-            "many (level, optimizer) cells the larger one is no later and earlier."]
+            f"No `{LARGER}.json` in this profile's metrics: the fig16 stage writes it "
+            "(docs/study.md D15)."]
+
+
+def larger_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
+    """Figure 16's finding: per level and optimizer, each network's mean first epoch and the
+    larger network's lead, and the cells where it is no later and earlier."""
+    head = ["### Larger networks (Figure 16)", ""]
+    if not data.get("enabled", True):
+        return head + ["Not computed: `trajectories.size_pair` is null."]
+    smaller, larger = data["smaller"], data["larger"]
+    rows = []
+    for level, optimizers in sorted(data["by_level"].items(), key=lambda item: float(item[0])):
+        for optimizer, cell in sorted(optimizers.items()):
+            rows.append([level, optimizer,
+                         *(part for role in ("smaller", "larger") for part in (
+                             fmt(cell[role]["mean_epoch"]),
+                             f"{cell[role]['reached']} of {cell[role]['runs']}")),
+                         fmt(cell["lead"])])
+    cells = data["cells"]
+    return head + [
+        "For each progress level and optimizer, the mean first epoch at which the runs of each "
+        "network of `trajectories.size_pair` reach the level (over the runs that reach it), how "
+        "many of how many runs reach it, and the larger network's lead: the smaller's mean "
+        "first epoch minus the larger's, where every run of both reaches the level "
+        f"(`{stem}.json`; docs/study.md D15). The paper states the finding in words: larger "
+        "networks follow the same manifold, only faster.", "",
+        *table(["level", "optimizer", f"{smaller}: mean first epoch", "reached",
+                f"{larger}: mean first epoch", "reached", "lead (epochs)"], rows), "",
+        f"- {larger} against {smaller}: no later in {cells['no_later']} and earlier in "
+        f"{cells['earlier']} of the {cells['compared']} (level, optimizer) cells that every run "
+        "of both reaches"]
 
 
 AVERAGES = {"arithmetic": "AM", "geometric": "GM", "harmonic": "HM", "square_root": "√AM",
@@ -380,9 +483,14 @@ def trend(values: Sequence[float]) -> str:
     return "is not monotone"
 
 
+SLOPES = "slope_against_c"  # synthetic.json's least-squares slopes (lowdim.studies.synthetic)
+
+
 def synthetic_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
-    """Explained stress of the students' InPCA for each input decay rate c."""
-    cs = sorted(data, key=lambda name: float(name.removeprefix("c=")))
+    """Explained stress of the students' InPCA for each input decay rate c, and the slope of
+    chi_k against c."""
+    cs = sorted((name for name in data if name.startswith("c=")),
+                key=lambda name: float(name.removeprefix("c=")))
     groups = sorted({group for c in cs for group in data[c]})
     dims = sorted({k for c in cs for group in data[c] for k in stress_dims(data[c][group])})
     rows = [[c.removeprefix("c="), group,
@@ -393,12 +501,20 @@ def synthetic_section(data: dict, intervals: Mapping, paper: Mapping, stem: str)
         chi = [data[c][group]["explained_stress_1"] for c in cs if group in data[c]]
         lines.append(f"- {group} students: χ₁ {trend(chi)} with c ("
                      + ", ".join(fmt(x) for x in chi) + ")")
+    slopes = data.get(SLOPES, {})
+    slope_dims = sorted({k for values in slopes.values() for k in stress_dims(values)})
+    slope_rows = [[group, *(fmt(slopes[group].get(f"explained_stress_{k}")) for k in slope_dims)]
+                  for group in sorted(slopes)]
+    slope_lines = ["", f"Least-squares slope of χₖ against c over the c values above, per group "
+                   f"(`{SLOPES}`; positive: χₖ rises with c):", "",
+                   *table(["students", *(f"χ{k}" for k in slope_dims)], slope_rows)
+                   ] if slope_rows else []
     return ["### Sloppy synthetic data", "",
             "Explained stress χₖ of the students' InPCA for each input decay rate c (larger c: "
             f"sloppier inputs), default and perturbed-initialization (`corners`) students "
             f"(`{stem}.json`; docs/study.md B8, D17). The claim under test (B8, an inference) is "
             "that χ rises with c.", "",
-            *table(["c", "students", *(f"χ{k}" for k in dims)], rows), "", *lines]
+            *table(["c", "students", *(f"χ{k}" for k in dims)], rows), "", *lines, *slope_lines]
 
 
 def other_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
@@ -410,8 +526,9 @@ def other_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> 
 
 
 SECTIONS = {"embedding": embedding_section, "trajectories": trajectories_section,
-            "averaging": averaging_section, "corners": corners_section, "joint": joint_section,
-            "tangents": tangents_section, "synthetic": synthetic_section}
+            LARGER: larger_section, "averaging": averaging_section,
+            "corners": corners_section, "joint": joint_section, "tangents": tangents_section,
+            "synthetic": synthetic_section}
 
 
 # --- the page and the README block ---
@@ -433,12 +550,12 @@ def profile_section(profile: Profile, paper: Mapping[str, dict]) -> list[str]:
                   f"percentile bootstrap over {', '.join(map(str, resamples))} resamples "
                   f"(`{INTERVALS}.json`).", ""]
     stems = [stem for stem in ("embedding", "trajectories") if stem in profile.files]
-    stems += ["larger"] + [stem for stem in ("averaging", "corners", "joint", "tangents",
-                                             "synthetic") if stem in profile.files]
+    stems += [LARGER] + [stem for stem in ("averaging", "corners", "joint", "tangents",
+                                           "synthetic") if stem in profile.files]
     stems += sorted(set(profile.files) - set(stems) - {INTERVALS})
     for stem in stems:
-        if stem == "larger" and "larger" not in profile.files:
-            lines += larger_section() + [""]
+        if stem == LARGER and LARGER not in profile.files:
+            lines += no_larger_section() + [""]
             continue
         render = SECTIONS.get(stem, other_section)
         lines += render(profile.files[stem], intervals, paper, stem) + [""]
