@@ -89,8 +89,8 @@ def test_unknown_section_is_named(root):
 
 def test_unknown_architecture_is_named(root):
     raw = _quick(root)
-    raw["grid"]["arch"] = ["fc", "resnet50"]
-    with pytest.raises(ConfigError, match=r"grid\.arch\[1\] = 'resnet50': .*unknown architecture"):
+    raw["grid"]["arch"] = ["fc", "vgg16"]
+    with pytest.raises(ConfigError, match=r"grid\.arch\[1\] = 'vgg16': .*unknown architecture"):
         validate(raw)
 
 

@@ -51,7 +51,7 @@ def md5(data: bytes) -> str:
 
 
 def test_datasets_names():
-    assert DATASETS == ("digits", "fashion-mnist", "cifar10")
+    assert DATASETS == ("digits", "fashion-mnist", "cifar10", "imagenet")
 
 
 def test_unknown_dataset_lists_the_choices():

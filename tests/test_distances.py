@@ -66,7 +66,7 @@ def test_identical_rows_at_distance_zero(rng):
     assert rect.min() >= 0.0
 
 
-@pytest.mark.parametrize("c", [2, 3, 10, 100])
+@pytest.mark.parametrize("c", [2, 3, 10, 100, 1000])
 def test_ignorance_to_truth_is_half_log_c(rng, c):
     labels = rng.integers(0, c, size=64)
     d = bhattacharyya(ignorance_point(64, c)[None], truth_point(labels, c)[None])
@@ -76,6 +76,72 @@ def test_ignorance_to_truth_is_half_log_c(rng, c):
 def test_ignorance_to_truth_value_for_cifar10():
     d = distance_to_points(ignorance_point(20, 10)[None], truth_point(np.arange(20) % 10, 10))
     assert d[0] == pytest.approx(1.1513, abs=1e-4)
+
+
+# ---- C = 1000 (ImageNet) ------------------------------------------------------------------------
+
+IMAGENET_C = 1000
+# The kernels' float32 roots and coefficients err by at most (C + 2) * 2**-24 relative per
+# coefficient (lowdim.geometry.distances), so by as much in distance: 6e-5 at C = 1000.
+C1000_ATOL = (IMAGENET_C + 2) * 2.0**-24
+
+
+@pytest.mark.parametrize("method", ["reference", "fused"])
+def test_geodesic_points_at_1000_classes_closed_form(rng, method):
+    """P0, P* and the geodesic between them, as the predictions stage builds them for ImageNet:
+    each sample's roots turn by t * theta on the sphere, theta = arccos(C^-1/2), so
+    d_B(gamma(s), gamma(t)) = -ln cos(|s - t| theta) for every pair."""
+    from lowdim.analysis.analysis_set import reference_points
+
+    labels = rng.integers(0, IMAGENET_C, size=40)
+    rows, probs = reference_points({"test": labels}, IMAGENET_C, geodesic_points=8)
+    p, t = probs["test"], rows["t"].to_numpy()
+    assert p.shape == (10, 40, IMAGENET_C) and np.all(p[0] == np.float32(1 / IMAGENET_C))
+    theta = math.acos(IMAGENET_C ** -0.5)
+    expected = -np.log(np.cos(np.abs(t[:, None] - t[None, :]) * theta))
+    assert expected[0, 1] == pytest.approx(0.5 * math.log(IMAGENET_C), rel=1e-12)
+    oracle = bhattacharyya_reference(p)
+    np.fill_diagonal(oracle, 0.0)
+    np.testing.assert_allclose(oracle, expected, rtol=0, atol=1e-7)  # float32 inputs only
+    got = bhattacharyya(p, method=method, max_block_bytes=200_000)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=C1000_ATOL)
+    assert np.array_equal(got, got.T)
+
+
+@pytest.mark.parametrize("method", ["reference", "fused"])
+@pytest.mark.parametrize("sample_step", [1, 2])
+def test_fast_matches_reference_with_1000_classes(rng, method, sample_step):
+    p = dirichlet(rng, 9, 31, IMAGENET_C, alpha=0.05)
+    q = dirichlet(rng, 4, 31, IMAGENET_C, alpha=0.05)
+    kw = dict(sample_step=sample_step, max_block_bytes=60_000, method=method)
+    ref = bhattacharyya_reference(p, sample_step=sample_step)
+    np.fill_diagonal(ref, 0.0)
+    np.testing.assert_allclose(bhattacharyya(p, **kw), ref, rtol=0, atol=C1000_ATOL)
+    np.testing.assert_allclose(bhattacharyya(p, q, **kw),
+                               bhattacharyya_reference(p, q, sample_step=sample_step),
+                               rtol=0, atol=C1000_ATOL)
+
+
+def test_float16_stored_predictions_with_1000_classes(rng):
+    """The old run store kept float16: with 1000 classes many probabilities of a confident model
+    fall below float16's smallest subnormal (6e-8) and become exact zeros. Renormalized, as the
+    predictions stage does, they still give finite distances, the oracle's within the bound, and
+    within 1 % of the unrounded predictions' (measured: 0.3 % at logit spread 4, as here; 2 % at
+    spread 6, where two thirds of the probabilities round to 0)."""
+    logits = rng.normal(0, 4, size=(5, 50, IMAGENET_C))
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    stored = p.astype(np.float16).astype(np.float32)
+    assert (stored == 0).mean() > 0.1  # many zeros: the case of interest
+    stored /= stored.sum(-1, keepdims=True)
+    got = bhattacharyya(stored)
+    assert np.isfinite(got).all() and got.min() >= 0.0
+    ref = bhattacharyya_reference(stored)
+    np.fill_diagonal(ref, 0.0)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=C1000_ATOL)
+    exact = bhattacharyya_reference(p)
+    np.fill_diagonal(exact, 0.0)
+    np.testing.assert_allclose(got, exact, rtol=1e-2, atol=0)
 
 
 def test_distance_to_truth_is_half_cross_entropy(rng):

@@ -158,7 +158,7 @@ def test_a_run_given_by_two_blocks_is_refused_naming_both_and_the_run():
     ([_block(exclude=[{"optimiser": "sgd"}])],
      r"unknown key grid\[0\]\.exclude\[0\]\.optimiser \(did you mean 'optimizer'\?\): an "
      r"exclusion names values of the block's keys: arch, optimizer, batch_size, weight_decay, "
-     r"augment, init, epochs, precision, lr, seed"),
+     r"augment, init, epochs, precision, schedule, label_smoothing, lr, seed"),
     ([_block(exclude=[{"base_lr": 0.1}])], r"unknown key grid\[0\]\.exclude\[0\]\.base_lr"),
     ([_block(weight_decay=[0.0, 1e-3], exclude=[{"weight_decay": 1e-5}])],
      r"grid\[0\]\.exclude\[0\]\.weight_decay = 1e-05 is not among the weight_decay values of "

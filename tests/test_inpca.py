@@ -90,6 +90,43 @@ def test_bhattacharyya_matrix_has_negative_eigenvalues(rng):
     assert (emb.signs == -1).any()  # a time-like axis among the top five
 
 
+def test_ignorance_and_truth_at_1000_classes_closed_form(rng):
+    """Two points at d = ½ ln C (P0 and P* of ImageNet, C = 1000): W = (d / 2) J, so one
+    eigenvalue d / 2 = ¼ ln 1000, coordinates ±√d / 2, and χ1 = 1."""
+    from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
+
+    labels = rng.integers(0, 1000, size=64)
+    p = np.stack([ignorance_point(64, 1000), truth_point(labels, 1000)])
+    d = bhattacharyya(p)
+    half_log_c = 0.5 * np.log(1000)
+    assert d[0, 1] == pytest.approx(half_log_c, abs=1e-6)
+    emb = inpca(d, n_components=2)
+    assert emb.eigenvalues[0] == pytest.approx(d[0, 1] / 2, rel=1e-12)
+    assert emb.eigenvalues[1] == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(np.sort(emb.coords[:, 0]), [-np.sqrt(d[0, 1]) / 2,
+                                                          np.sqrt(d[0, 1]) / 2], rtol=1e-12)
+    assert emb.explained_stress[0] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_geodesic_at_1000_classes_embeds_in_order(rng):
+    """The reference points of an ImageNet analysis set (P0, P*, the geodesic, C = 1000): with
+    every component the embedding gives back d_B exactly, its first axis orders the points by
+    their place on the geodesic, and d_B = -ln cos(Δt θ) is not Euclidean: time-like axes."""
+    from lowdim.analysis.analysis_set import reference_points
+    from lowdim.geometry.distances import bhattacharyya
+
+    rows, probs = reference_points({"train": rng.integers(0, 1000, size=40)}, 1000, 8)
+    d = bhattacharyya(probs["train"])
+    t = rows["t"].to_numpy()
+    emb = inpca(d, n_components=len(d))
+    np.testing.assert_allclose(minkowski_sq_distances(emb.coords, np.sign(emb.eigenvalues)), d,
+                               atol=1e-10)
+    first = emb.coords[np.argsort(t, kind="stable"), 0] * np.sign(emb.coords[1, 0])
+    assert np.all(np.diff(first) >= -1e-12)  # P0 first, P* (t = 1, twice) last
+    assert emb.eigenvalues[0] > 0 and (emb.signs == -1).any()
+    assert emb.explained_stress[0] > 0.6
+
+
 def test_stress_frobenius_and_full_reconstruction(rng):
     m = 20
     p = rng.dirichlet(np.full(4, 0.5), size=(m, 15))

@@ -168,7 +168,7 @@ def test_init_is_reproducible_with_a_generator(scheme: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"name": "resnet18"}, r"unknown architecture 'resnet18'.*fc, allcnn.*wr-<depth>-<widen>"),
+        ({"name": "vgg16"}, r"unknown architecture 'vgg16'.*fc, allcnn.*resnet18.*wr-<depth>"),
         ({"name": "wr-10-4"}, r"malformed wide ResNet name 'wr-10-4'.*wr-<depth>-<widen>-<base>"),
         ({"name": "wr-12-4-8"}, r"invalid wide ResNet depth 12 .*6n \+ 4"),
         ({"name": "wr-4-4-8"}, r"invalid wide ResNet depth 4 "),

@@ -3,13 +3,16 @@
 Every combination of a block's axes is one run, less the runs its `exclude` entries match; the grid
 is the union of its blocks (docs/study.md B3-B6). A block gives its learning rates per optimizer
 either as `base_lr` (scaled by batch_size / train.lr_reference_batch_size, B3) or as `lr`
-(absolute, as the authors' configuration files give them).
+(absolute, as the authors' configuration files give them). `schedule` and `label_smoothing`
+default to the paper's cosine schedule and plain cross-entropy; the authors' related ImageNet
+pipeline (docs/study.md B1) uses `triangular-2` and 0.1.
 """
 
 from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -22,10 +25,41 @@ INIT_SCHEMES = ("default", "kaiming", "std_normal")
 # fp32 first: the default, left out of run ids (lowdim.store.records.RunSpec). fp16-mixed: float16
 # autocast of the forward pass with a dynamic loss scale, as the authors' configs with autocast.
 PRECISIONS = ("fp32", "fp16-mixed")
+# Learning-rate schedules, each a factor of the run's lr at every optimizer step, stepped per
+# iteration: `cosine` anneals to 0 over the run, no warm-up (the paper's, B3; the default, left out
+# of run ids); `triangular-<k>` rises linearly from 1e-4 to 1 over the first k epochs, then falls
+# linearly to 0 at the end (the "cyclic" schedule of the authors' ImageNet pipeline, k = 2: B1).
+TRIANGULAR = re.compile(r"triangular-([1-9][0-9]*)")
 # A block's axes in the order its runs are listed (architecture-major); then the learning
-# rate, then the seed, which vary fastest.
+# rate, then the seed, which vary fastest. The axes added after precision come last, so that
+# blocks that leave them at their one default list their runs as before.
 AXES = ("arch", "optimizer", "batch_size", "weight_decay", "augment", "init", "epochs",
-        "precision")
+        "precision", "schedule", "label_smoothing")
+
+
+def triangular_peak(schedule: str) -> int | None:
+    """The peak epoch k of `triangular-<k>`; None for cosine; ValueError for anything else."""
+    if schedule == "cosine":
+        return None
+    match = TRIANGULAR.fullmatch(schedule)
+    if match is None:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}: use cosine or "
+                         "triangular-<peak epoch> (e.g. triangular-2)")
+    return int(match.group(1))
+
+
+def _known_schedule(value: str) -> bool:
+    try:
+        triangular_peak(value)
+    except ValueError:
+        return False
+    return True
+
+
+Schedule = Check(_known_schedule, "use cosine, or triangular-<peak epoch> with a positive whole "
+                 "number of epochs (e.g. triangular-2)")
+LabelSmoothing = Check(lambda v: 0 <= v < 1, "label smoothing must be in [0, 1) (0: plain "
+                       "cross-entropy; the authors' ImageNet pipeline: 0.1)")
 
 LearningRate = Check(lambda v: v > 0, "a learning rate must be positive")
 WeightDecay = Check(lambda v: v >= 0, "weight decay cannot be negative")
@@ -47,6 +81,8 @@ class GridBlock:
     init: Annotated[tuple[Annotated[str, OneOf(INIT_SCHEMES)], ...], Unique()] = ("default",)
     epochs: Annotated[tuple[Annotated[int, Positive], ...], Unique()] = (200,)
     precision: Annotated[tuple[Annotated[str, OneOf(PRECISIONS)], ...], Unique()] = ("fp32",)
+    schedule: Annotated[tuple[Annotated[str, Schedule], ...], Unique()] = ("cosine",)
+    label_smoothing: Annotated[tuple[Annotated[float, LabelSmoothing], ...], Unique()] = (0.0,)
     seed: Annotated[tuple[int, ...], Unique()] = (42,)
     exclude: tuple[dict[str, Any], ...] | None = None
 
@@ -68,6 +104,13 @@ class GridBlock:
             if opt not in rates:
                 raise ConfigError(f"{where}.{self.rate_key} has no entry for optimizer {opt!r}: "
                                   f"add {opt}: [lr]")
+        for schedule in self.schedule:
+            peak = triangular_peak(schedule)
+            if peak is not None and peak >= min(self.epochs):
+                raise ConfigError(f"{where}.schedule = {list(self.schedule)}: {schedule} peaks "
+                                  f"at epoch {peak}, but a run of {min(self.epochs)} epochs ends "
+                                  "first; lower the peak below every value of "
+                                  f"{where}.epochs ({', '.join(map(str, self.epochs))})")
         for i, entry in enumerate(self.exclude or ()):
             self._check_exclusion(entry, f"{where}.exclude[{i}]", where)
 
@@ -160,6 +203,8 @@ class GridConfig:
     init = _union("init")
     epochs = _union("epochs")
     precision = _union("precision")
+    schedule = _union("schedule")
+    label_smoothing = _union("label_smoothing")
     seed = _union("seed")
     base_lr = _rates_union("base_lr")
     lr = _rates_union("lr")

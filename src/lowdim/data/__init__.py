@@ -9,6 +9,7 @@ batched tensor transforms used during training.
 
 from lowdim.data.cifar import load_cifar10
 from lowdim.data.fashion import load_fashion_mnist
+from lowdim.data.imagenet import load_imagenet
 from lowdim.data.prepared import Prepared, channel_stats, load_prepared, prepare, save_prepared
 from lowdim.data.raw import RawDataset
 from lowdim.data.sources import DATASETS, load_digits, load_source
@@ -26,6 +27,7 @@ __all__ = [
     "load_cifar10",
     "load_digits",
     "load_fashion_mnist",
+    "load_imagenet",
     "load_prepared",
     "load_source",
     "normalize",

@@ -1,4 +1,4 @@
-"""Dataset sources by name: the bundled digits, Fashion-MNIST and CIFAR-10."""
+"""Dataset sources by name: the bundled digits, Fashion-MNIST, CIFAR-10 and ImageNet."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 from lowdim.config.data import DATASET_SHAPES
 from lowdim.data.cifar import load_cifar10
 from lowdim.data.fashion import load_fashion_mnist
+from lowdim.data.imagenet import load_imagenet
 from lowdim.data.raw import RawDataset
 from lowdim.data.subsets import stratified_split
 
@@ -38,12 +39,19 @@ def load_digits(test_fraction: float, split_seed: int) -> RawDataset:
 
 
 def load_source(name: str, root: str | Path | None = None, download: bool = False,
-                test_fraction: float = 0.25, split_seed: int = 2) -> RawDataset:
-    """The named dataset as uint8 images (N, C, H, W) and int64 labels for train and test."""
+                test_fraction: float = 0.25, split_seed: int = 2,
+                image_size: int | None = None) -> RawDataset:
+    """The named dataset as uint8 images (N, C, H, W) and int64 labels for train and test;
+    `image_size` (ImageNet only; None: 64) is the side its images are resized to."""
+    if image_size is not None and name != "imagenet":
+        raise ValueError(f"image_size = {image_size}: only imagenet is resized; {name} keeps "
+                         "its own image size (pass image_size=None)")
     if name == "digits":
         return load_digits(test_fraction, split_seed)
     if name == "fashion-mnist":
         return load_fashion_mnist(root, download)
     if name == "cifar10":
         return load_cifar10(root, download)
+    if name == "imagenet":
+        return load_imagenet(root, download, image_size)
     raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")

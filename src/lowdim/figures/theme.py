@@ -26,6 +26,8 @@ ARCH_COLORS = {
     "wr-16-4-16": "#f781bf",
     "wr-10-1-4": "#999999",       # the tiny profile's pair
     "wr-16-1-4": "#1f3a93",
+    "resnet18": "#6a3d9a",        # the imagenet profile's pair
+    "resnet50": "#b2df8a",
 }
 # Colours for any other architecture, picked from its name (stable, but two such names may
 # share one: give them entries above when a profile uses both).

@@ -1,7 +1,9 @@
 """Architecture registry: `build_model(name, input_shape, num_classes, **size)` (docs/study.md B2).
 
-Names are `fc`, `allcnn`, `convmixer`, `vit` and wide ResNets `wr-<depth>-<widen>-<base>`.
-Size keywords override a family's defaults, which are the paper's CIFAR-10 sizes.
+Names are `fc`, `allcnn`, `convmixer`, `vit`, wide ResNets `wr-<depth>-<widen>-<base>` and
+torchvision's ResNets `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnet152` (the authors'
+related ImageNet pipeline, docs/study.md B1). Size keywords override a family's defaults, which
+are the paper's CIFAR-10 sizes (torchvision's for the ResNets).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from lowdim.models.allcnn import AllCNN
 from lowdim.models.convmixer import ConvMixer
 from lowdim.models.fc import FC
 from lowdim.models.init import INIT_SCHEMES, apply_init
+from lowdim.models.resnet import DEFAULT_WIDTH, RESNETS, build_resnet
 from lowdim.models.vit import ViT
 from lowdim.models.wide_resnet import WR_FORM, WideResNet, parse_wr_name
 
@@ -35,6 +38,8 @@ InputShape = tuple[int, int, int]
 
 # The paper's six CIFAR-10 architectures, in docs/study.md B2's order.
 PAPER_ARCHITECTURES = ("fc", "allcnn", "wr-10-4-8", "wr-16-4-64", "convmixer", "vit")
+# torchvision's ResNets, for ImageNet (docs/study.md B1)
+RESNET_ARCHITECTURES = tuple(RESNETS)
 
 
 @dataclass(frozen=True)
@@ -80,11 +85,15 @@ FAMILIES: dict[str, Family] = {
         {"patch_size": 4, "dim": 512, "depth": 6, "heads": 8, "dim_head": 64, "mlp_dim": 512},
         ViT,
     ),
+    **{name: Family({"layers": layers, "width": DEFAULT_WIDTH},
+                    lambda shape, k, _name=name, **size: build_resnet(_name, shape[0], k, **size))
+       for name, (_block, layers) in RESNETS.items()},
 }
 
 
 def architecture_names() -> list[str]:
-    """The paper's six architecture names (any other `wr-<depth>-<widen>-<base>` also builds)."""
+    """The paper's six architecture names (any other `wr-<depth>-<widen>-<base>` also builds,
+    and so do torchvision's ResNets, RESNET_ARCHITECTURES)."""
     return list(PAPER_ARCHITECTURES)
 
 
@@ -153,26 +162,31 @@ def build_model(name: str, input_shape: InputShape, num_classes: int, **size: An
     if name not in FAMILIES:
         raise ValueError(
             f"unknown architecture {name!r}: choose one of {', '.join(PAPER_ARCHITECTURES)}, "
-            f"or any wide ResNet written {WR_FORM}"
+            f"a torchvision ResNet ({', '.join(RESNET_ARCHITECTURES)}), or any wide ResNet "
+            f"written {WR_FORM}"
         )
     family = FAMILIES[name]
     return family.build(shape, num_classes, **_check_sizes(name, family, size))
 
 
 def check_sizes(models: Mapping[str, Mapping[str, Any]], grid_arch: Sequence[str],
-                dataset: str) -> None:
+                dataset: str, input_shape: InputShape | None = None) -> None:
     """Raise ConfigError naming the key unless every architecture of the `models` section and of
-    `grid.arch` builds at its size for `dataset`: parameter files name networks, and only
-    building them says whether a name or size is valid (run where networks are built anyway)."""
+    `grid.arch` builds at its size for `dataset` (its images `input_shape`, default the dataset's
+    own: `DataConfig.input_shape` where a profile resizes them): parameter files name networks,
+    and only building them says whether a name or size is valid (run where networks are built
+    anyway)."""
     for name, size in models.items():
-        _check_builds(name, size, dataset, f"models.{name}")
+        _check_builds(name, size, dataset, f"models.{name}", input_shape)
     for i, name in enumerate(grid_arch):
         if name not in models:
-            _check_builds(name, {}, dataset, f"grid.arch[{i}]")
+            _check_builds(name, {}, dataset, f"grid.arch[{i}]", input_shape)
 
 
-def _check_builds(name: str, size: Mapping[str, Any], dataset: str, key: str) -> None:
-    input_shape, num_classes = DATASET_SHAPES[dataset]
+def _check_builds(name: str, size: Mapping[str, Any], dataset: str, key: str,
+                  input_shape: InputShape | None = None) -> None:
+    shape, num_classes = DATASET_SHAPES[dataset]
+    input_shape = shape if input_shape is None else input_shape
     try:
         build_model(name, input_shape, num_classes, **size)
     except (ValueError, TypeError) as err:

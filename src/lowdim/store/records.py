@@ -15,15 +15,24 @@ import numpy as np
 
 SPACES = ("train", "test")
 # The precision of a run that names none: left out of its run id and its stored spec, so runs
-# trained before runs had a precision keep their ids and stay complete.
+# trained before runs had a precision keep their ids and stay complete. Likewise the learning-rate
+# schedule (cosine, the paper's) and label smoothing (none): named only when they differ.
 DEFAULT_PRECISION = "fp32"
+DEFAULT_SCHEDULE = "cosine"
+DEFAULT_LABEL_SMOOTHING = 0.0
+# Fields left out of a run's id and stored spec while they hold these values.
+OPTIONAL_DEFAULTS = {"precision": DEFAULT_PRECISION, "schedule": DEFAULT_SCHEDULE,
+                     "label_smoothing": DEFAULT_LABEL_SMOOTHING}
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that determines one training run. `lr` is the learning rate it trains with;
     `base_lr` the one at the reference batch size that scales to it (docs/study.md B3).
-    `precision`: fp32, or fp16-mixed (float16 autocast with a dynamic loss scale; CUDA only)."""
+    `precision`: fp32, or fp16-mixed (float16 autocast with a dynamic loss scale; CUDA only).
+    `schedule`: the learning-rate schedule, cosine or triangular-<peak epoch> (lowdim.config.grid);
+    `label_smoothing`: the training loss's label smoothing (0: plain cross-entropy).
+    """
 
     arch: str
     optimizer: str
@@ -37,26 +46,32 @@ class RunSpec:
     seed: int
     model_size: Mapping[str, Any] = field(default_factory=dict)
     precision: str = DEFAULT_PRECISION
+    schedule: str = DEFAULT_SCHEDULE
+    label_smoothing: float = DEFAULT_LABEL_SMOOTHING
 
     @property
     def run_id(self) -> str:
-        """A readable id that changes whenever a grid factor changes (the precision is named
-        only when it is not the default fp32)."""
+        """A readable id that changes whenever a grid factor changes (the precision, schedule
+        and label smoothing are named only when they are not the defaults: fp32, cosine, 0)."""
         precision = "" if self.precision == DEFAULT_PRECISION else f"_{self.precision}"
+        schedule = "" if self.schedule == DEFAULT_SCHEDULE else f"_{self.schedule}"
+        smoothing = ("" if self.label_smoothing == DEFAULT_LABEL_SMOOTHING
+                     else f"_ls{self.label_smoothing:g}")
         return (
             f"{self.arch}_{self.optimizer}_bs{self.batch_size}_lr{self.lr:g}"
             f"_wd{self.weight_decay:g}_aug-{self.augment}_init-{self.init}"
-            f"_ep{self.epochs}{precision}_s{self.seed}"
+            f"_ep{self.epochs}{precision}{schedule}{smoothing}_s{self.seed}"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (model sizes as lists), the form stored in meta.json; the precision
-        only when it is not the default, as in the run id."""
+        """A JSON-ready dict (model sizes as lists), the form stored in meta.json; precision,
+        schedule and label smoothing only when they are not the defaults, as in the run id."""
         d = asdict(self)
         d["model_size"] = {k: list(v) if isinstance(v, tuple | list) else v
                            for k, v in self.model_size.items()}
-        if self.precision == DEFAULT_PRECISION:
-            del d["precision"]
+        for name, default in OPTIONAL_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
         return d
 
 

@@ -32,19 +32,22 @@ def validate(raw: Mapping[str, Any]) -> Config:
     """A nested mapping (as read from YAML) as a Config: the sections, the networks, the rules
     across sections, then the size pair's parameter counts (which needs both networks built)."""
     config = build_profile(raw)
-    check_sizes(config.models, config.grid.arch, config.data.dataset)
+    check_sizes(config.models, config.grid.arch, config.data.dataset, config.data.input_shape)
     check_across(config)
-    check_size_pair(config.trajectories, config.models, config.data.dataset)
+    check_size_pair(config.trajectories, config.models, config.data.dataset,
+                    config.data.input_shape)
     return config
 
 
-def check_size_pair(traj: TrajectoriesConfig, models: ModelsConfig, dataset: str) -> None:
+def check_size_pair(traj: TrajectoriesConfig, models: ModelsConfig, dataset: str,
+                    input_shape: tuple[int, int, int] | None = None) -> None:
     """The larger member of the D15 pair has more parameters. Not a stage's check: the train
     stage would have to declare the pair, and naming another pair would retrain."""
     if traj.size_pair is None:
         return
     pair = traj.size_pair
     shape, classes = DATASET_SHAPES[dataset]
+    shape = shape if input_shape is None else input_shape
     small, large = (parameter_count(build_model(n, shape, classes, **models.get(n, {})))
                     for n in pair)
     if not large > small:

@@ -53,7 +53,8 @@ from lowdim.training.run import checkpoint_steps, iterations_per_epoch
 
 # Split sizes known without reading the data: (train, test) images. Digits has no test split:
 # its class counts (scikit-learn's 1,797 digits) are split per class as data.subsets does.
-DATASET_SPLITS = {"fashion-mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}
+DATASET_SPLITS = {"fashion-mnist": (60_000, 10_000), "cifar10": (50_000, 10_000),
+                  "imagenet": (1_281_167, 50_000)}  # ILSVRC-2012 train and val
 DIGITS_CLASS_COUNTS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)
 
 # The distances stage's throughput on the 2-core development CPU: its best rate in
@@ -61,6 +62,9 @@ DIGITS_CLASS_COUNTS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)
 # docs/performance.md "The geometry half at the paper's scale".
 DISTANCE_RATE = 0.52e9
 DISTANCE_RATE_LOADED = 0.23e9
+# Those rates are for C = 10 classes; a term's work grows linearly with C (measured on the same
+# CPU: 1.9, 1.9 and 1.6 G pair-sample-class terms per second at C = 10, 100 and 1,000).
+RATE_CLASSES = 10
 # Peak RSS of the interpreter, torch and numba in those stages (0.19 to 1.28 GiB measured there).
 INTERPRETER_BYTES = int(1.3 * 2**30)
 # meta.json of a run: ~2 KiB of spec, settings and provenance, ~120 bytes per checkpoint.
@@ -124,7 +128,7 @@ class Workload:
 def workload(config: Config) -> Workload:
     """The workload of a profile: `expand_grid` and the checkpoint schedule of each run."""
     specs = tuple(expand_grid(config.grid, config.models, config.train.lr_reference_batch_size))
-    shape, classes = DATASET_SHAPES[config.data.dataset]
+    shape, classes = config.data.input_shape, DATASET_SHAPES[config.data.dataset][1]
     n_train, n_test = split_sizes(config.data)
     samples = eval_sizes(config.data, n_train, n_test)
     step = config.distances.sample_step
@@ -228,8 +232,8 @@ def prepared_bytes(work: Workload) -> int:
 
 
 def run_store_bytes(work: Workload) -> int:
-    """data/runs: each run's float16 (T, N, C) predictions per space and its meta.json."""
-    row = sum(work.samples.values()) * work.classes * 2
+    """data/runs: each run's float32 (T, N, C) predictions per space and its meta.json."""
+    row = sum(work.samples.values()) * work.classes * 4
     return sum(t * row + len(SPACES) * NPY_HEADER + META_BYTES + META_BYTES_PER_CHECKPOINT * t
                for t in work.checkpoints)
 
@@ -254,7 +258,7 @@ def products(config: Config, work: Workload, predictions: PredictionsPlan,
     emb = embedding_bytes(work.points, config.embedding.n_components, config.embedding.landmarks)
     return [
         Product("data", "data/prepared", prepared_bytes(work), True, "uint8 images"),
-        Product("train", "data/runs", run_store_bytes(work), True, "float16 predictions"),
+        Product("train", "data/runs", run_store_bytes(work), True, "float32 predictions"),
         Product("predictions", "data/predictions", predictions.disk_bytes, True,
                 "float32, renormalized"),
         Product("distances", "data/distances", distances.matrix_bytes + 32 * work.points, True,
@@ -567,18 +571,22 @@ def work_lines(bill: Bill) -> list[str]:
     traj = (bill.config.trajectories.grid_points * count * (count + 1) // 2
             * sum(w.samples.values()))
     rate = f"{DISTANCE_RATE / 1e9:.2f} G/s"
+    per_class = w.classes / RATE_CLASSES  # the rates are for C = 10
+    scaled = (f" (x {per_class:g}: the rates are for C = {RATE_CLASSES}, the work grows with "
+              f"C = {w.classes})" if w.classes != RATE_CLASSES else "")
     return [
         f"distances: {terms(d.pair_samples)} pair-sample terms (M (M + 1) / 2 x N after "
         "sample_step, summed over spaces)",
-        f"  about {duration(d.pair_samples / DISTANCE_RATE)} of CPU time at {rate}, "
-        f"{duration(d.pair_samples / DISTANCE_RATE_LOADED)} at "
-        f"{DISTANCE_RATE_LOADED / 1e9:.2f} G/s: the distances stage's best and loaded rates",
+        f"  about {duration(d.pair_samples * per_class / DISTANCE_RATE)} of CPU time at {rate}, "
+        f"{duration(d.pair_samples * per_class / DISTANCE_RATE_LOADED)} at "
+        f"{DISTANCE_RATE_LOADED / 1e9:.2f} G/s{scaled}: the distances stage's best and loaded "
+        "rates",
         "  on the 2-core development CPU (benchmarks/scale.py; docs/performance.md, \"The "
         "geometry half",
         "  at the paper's scale\"); no GPU rate has been measured",
         f"trajectories: at most {terms(traj)} pair-sample terms (G x R (R + 1) / 2 x N, "
         f"every sample, R <= {count:,}),",
-        f"  about {duration(traj / DISTANCE_RATE)} of CPU time at {rate}",
+        f"  about {duration(traj * per_class / DISTANCE_RATE)} of CPU time at {rate}",
     ]
 
 

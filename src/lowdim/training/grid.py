@@ -46,7 +46,8 @@ def run_spec(run: Mapping[str, Any], models: Mapping[str, Mapping[str, Any]],
         arch=run["arch"], optimizer=run["optimizer"], batch_size=batch_size, base_lr=base_lr,
         lr=lr, weight_decay=run["weight_decay"], augment=run["augment"], init=run["init"],
         epochs=run["epochs"], seed=run["seed"], model_size=dict(models.get(run["arch"], {})),
-        precision=run["precision"],
+        precision=run["precision"], schedule=run["schedule"],
+        label_smoothing=run["label_smoothing"],
     )
 
 
