@@ -1,5 +1,7 @@
-"""The Ray backend on a real two-node cluster on this machine: same bytes as the local backend,
-and a lost node costs retries, not runs.
+"""The Ray backend on a real two-node cluster on this machine: same bytes as the local backend
+(runs one at a time, and packs of two with per-architecture resources), a lost node costs
+retries, not runs, and the distance matrices computed as Ray tiles are the local ones, byte for
+byte.
 
 The cluster is a head node and one worker node, each started with `ray start` in its own
 processes and its own short temporary directory. Every process of a node is found by that
@@ -27,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,8 +44,13 @@ os.environ.update(CLUSTER_ENV)
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
+from lowdim.cluster.distance_tiles import compute_on_ray  # noqa: E402
+from lowdim.config.distances import DistancesRayConfig  # noqa: E402
 from lowdim.config.profile import load_profile  # noqa: E402
 from lowdim.config.train import RayConfig, TrainConfig  # noqa: E402
+from lowdim.geometry.distance_blocks import write_bhattacharyya  # noqa: E402
+from lowdim.geometry.distances import DistanceSettings  # noqa: E402
+from lowdim.store.block_cache import BlockCache  # noqa: E402
 from lowdim.store.records import RunSpec  # noqa: E402
 from lowdim.store.runs import is_complete, read_meta, write_run  # noqa: E402
 from lowdim.training.grid import expand_grid  # noqa: E402
@@ -225,12 +233,33 @@ def tiny_specs(tiny_cfg):
 
 @pytest.fixture(scope="module")
 def local_store(tiny_specs, tiny_prepared, tiny_cfg, tmp_path_factory):
-    """The tiny grid trained by the local backend with the profile's thread count."""
+    """The tiny grid trained by the local backend with the profile's thread count and CPU
+    kernels (pinned: in a worker process that starts with them, as a Ray task's does)."""
     store = tmp_path_factory.mktemp("local")
     threads = torch.get_num_threads()
     torch.set_num_threads(tiny_cfg.train.threads)
     try:
-        launch_local(tiny_specs, tiny_prepared, store, torch.device("cpu"), progress=False)
+        launch_local(tiny_specs, tiny_prepared, store, torch.device("cpu"), progress=False,
+                     cpu_kernels=tiny_cfg.train.cpu_kernels)
+    finally:
+        torch.set_num_threads(threads)
+    return store
+
+
+# Packs of two, with the native kernels: a local launch packs in its own process, which did not
+# start pinned (on Ray a pinned worker may pack: its process starts with the pinned variables).
+PACKED = {"pack_size": 2, "cpu_kernels": "native", "ray": {"num_gpus": {"fc": 0, "default": 0}}}
+
+
+@pytest.fixture(scope="module")
+def local_packed_store(tiny_specs, tiny_prepared, tiny_cfg, tmp_path_factory):
+    """The tiny grid trained by the local backend in packs of two (`PACKED`), as `launch` does."""
+    store = tmp_path_factory.mktemp("local-packed")
+    train = dataclasses.replace(tiny_cfg.train, backend="local", pack_size=2,
+                                cpu_kernels="native")
+    threads = torch.get_num_threads()
+    try:
+        launch(tiny_specs, tiny_prepared, store, train, progress=False)
     finally:
         torch.set_num_threads(threads)
     return store
@@ -340,21 +369,63 @@ def test_launch_dispatches_on_the_backend(tmp_path, tiny_prepared, monkeypatch):
 
 
 @pytest.mark.slow
-def test_cluster_run_store_is_byte_identical_to_local(two_nodes, tiny_cfg, tiny_specs,
-                                                      tiny_prepared, local_store, tmp_path,
+def test_cluster_run_store_is_byte_identical_to_local(two_nodes, root, tiny_specs,
+                                                      tiny_prepared, local_packed_store, tmp_path,
                                                       caplog):
+    # Packs of two with a per-architecture num_gpus: every run's bytes as the local backend's
+    # packs give them (runs one at a time: test_killed_node_costs_retries_not_runs).
     caplog.set_level(logging.INFO, logger="lowdim.training.ray_backend")
-    train = _on_cluster(tiny_cfg, two_nodes.address)
+    cfg = load_profile(root / "profiles" / "tiny.yaml", {"train": {
+        "backend": "ray", "device": "cpu", **PACKED,
+        "ray": {**PACKED["ray"], "num_cpus": 1, "runs_per_task": 1}}})
+    train = _on_cluster(cfg, two_nodes.address)
     summary = launch_ray(tiny_specs, tiny_prepared, tmp_path, train, progress=False)
     ids = [s.run_id for s in tiny_specs]
     assert sorted(summary.trained) == sorted(ids) and not summary.failed
-    assert_same_store(tmp_path, local_store, ids)
+    assert_same_store(tmp_path, local_packed_store, ids)
+    assert {read_meta(tmp_path, i)["settings"]["pack_size"] for i in ids} == {2}
+    assert {read_meta(tmp_path, i)["provenance"]["pack_runs"] for i in ids} == {2}
     nodes = {r.getMessage().rsplit("node ", 1)[1] for r in caplog.records
              if r.getMessage().startswith("run ") and "written" in r.getMessage()}
     assert len(nodes) == 2, f"the runs did not spread over both nodes: {nodes}"
+    assert {read_meta(tmp_path, i)["settings"]["cpu_kernels"] for i in ids} == {"native"}
 
     again = launch_ray(tiny_specs, tiny_prepared, tmp_path, train, progress=False)
     assert again.trained == [] and sorted(again.skipped) == sorted(ids)
+
+
+@pytest.mark.slow
+def test_distance_tiles_on_the_cluster_give_the_local_matrices(two_nodes, tmp_path):
+    # Runs before the test that kills a node (no restart). The analysis set of 7 runs of 4
+    # checkpoints per space, on disk where both nodes read it; 3 runs' blocks are cached already
+    # (an earlier grid), the rest are tiles of <= 8 rows.
+    rng = np.random.default_rng(3)
+    labels = np.repeat([f"run{i}" for i in range(7)], 4)
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    probs = {}
+    for space, n in (("train", 24), ("test", 16)):
+        probs[space] = rng.dirichlet(np.full(10, 0.3), size=(28, n)).astype(np.float32)
+        np.save(predictions / f"{space}.npy", probs[space])
+    settings = DistanceSettings(sample_step=2)
+    cache = BlockCache(tmp_path / "cache")
+    for space, p in probs.items():
+        write_bhattacharyya(p, labels, None, tmp_path / f"local-{space}.npy", settings=settings)
+        write_bhattacharyya(p[:12], labels[:12], cache, tmp_path / "old.npy", settings=settings)
+    cluster = DistancesRayConfig(address=two_nodes.address, num_cpus=1, rows_per_task=8)
+    stats = compute_on_ray(predictions, labels, cache, cluster, settings=settings)
+    # per space: 4 new runs in 2 groups (3 tiles) x (old runs in 2 groups): 4 more tiles
+    assert [(s.tiles, s.blocks, s.retries) for s in stats.values()] == [(7, 22, 0)] * 2
+    nodes = set().union(*(s.nodes for s in stats.values()))
+    assert len(nodes) == 2, f"the tiles did not spread over both nodes: {nodes}"
+    for space, p in probs.items():
+        _, done = write_bhattacharyya(p, labels, cache, tmp_path / f"ray-{space}.npy",
+                                      settings=settings)
+        assert done.computed == 0 and done.cached == 28
+        assert (tmp_path / f"ray-{space}.npy").read_bytes() == (
+            tmp_path / f"local-{space}.npy").read_bytes()
+    again = compute_on_ray(predictions, labels, cache, cluster, settings=settings)
+    assert [s.tiles for s in again.values()] == [0, 0]  # nothing left: no task, no connection
 
 
 @pytest.mark.slow
@@ -413,7 +484,8 @@ def test_killed_node_costs_retries_not_runs(two_nodes, tiny_cfg, tiny_specs, tin
     ids = [s.run_id for s in tiny_specs]
     assert killed > 1 and sorted(result["summary"].trained) == sorted(ids)
     assert not result["summary"].failed
-    assert_same_store(tmp_path, local_store, ids)
+    assert_same_store(tmp_path, local_store, ids)  # runs one at a time, pinned kernels
+    assert {read_meta(tmp_path, i)["settings"]["cpu_kernels"] for i in ids} == {"pinned"}
     retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
     assert retries and "attempt 1 of 3 failed" in retries[0], caplog.text
 

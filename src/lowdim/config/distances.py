@@ -1,11 +1,30 @@
-"""The `distances` section: how Bhattacharyya distances are computed and stored."""
+"""The `distances` section: how Bhattacharyya distances are computed and stored, and where."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from lowdim.config.load import Positive, Range
+from lowdim.config.cluster import Address, Resource, Retries
+from lowdim.config.load import ConfigError, Positive, Range
+
+
+@dataclass(frozen=True)
+class DistancesRayConfig:
+    """The distances stage on Ray (`backend: ray`): which cluster, and the tasks' size."""
+
+    # "auto": the running cluster (RAY_ADDRESS); None: start one
+    address: Annotated[str, Address] | None = "auto"
+    num_cpus: Annotated[float, Resource] = 1.0  # CPUs per task (the fused kernel's threads)
+    # rows of a tile's side: a task computes at most about rows_per_task^2 row pairs
+    rows_per_task: Annotated[int, Positive] = 4096
+    max_retries: Annotated[int, Retries] = 2  # resubmissions of a tile after a failure
+
+    def check(self) -> None:
+        """A task reserves some CPU, or Ray would start every tile at once."""
+        if self.num_cpus == 0:
+            raise ConfigError("distances.ray.num_cpus = 0: a task must reserve some CPU, or Ray "
+                              "would start every tile at once")
 
 
 @dataclass(frozen=True)
@@ -21,3 +40,23 @@ class DistancesConfig:
     # reuse cached blocks of unchanged run pairs (lowdim.geometry.distance_blocks)
     cache: bool = True
     dtype: Literal["float64", "float32"] = "float64"  # stored matrices; float32 halves the disk
+    # where the missing blocks are computed: here, or as tasks on a Ray cluster
+    # (lowdim.cluster.distance_tiles, docs/cluster.md); the matrices' bytes are the same
+    backend: Literal["local", "ray"] = "local"
+    ray: DistancesRayConfig = field(default_factory=DistancesRayConfig)
+
+    def check(self) -> None:
+        """On Ray, the tasks write their blocks into the block cache, which the reference
+        method never uses (its bits depend on the blocks)."""
+        if self.backend != "ray":
+            return
+        if not self.cache:
+            raise ConfigError("distances.backend = 'ray' but distances.cache = false: the Ray "
+                              "tasks write their blocks into the block cache and the stage "
+                              "assembles the matrices from it; set distances.cache: true, or "
+                              "distances.backend: local")
+        if self.method == "reference":
+            raise ConfigError("distances.backend = 'ray' but distances.method = 'reference': "
+                              "the reference method's bits depend on the block shapes, so its "
+                              "blocks are never cached and cannot be computed elsewhere; set "
+                              "distances.method: auto (or fused), or distances.backend: local")

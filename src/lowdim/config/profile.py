@@ -30,6 +30,7 @@ from lowdim.config.studies.joint import JointConfig
 from lowdim.config.studies.synthetic import SyntheticConfig
 from lowdim.config.studies.tangents import TangentsConfig
 from lowdim.config.train import TrainConfig
+from lowdim.config.train import check_with as check_train_with
 from lowdim.config.trajectories import TrajectoriesConfig
 
 
@@ -84,5 +85,6 @@ def check_across(config: Config) -> None:
     """Every rule across two sections (each in the module of the section that refers to the
     other); a stage that loads both sections runs the same check."""
     trajectories.check_with(config.trajectories, config.grid)
+    check_train_with(config.train, config.grid)
     corners.check_with(config.studies.corners, config.grid, config.data)
     averaging.check_with(config.studies.averaging, config.grid)

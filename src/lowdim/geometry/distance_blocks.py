@@ -189,29 +189,11 @@ def _assemble(p: np.ndarray, labels: Sequence[str], cache: BlockCache | None, ma
                            pairs_computed=len(p) * (len(p) + 1) // 2)
         log.info("Bhattacharyya blocks: %s", stats)
         return sink, stats
-    units = find_units(p, labels)
-    namespace = (f"{engine.name}_step{settings.sample_step}_floor{settings.bc_floor!r}"
-                 f"_n{p.shape[1]}_c{p.shape[2]}")
-    if np.dtype(dtype) != np.float64:  # blocks read back from a rounded matrix are rounded too
-        namespace += f"_{np.dtype(dtype).name}"
+    plan = plan_blocks_to_compute(p, labels, cache, engine, settings, dtype)
+    units, namespace, pairs, missing = plan.units, plan.namespace, plan.pairs, plan.missing
+    index, usable = plan.index, plan.usable
     sink = make_sink(len(p))
-    pairs = {_block_key(units[a], units[b]): (a, b)
-             for a in range(len(units)) for b in range(a, len(units))}
-    index = cache.index(namespace)
-    missing = [pair for key, pair in pairs.items() if key not in index]
-    found = [key for key in pairs if key in index]
-    shapes = cache.shapes(index, found)
-    usable = []
-    for key in found:
-        first, second = _ordered(units, pairs[key])
-        expected = (len(first.rows), len(second.rows))
-        if shapes.get(key) != expected:
-            log.warning("a cached block of %s and %s has shape %s instead of %s: recomputing it",
-                        first.label, second.label, shapes.get(key), expected)
-            missing.append(pairs[key])
-        else:
-            usable.append(key)
-    fresh, partners = _rows_to_compute(missing)
+    fresh, partners = plan.fresh, plan.partners
     fresh_set, partner_set = set(fresh), set(partners)
 
     def covered(a: int, b: int) -> bool:  # computed below: never also taken from the cache
@@ -234,6 +216,184 @@ def _assemble(p: np.ndarray, labels: Sequence[str], cache: BlockCache | None, ma
                        + len(rows_f) * len(rows_o))
     log.info("Bhattacharyya blocks: %s", stats)
     return sink, stats
+
+
+@dataclass(frozen=True)
+class BlocksToCompute:
+    """The blocks of unit pairs that a cached computation of one matrix must compute, and how:
+    the rows of the `fresh` units against each other and against the `partners`' rows."""
+
+    namespace: str                    # the cache namespace (engine, settings, N, C, dtype)
+    units: list[Unit]
+    pairs: dict[str, tuple[int, int]]  # block key -> unit pair (a <= b), every pair
+    index: dict[str, Path]            # block key -> cache segment, as found
+    usable: list[str]                 # keys of cached blocks of the right shape
+    missing: list[tuple[int, int]]    # unit pairs to compute (absent, or of the wrong shape)
+    fresh: list[int]
+    partners: list[int]
+
+    def ordered(self, pair: tuple[int, int]) -> tuple[Unit, Unit]:
+        """The units of a pair as their block is stored (rows, columns)."""
+        return _ordered(self.units, pair)
+
+
+def cache_namespace(engine: Engine, settings: DistanceSettings, n: int, c: int,
+                    dtype: str | np.dtype) -> str:
+    """The cache directory of blocks computed by `engine` with `settings` on N = n samples of
+    C = c classes, for matrices stored as `dtype`."""
+    namespace = f"{engine.name}_step{settings.sample_step}_floor{settings.bc_floor!r}_n{n}_c{c}"
+    if np.dtype(dtype) != np.float64:  # blocks read back from a rounded matrix are rounded too
+        namespace += f"_{np.dtype(dtype).name}"
+    return namespace
+
+
+def plan_blocks_to_compute(p: np.ndarray, labels: Sequence[str], cache: BlockCache,
+                           engine: Engine, settings: DistanceSettings,
+                           dtype: str | np.dtype) -> BlocksToCompute:
+    """What `cache` lacks of the matrix of p (M, N, C) (validated by the caller) with unit
+    `labels`: every row's unit is hashed, the cache's index read, and a cached block of the
+    wrong shape counted as missing (logged)."""
+    units = find_units(p, labels)
+    namespace = cache_namespace(engine, settings, p.shape[1], p.shape[2], dtype)
+    pairs = {_block_key(units[a], units[b]): (a, b)
+             for a in range(len(units)) for b in range(a, len(units))}
+    index = cache.index(namespace)
+    missing = [pair for key, pair in pairs.items() if key not in index]
+    found = [key for key in pairs if key in index]
+    shapes = cache.shapes(index, found)
+    usable = []
+    for key in found:
+        first, second = _ordered(units, pairs[key])
+        expected = (len(first.rows), len(second.rows))
+        if shapes.get(key) != expected:
+            log.warning("a cached block of %s and %s has shape %s instead of %s: recomputing it",
+                        first.label, second.label, shapes.get(key), expected)
+            missing.append(pairs[key])
+        else:
+            usable.append(key)
+    fresh, partners = _rows_to_compute(missing)
+    return BlocksToCompute(namespace, units, pairs, index, usable, missing, fresh, partners)
+
+
+# --------------------------------------------------------------------------- tiles elsewhere
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Missing blocks computed together as one rectangle of rows, wherever it runs (a Ray task,
+    lowdim.cluster.distance_tiles): `rows_i` against `rows_j` (None: against themselves), then
+    each block (its key and its two units, as stored) cut out of it."""
+
+    namespace: str
+    rows_i: np.ndarray
+    rows_j: np.ndarray | None
+    blocks: tuple[tuple[str, Unit, Unit], ...]
+
+    @property
+    def units(self) -> list[Unit]:
+        """Every unit of the tile's blocks, once."""
+        return list({u.key: u for _, a, b in self.blocks for u in (a, b)}.values())
+
+    @property
+    def pairs(self) -> int:
+        """Row pairs the tile evaluates (a symmetric one counted once)."""
+        n = len(self.rows_i)
+        return n * (n + 1) // 2 if self.rows_j is None else n * len(self.rows_j)
+
+
+def plan_tiles(plan: BlocksToCompute, max_rows: int) -> list[Tile]:
+    """The missing blocks of `plan` as tiles of at most about `max_rows` rows a side.
+
+    The fresh units are cut, in order and never split, into groups of up to `max_rows` rows,
+    the partners likewise; every missing pair has a fresh end (`_rows_to_compute`), so it lies
+    in exactly one tile: a fresh group against itself (symmetric), against a later fresh group,
+    or against a partner group. Each tile computes the rows of its blocks' units only.
+    """
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise ValueError(f"max_rows = {max_rows!r}: must be a positive integer")
+
+    def groups(chosen: list[int], tag: str) -> dict[int, tuple[str, int]]:
+        where, rows, g = {}, 0, 0
+        for u in chosen:
+            size = len(plan.units[u].rows)
+            if rows and rows + size > max_rows:
+                g, rows = g + 1, 0
+            where[u] = (tag, g)
+            rows += size
+        return where
+
+    group_of = {**groups(plan.fresh, "a-fresh"), **groups(plan.partners, "b-partner")}
+    tiles: dict[tuple, list[tuple[int, int]]] = {}
+    for a, b in plan.missing:
+        tiles.setdefault(tuple(sorted((group_of[a], group_of[b]))), []).append((a, b))
+    planned = []
+    for (first, second), pairs in sorted(tiles.items()):
+        ends = [{a if group_of[a] == first else b for a, b in pairs},
+                {b if group_of[b] == second else a for a, b in pairs}]
+        if first == second:
+            ends = [ends[0] | ends[1]] * 2
+        rows_i, rows_j = (_rows(plan.units, sorted(e)) for e in ends)
+        blocks = []
+        for pair in pairs:
+            first_unit, second_unit = plan.ordered(pair)
+            key = _block_key(first_unit, second_unit)
+            blocks.append((key, first_unit, second_unit))
+        planned.append(Tile(plan.namespace, rows_i, None if first == second else rows_j,
+                            tuple(blocks)))
+    return planned
+
+
+def compute_tile(p: np.ndarray, tile: Tile, settings: DistanceSettings,
+                 dtype: str | np.dtype = "float64") -> list[tuple[str, np.ndarray]]:
+    """Each block of `tile` as a local run stores it: (key, block in `dtype`).
+
+    p (M, N, C), possibly an NpyFile, must hold the rows the tile was planned for: each unit's
+    content is hashed again and compared (a ValueError names the unit), and the engine that
+    `settings` selects here must be the planned one (its name keys the cache). The tile's
+    rectangle is computed with the kernel the local stage runs (`distance_blocks`); the
+    deterministic engines give each pair the same bits whatever the tile, and a block is cut
+    from it as the stage's sink would store it (rounded once to `dtype`).
+    """
+    dtype = _check_dtype(dtype)
+    engine = resolve_engine(settings.method, settings.device, settings.bc_floor)
+    if not tile.namespace.startswith(f"{engine.name}_") or not engine.deterministic:
+        raise ValueError(f"this node computes with the {engine.name} engine, but the tile was "
+                         f"planned for the cache namespace {tile.namespace}: give every node "
+                         "and the driver the same distances.method and device")
+    p, _ = check_inputs(p, None, settings.sample_step, settings.bc_floor)
+    for unit in tile.units:
+        if content_digest(p, unit.rows) != unit.digest:
+            raise ValueError(f"the probabilities of {unit.label} read here differ from those "
+                             "the tile was planned with: every node must read the same "
+                             "predictions (a shared filesystem, at the same path)")
+    rows_j = tile.rows_i if tile.rows_j is None else tile.rows_j
+    out = np.empty((len(tile.rows_i), len(rows_j)), dtype=np.float64)
+    pos_i = {r: k for k, r in enumerate(tile.rows_i.tolist())}
+    pos_j = {r: k for k, r in enumerate(rows_j.tolist())}
+    kw = {"sample_step": settings.sample_step, "bc_floor": settings.bc_floor, "engine": engine,
+          "device": settings.device, "max_block_bytes": settings.max_block_bytes}
+    for ri, rj, block in distance_blocks(p, tile.rows_i, tile.rows_j, check=False, **kw):
+        ii, jj = [pos_i[r] for r in ri.tolist()], [pos_j[r] for r in rj.tolist()]
+        out[np.ix_(ii, jj)] = block
+        if tile.rows_j is None and ri[0] != rj[0]:  # the mirror image of an off-diagonal tile
+            out[np.ix_(jj, ii)] = block.T
+    blocks = []
+    for key, first, second in tile.blocks:
+        if all(r in pos_i for r in first.rows.tolist()) and all(
+                r in pos_j for r in second.rows.tolist()):
+            cut = out[np.ix_([pos_i[r] for r in first.rows.tolist()],
+                             [pos_j[r] for r in second.rows.tolist()])]
+        else:  # the block lies the other way round in the rectangle
+            cut = out[np.ix_([pos_i[r] for r in second.rows.tolist()],
+                             [pos_j[r] for r in first.rows.tolist()])].T
+        blocks.append((key, np.ascontiguousarray(cut.astype(dtype, copy=False))))
+    return blocks
+
+
+def segment_name(keys: Sequence[str]) -> str:
+    """The file name of the cache segment holding the blocks `keys` (as `_CacheWriter` names
+    its segments)."""
+    return hashlib.blake2b("".join(sorted(keys)).encode(), digest_size=16).hexdigest()
 
 
 class _CacheWriter:
@@ -284,8 +444,7 @@ class _CacheWriter:
             return
         blocks = {_block_key(self.units[a], self.units[b]): (a, b) for a, b in self.ready}
         keys = sorted(blocks)
-        name = hashlib.blake2b("".join(keys).encode(), digest_size=16).hexdigest()
-        self.cache.save(self.namespace, self._blocks(blocks, keys), name)
+        self.cache.save(self.namespace, self._blocks(blocks, keys), segment_name(keys))
         self.ready = []
         self.last = time.monotonic()
 

@@ -5,9 +5,10 @@ own package:
 
 1. `paths`, `device`, `config/`, `store/`
 2. `models/`, `data/`, `geometry/`, `figures/`, `tools/`
-3. `training/`
-4. `analysis/`
-5. `studies/`
+3. `cluster/` (a stage's work as Ray tasks: the distance tiles, what every Ray driver shares)
+4. `training/`
+5. `analysis/`
+6. `studies/`
 
 The rules, each a function below that lists the imports breaking it:
 
