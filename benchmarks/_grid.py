@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from lowdim.config.grid import GridConfig
 from lowdim.config.profile import Config
 from lowdim.data import Prepared, load_source, prepare
 from lowdim.store.records import RunSpec
@@ -18,7 +19,8 @@ def prepared_data(cfg: Config) -> Prepared:
 
 
 def profile_runs(cfg: Config, **axes: tuple | None) -> list[RunSpec]:
-    """The runs of the profile's grid with the given axes (arch=..., seed=...) replaced; an axis
-    given as None keeps the profile's values."""
-    grid = dataclasses.replace(cfg.grid, **{k: v for k, v in axes.items() if v is not None})
+    """The runs of the profile's grid with the given axes (arch=..., seed=...) replaced in each
+    of its blocks; an axis given as None keeps the profile's values."""
+    given = {k: v for k, v in axes.items() if v is not None}
+    grid = GridConfig(blocks=[dataclasses.replace(block, **given) for block in cfg.grid.blocks])
     return expand_grid(grid, cfg.models, cfg.train.lr_reference_batch_size)

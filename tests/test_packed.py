@@ -95,11 +95,12 @@ def assert_same_run(single, packed, *, error_slack: float = 0.0) -> None:
         a = single.stacked(space).astype(np.float64)
         b = packed.stacked(space).astype(np.float64)
         assert a.shape == b.shape
-        # Stored as float16: values within the tolerance may still round to adjacent float16s.
+        # Values within the tolerance may still round to adjacent numbers of the stored dtype.
         nan = np.isnan(a)
         assert np.array_equal(nan, np.isnan(b))
         a, b = a[~nan], b[~nan]
-        ulp = np.spacing(np.maximum(np.abs(a), np.abs(b)).astype(np.float16)).astype(np.float64)
+        stored = single.stacked(space).dtype
+        ulp = np.spacing(np.maximum(np.abs(a), np.abs(b)).astype(stored)).astype(np.float64)
         assert np.all(np.abs(a - b) <= TOLERANCE + ulp), f"{space}: {np.abs(a - b).max():.2e}"
         np.testing.assert_allclose(packed.loss[space], single.loss[space], rtol=0, atol=TOLERANCE,
                                    equal_nan=True)
@@ -125,9 +126,10 @@ def test_packed_runs_follow_their_single_runs(data, float64, arch, optimizer):
 @pytest.mark.parametrize("arch", list(SIZES))
 def test_packed_runs_match_in_float32(data, arch, optimizer):
     # What users run. Measured over these 15 settings (3 runs each, 7 checkpoints): losses differ
-    # by at most 4.8e-7 (2 float32 ulps at ln 10), stored predictions by at most one float16 ulp,
-    # errors not at all; so the float64 test's TOLERANCE (1e-5, 20x the loss difference) plus
-    # one float16 ulp holds here too, and one flipped prediction of 60 is allowed for a near-tie.
+    # by at most 4.8e-7 (2 float32 ulps at ln 10), errors not at all; so the float64 test's
+    # TOLERANCE (1e-5, 20x the loss difference) plus one ulp of the stored float32 predictions
+    # holds here too (as it did with float16 ones), and one flipped prediction of 60 is allowed
+    # for a near-tie.
     # The exception is Adam without weight decay on the wide ResNet (see the test below): its
     # drift (up to 2.4e-3 in loss) is as large as a 1% change of learning rate, so those runs are
     # given weight decay here and checked in float64 above.

@@ -10,6 +10,7 @@ import torch
 
 from lowdim.store.records import RunSpec
 from lowdim.store.runs import (
+    PREDICTIONS,
     is_complete,
     load_predictions,
     park_entries,
@@ -37,6 +38,7 @@ def test_write_and_read_a_run(tmp_path, tiny_prepared):
     assert meta["status"] == "ok" and meta["steps"] == result.steps
     assert meta["spec"] == result.spec.to_dict()
     stored = load_predictions(tmp_path, result.spec.run_id, "train")
+    assert stored.dtype == np.float32 and meta["predictions"] == PREDICTIONS
     assert np.array_equal(stored, result.stacked("train"))
     assert is_complete(tmp_path, result.spec, "abc")
     assert not is_complete(tmp_path, result.spec, "other data")
@@ -77,11 +79,13 @@ def test_interrupted_write_leaves_no_complete_looking_run(tmp_path, tiny_prepare
 
 
 
-def _fake_run(store, spec: RunSpec, fingerprint: str, status: str = "ok") -> None:
-    """A run entry as the store reads it: meta.json only (enough for park/unpark)."""
+def _fake_run(store, spec: RunSpec, fingerprint: str, status: str = "ok",
+              predictions: str | None = PREDICTIONS) -> None:
+    """A run entry as the store reads it: meta.json only (enough for park/unpark); predictions
+    None: a run of the old float16 format, which recorded none."""
     (store / spec.run_id).mkdir(parents=True)
     meta = {"run_id": spec.run_id, "spec": spec.to_dict(), "data_fingerprint": fingerprint,
-            "status": status}
+            "status": status} | ({} if predictions is None else {"predictions": predictions})
     (store / spec.run_id / "meta.json").write_text(json.dumps(meta))
 
 
@@ -115,3 +119,16 @@ def test_a_run_of_another_dataset_with_the_same_id_is_parked_not_overwritten(tmp
     park_entries(store, [spec], "fashion", archive)
     assert unpark_entries(store, [spec], "fashion", archive) == [spec.run_id]
     assert read_meta(store, spec.run_id)["data_fingerprint"] == "fashion"
+
+
+def test_a_run_of_the_old_float16_format_is_parked_and_retrained(tmp_path):
+    # Same spec and data, but float16 probabilities (docs/study.md, "Stored precision"): kept in
+    # the archive, never moved back, and pending for the launcher.
+    store, archive = tmp_path / "runs", tmp_path / "archive"
+    spec = _spec(1)
+    _fake_run(store, spec, "digits", predictions=None)
+    assert not is_complete(store, spec, "digits")
+    assert park_entries(store, [spec], "digits", archive) == [spec.run_id]
+    assert unpark_entries(store, [spec], "digits", archive) == []
+    assert pending([spec], store, "digits") == [spec]
+    assert len(list(archive.glob(f"*/{spec.run_id}"))) == 1

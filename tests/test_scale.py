@@ -83,7 +83,7 @@ def make_store(root, rng, runs: int, seed0: int = 0):
     for r in range(runs):
         spec = RunSpec(arch="fc" if r % 2 else "allcnn", seed=seed0 + r, **FACTORS)
         result = RunResult(spec=spec, iters_per_epoch=4)
-        probs = {s: noisy_paths(rng, 1, T, labels[s])[0].astype(np.float16) for s in N}
+        probs = {s: noisy_paths(rng, 1, T, labels[s])[0].astype(np.float32) for s in N}
         for k in range(T):
             result.steps.append(k)
             result.epochs.append(k / 4)

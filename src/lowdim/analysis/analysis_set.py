@@ -24,14 +24,15 @@ from lowdim.store.analysis_set import INDEX, INT_COLUMNS, SPEC_COLUMNS, Analysis
 from lowdim.store.arrays import NpyFile, check_disk_space, human_bytes
 from lowdim.store.atomic import atomic_directory
 from lowdim.store.records import SPACES, RunSpec
-from lowdim.store.runs import load_predictions, read_meta
+from lowdim.store.runs import load_predictions, read_meta, stored_predictions
 
 # A log of an exact zero probability would be -inf; metrics of reference points clip here.
 _LOG_FLOOR = float(np.finfo(np.float32).tiny)
 
 
 def renormalize(probs: np.ndarray) -> np.ndarray:
-    """float32 probabilities whose last axis sums to 1 (float16 storage loses ~1e-3)."""
+    """float32 probabilities whose last axis sums to 1 (rounding leaves a sum a few float32 ulps
+    from 1; the old float16 store, ~1e-3)."""
     p = np.asarray(probs, dtype=np.float32)
     return p / p.sum(axis=-1, keepdims=True)
 
@@ -88,8 +89,11 @@ def build_analysis_set(store: str | Path, specs: Sequence[RunSpec],
 
 
 def _split_runs(store: str | Path, specs: Sequence[RunSpec]) -> tuple[list[dict], tuple[str, ...]]:
-    """meta.json of the ok runs of `specs`, and the ids of the diverged ones."""
+    """meta.json of the ok runs of `specs`, and the ids of the diverged ones. Runs of the old
+    float16 format are read as they are; a format this version cannot read stops here."""
     metas = [_require_meta(store, s) for s in specs]
+    for meta in metas:
+        stored_predictions(meta)
     kept = [m for m in metas if m["status"] == "ok"]
     return kept, tuple(m["run_id"] for m in metas if m["status"] != "ok")
 
@@ -165,11 +169,11 @@ def write_analysis_set(store: str | Path, specs: Sequence[RunSpec],
                        progress: bool = False) -> AnalysisSet:
     """``build_analysis_set`` streamed to `directory` shard by shard, never whole in memory.
 
-    Each run's float16 predictions are renormalized in float32 in blocks of at most
-    ``max_block_bytes`` and written (pwrite) into ``<space>.npy`` at the run's rows; then the
-    reference rows and ``index.parquet``. The bytes equal ``save_analysis_set`` of
-    ``build_analysis_set`` (renormalization is per row). Written atomically; returns the set
-    with its arrays memory-mapped from `directory`.
+    Each run's stored probabilities (float32; float16 in a run of the old format) are
+    renormalized in float32 in blocks of at most ``max_block_bytes`` and written (pwrite) into
+    ``<space>.npy`` at the run's rows; then the reference rows and ``index.parquet``. The bytes
+    equal ``save_analysis_set`` of ``build_analysis_set`` (renormalization is per row). Written
+    atomically; returns the set with its arrays memory-mapped from `directory`.
     """
     kept, excluded = _split_runs(store, specs)
     ref_rows, ref_probs = reference_points(labels, num_classes, geodesic_points)

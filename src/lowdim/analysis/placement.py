@@ -224,8 +224,8 @@ def predict(model: torch.nn.Module, prepared: Prepared, space: str, *,
 
     The same path as the training loop's checkpoints (``lowdim.training.run.evaluate``): eval mode,
     no gradient, un-augmented images normalized with the prepared mean and std, batched,
-    probabilities stored as float16 then renormalized in float32. The model's train/eval mode is
-    restored afterwards. ``device`` defaults to the model's.
+    probabilities kept in float32 (the run store's dtype) and renormalized. The model's
+    train/eval mode is restored afterwards. ``device`` defaults to the model's.
     """
     import torch
 

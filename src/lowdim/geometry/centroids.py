@@ -14,11 +14,12 @@ sample (float64):
   ``exact=True`` the true minimizer over the simplex instead (see ``jeffreys_centroid``).
 
 **Zero probabilities.** Logs and inverses (GM, HM, Jeffreys) see the probabilities clipped below at
-``floor`` (default ``PROB_FLOOR = 1e-8``). The run store keeps predictions in float16, which rounds
-anything below ~6e-8 to 0; without a floor one model's stored 0 would make the geometric and
-harmonic means exactly 0 in that class, and two confident models that disagree would leave a
-sample with no mass at all. The floor treats a stored 0 as "of the order of the storage
-resolution". AM, the square-root mean and the Bhattacharyya centroid take no logs and use no floor.
+``floor`` (default ``PROB_FLOOR = 1e-8``). Stored probabilities can be exact zeros (float32
+softmax underflow; float16 rounded anything below ~6e-8 to 0 in runs of the old store format);
+without a floor one model's stored 0 would make the geometric and harmonic means exactly 0 in
+that class, and two confident models that disagree would leave a sample with no mass at all. The
+floor treats a stored 0 as "of the order of the storage resolution". AM, the square-root mean
+and the Bhattacharyya centroid take no logs and use no floor.
 
 **Bhattacharyya centroid.** For categorical distributions with natural parameters
 theta_c = log(p_c / p_C) and log-normalizer F, d_B(p, q) = (F(theta_p) + F(theta_q))/2 -

@@ -1,9 +1,17 @@
 """The run store: one directory per run under data/runs/<run_id>/.
 
-Each holds `train.npy` and `test.npy` (probabilities of every checkpoint, float16, T×N×C) and
+Each holds `train.npy` and `test.npy` (probabilities of every checkpoint, float32, T×N×C) and
 `meta.json` (the full spec, checkpoint steps and epochs, per-checkpoint loss and error, status,
-timing, the effective training settings and the provenance: `lowdim.training.settings`). A run
-directory appears only complete: it is written under a temporary name and renamed.
+timing, the effective training settings and the provenance: `lowdim.training.settings`, and
+`predictions`: what the arrays hold). A run directory appears only complete: it is written under
+a temporary name and renamed.
+
+Stored precision (docs/study.md, "Stored precision"): float32 probabilities. Float16 ones, the
+store's format before, round every probability below about 6e-8 to 0, so a confidently wrong
+sample's distance saturates at the clamp; benchmarks/storage_precision.py measured errors of up
+to 3.4 in distances on the quick profile, and of up to 1.7e-4 with float16 log-probabilities.
+A run written in the old format (no `predictions` entry in its meta.json: float16
+probabilities) is still read as it is, but it is not complete: the train stage retrains it.
 """
 
 from __future__ import annotations
@@ -28,6 +36,10 @@ if TYPE_CHECKING:  # the store's readers (analysis, figures) never load torch
 
 META = "meta.json"
 STATUSES = ("ok", "diverged")
+# What <space>.npy holds (meta.json "predictions"), and its dtype.
+PREDICTIONS = "float32 probabilities"
+PREDICTIONS_DTYPE = np.float32
+LEGACY_PREDICTIONS = "float16 probabilities"  # runs whose meta.json has no "predictions"
 
 
 def run_meta(result: RunResult, data_fingerprint: str) -> dict[str, Any]:
@@ -36,6 +48,7 @@ def run_meta(result: RunResult, data_fingerprint: str) -> dict[str, Any]:
         "run_id": result.spec.run_id,
         "spec": result.spec.to_dict(),
         "data_fingerprint": data_fingerprint,
+        "predictions": PREDICTIONS,
         "status": result.status,
         "diverged_at_step": result.diverged_at_step,
         "iters_per_epoch": result.iters_per_epoch,
@@ -51,10 +64,16 @@ def run_meta(result: RunResult, data_fingerprint: str) -> dict[str, Any]:
 
 def write_run(store: str | Path, result: RunResult, data_fingerprint: str) -> Path:
     """Write one run atomically: a temporary directory renamed to data/runs/<run_id>/."""
+    arrays = {space: result.stacked(space) for space in SPACES}
+    for space, array in arrays.items():
+        if array.dtype != PREDICTIONS_DTYPE:
+            raise ValueError(f"run {result.spec.run_id} has {array.dtype} {space} predictions: the "
+                             f"run store holds {PREDICTIONS}; train it with "
+                             "probs_dtype=np.float32 (train_run's default)")
     final = Path(store) / result.spec.run_id
     with atomic_directory(final) as tmp:
-        for space in SPACES:
-            np.save(tmp / f"{space}.npy", result.stacked(space))
+        for space, array in arrays.items():
+            np.save(tmp / f"{space}.npy", array)
         (tmp / META).write_text(json.dumps(run_meta(result, data_fingerprint), indent=1))
     return final
 
@@ -69,12 +88,14 @@ def read_meta(store: str | Path, run_id: str) -> dict[str, Any] | None:
 
 def is_complete(store: str | Path, spec: RunSpec, data_fingerprint: str,
                 settings: Mapping[str, Any] | None = None) -> bool:
-    """True when the store holds this exact run, trained on this exact data and, unless
+    """True when the store holds this exact run, trained on this exact data, its predictions in
+    the store's format (`PREDICTIONS`; a run of the old float16 format is retrained) and, unless
     `settings` is None, with these effective settings (a run written before runs recorded them
     has none: it is not complete)."""
     meta = read_meta(store, spec.run_id)
     return (meta is not None and meta["status"] in STATUSES and meta["spec"] == spec.to_dict()
             and meta["data_fingerprint"] == data_fingerprint
+            and stored_predictions(meta) == PREDICTIONS
             and (settings is None or meta.get("settings") == dict(settings)))
 
 
@@ -103,8 +124,21 @@ def mixed_provenance(summary: Mapping[str, Counter]) -> list[str]:
             for name, counts in summary.items() if len(counts) > 1]
 
 
+def stored_predictions(meta: Mapping[str, Any]) -> str:
+    """What a run's arrays hold, from its meta.json: `PREDICTIONS`, or `LEGACY_PREDICTIONS` for
+    a run written before runs recorded it."""
+    kind = meta.get("predictions", LEGACY_PREDICTIONS)
+    if kind not in (PREDICTIONS, LEGACY_PREDICTIONS):
+        raise ValueError(f"run {meta.get('run_id')} holds {kind!r} predictions, which this version "
+                         f"cannot read (it reads {PREDICTIONS} and {LEGACY_PREDICTIONS}): retrain "
+                         "it (delete its directory under data/runs) or use the version that "
+                         "wrote it")
+    return kind
+
+
 def load_predictions(store: str | Path, run_id: str, space: str) -> np.ndarray:
-    """Probabilities of every checkpoint of one run: (T, N, C) float16, memory-mapped."""
+    """Probabilities of every checkpoint of one run: (T, N, C), memory-mapped; float32, or
+    float16 for a run of the old format (`stored_predictions`). Renormalize before use."""
     return read_input(Path(store) / run_id / f"{space}.npy",
                       lambda p: np.load(p, mmap_mode="r", allow_pickle=False), "train")
 

@@ -1,26 +1,43 @@
 """The local backend: one run at a time in this process, several at once on a CPU in worker
 processes (`train.workers`), or compatible runs in packs (lowdim.training.packed). Resumable:
 complete runs, trained with the settings this launch would use, are never redone
-(`lowdim.training.ledger.pending`)."""
+(`lowdim.training.ledger.pending`).
+
+`training_options` reads every key of the `train` section that changes how a run trains, and
+`train_in_process` trains runs with them: the one training path of both backends (the local
+backend in its own process, each task of the Ray backend, lowdim.training.ray_backend).
+
+`train.cpu_kernels` (lowdim.training.kernels) is honoured where processes start: pinned CPU runs
+train in worker processes that set the pinned variables before torch runs anything, unless this
+process already started with them.
+"""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from lowdim.config.train import TrainConfig
 from lowdim.data import Prepared
 from lowdim.store.records import RunSpec
 from lowdim.store.runs import read_meta, write_run
+from lowdim.training.kernels import (
+    PINNED_ATEN_CAPABILITY,
+    kernels_of,
+    planned_kernels,
+    this_cpu_can_pin,
+    worker_environment,
+)
 from lowdim.training.ledger import LaunchSummary, data_fingerprint, pending
 from lowdim.training.packed import (
     SpeedOptions,
@@ -35,12 +52,51 @@ from lowdim.training.settings import Settings, crop_padding, planned_settings
 
 log = logging.getLogger(__name__)
 
+# The keys of the `train` section, by what reads them. TRAINING: how a run trains, read by
+# `training_options` for both backends. PLACEMENT: where and how many at once (the launch reads
+# them; each backend has its own, docs/cluster.md; cpu_kernels is the environment the training
+# processes start with, which each backend gives its own way). GRID: read when the grid is
+# expanded.
+TRAINING_KEYS = ("eval_batch_size", "augment_padding", "pack_size", "channels_last", "compile",
+                 "tf32", "bf16")
+PLACEMENT_KEYS = ("device", "threads", "workers", "backend", "ray", "cpu_kernels")
+GRID_KEYS = ("lr_reference_batch_size",)
+
+
+def training_options(train: TrainConfig) -> dict[str, Any]:
+    """The `train` keys that change how a run trains (TRAINING_KEYS), as the keyword arguments of
+    `launch_local` and `train_in_process`."""
+    return {"eval_batch_size": train.eval_batch_size, "augment_padding": train.augment_padding,
+            "pack_size": train.pack_size, "speed": SpeedOptions.from_config(train)}
+
+
+def train_in_process(specs: Sequence[RunSpec], data: DeviceData, *, pack_size: int | str = 1,
+                     speed: SpeedOptions | None = None, eval_batch_size: int = 1000,
+                     augment_padding: int | None = None,
+                     progress: bool = True) -> Iterator[RunResult]:
+    """Train `specs` in this process on the device of `data`, yielding each result as it ends:
+    compatible runs in packs when the launch packs (`uses_packing`; a run that `trains_alone`
+    still trains alone), else one `train_run` at a time. The caller sets the float32 mode and
+    the torch threads (`float32_mode`, `torch_threads`)."""
+    speed = speed or SpeedOptions()
+    if not uses_packing(pack_size, speed, data.train_images.device):
+        yield from one_at_a_time(specs, data, eval_batch_size=eval_batch_size,
+                                 augment_padding=augment_padding, progress=progress)
+        return
+    yield from train_packs([s for s in specs if not trains_alone(s)], data, pack_size=pack_size,
+                           options=speed, eval_batch_size=eval_batch_size,
+                           augment_padding=augment_padding, progress=progress)
+    yield from one_at_a_time([s for s in specs if trains_alone(s)], data,
+                             eval_batch_size=eval_batch_size, augment_padding=augment_padding,
+                             progress=progress)
+
 
 def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path,
                  device: torch.device, *, eval_batch_size: int = 1000,
                  augment_padding: int | None = None, progress: bool = True,
                  pack_size: int | str = 1, speed: SpeedOptions | None = None,
-                 workers: int | str = 1, threads: int | None = None) -> LaunchSummary:
+                 workers: int | str = 1, threads: int | None = None,
+                 cpu_kernels: str = "native") -> LaunchSummary:
     """Train every pending spec on `device`, writing each run as it ends.
 
     Compatible runs train together in packs of up to `pack_size` ('auto': 1 on a CPU, sized to
@@ -51,6 +107,12 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
     (which it then uses); with 1, in this process. A run of another precision than fp32 trains
     alone even when the launch packs (lowdim.training.precision). A run counts as complete only
     when its recorded settings are those this launch would use (`local_settings`).
+
+    `cpu_kernels` (lowdim.training.kernels): 'native', the kernels this process's environment
+    gives; 'pinned', the AVX2 kernels of ATen, MKL and oneDNN for every CPU run, which then
+    trains in a worker process that sets them before torch runs (also with `workers` 1) unless
+    this process started with them. A processor that cannot take the pin trains native, with a
+    warning, and its runs record it.
     """
     speed = speed or SpeedOptions()
     check_speed_options(speed, device)
@@ -60,31 +122,36 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
     cpu_workers = device.type == "cpu" and not packing
     run_threads = worker_threads(threads, worker_count(workers, RUNS_UNCAPPED) if cpu_workers
                                  else 1)
+    environment = kernel_environment(cpu_kernels, device)
+    needs_workers = pins_in_workers(environment, os.environ)
+    if needs_workers and packing:
+        raise ValueError("train.cpu_kernels = 'pinned' trains CPU runs in worker processes that "
+                         "pin the kernels, but this launch packs runs (train.pack_size > 1, "
+                         "channels_last or compile), which train in this process: set "
+                         "train.cpu_kernels: native, or train.pack_size: 1 without the packed "
+                         "options, or start this process with the pinned variables set "
+                         "(lowdim.training.kernels.PINNED_ENVIRONMENT)")
     todo = pending(specs, store, fingerprint, local_settings(
         device, prepared.train_images.shape[2], threads=run_threads,
         eval_batch_size=eval_batch_size, augment_padding=augment_padding,
-        pack_size=pack_size if packing else None, speed=speed))
+        pack_size=pack_size if packing else None, speed=speed,
+        cpu_kernels=planned_kernels(device.type, environment, os.environ)))
     todo_ids = {s.run_id for s in todo}
     skipped = [s.run_id for s in specs if s.run_id not in todo_ids]
     processes = worker_count(workers, len(todo)) if cpu_workers else 1
-    data = DeviceData.from_prepared(prepared, device) if processes == 1 else None
+    in_process = processes == 1 and not needs_workers
+    data = DeviceData.from_prepared(prepared, device) if in_process else None
     trained, diverged = [], []
     with float32_mode(device, speed.tf32), torch_threads(run_threads, device):
-        if packing:
-            results = itertools.chain(
-                train_packs([s for s in todo if not trains_alone(s)], data, pack_size=pack_size,
-                            options=speed, eval_batch_size=eval_batch_size,
-                            augment_padding=augment_padding, progress=progress),
-                one_at_a_time([s for s in todo if trains_alone(s)], data,
-                              eval_batch_size=eval_batch_size,
-                              augment_padding=augment_padding, progress=progress))
-        elif processes > 1:
+        if not in_process:
             results = in_workers(todo, prepared, workers=processes, threads=run_threads,
                                  eval_batch_size=eval_batch_size,
-                                 augment_padding=augment_padding, progress=progress)
+                                 augment_padding=augment_padding, progress=progress,
+                                 environment=environment)
         else:
-            results = one_at_a_time(todo, data, eval_batch_size=eval_batch_size,
-                                    augment_padding=augment_padding, progress=progress)
+            results = train_in_process(todo, data, pack_size=pack_size, speed=speed,
+                                       eval_batch_size=eval_batch_size,
+                                       augment_padding=augment_padding, progress=progress)
         for result in results:
             write_run(store, result, fingerprint)
             trained.append(result.spec.run_id)
@@ -99,18 +166,53 @@ def launch_local(specs: Sequence[RunSpec], prepared: Prepared, store: str | Path
 
 def local_settings(device: torch.device, height: int, *, threads: int, eval_batch_size: int,
                    augment_padding: int | None, pack_size: int | str | None,
-                   speed: SpeedOptions) -> Callable[[RunSpec], Settings]:
+                   speed: SpeedOptions,
+                   cpu_kernels: str | None = "native") -> Callable[[RunSpec], Settings]:
     """The settings each run of a local launch will record (pack_size None: one run at a time),
     for images of this height; a run that trains alone (`trains_alone`) records no pack and
-    none of the packed path's options."""
+    none of the packed path's options. `cpu_kernels`: those its process will run
+    (lowdim.training.kernels.planned_kernels)."""
     def settings(pack: int | str | None, options: SpeedOptions) -> Callable[[RunSpec], Settings]:
         return planned_settings(device.type, threads=threads, eval_batch_size=eval_batch_size,
                                 padding=crop_padding(augment_padding, height), pack_size=pack,
                                 channels_last=options.channels_last, compile=options.compile,
-                                tf32=options.tf32, bf16=options.bf16)
+                                tf32=options.tf32, bf16=options.bf16, cpu_kernels=cpu_kernels)
 
     in_packs, alone = settings(pack_size, speed), settings(None, SpeedOptions(tf32=speed.tf32))
     return lambda spec: alone(spec) if trains_alone(spec) else in_packs(spec)
+
+
+def kernel_environment(cpu_kernels: str, device: torch.device) -> dict[str, str]:
+    """The variables each CPU training process of a launch sets for `cpu_kernels`
+    (lowdim.training.kernels.worker_environment); none on CUDA. 'pinned' on a processor that
+    cannot take the pin logs a warning and sets none."""
+    if device.type != "cpu":
+        return worker_environment(cpu_kernels, pinnable=False)
+    pinnable = this_cpu_can_pin()
+    if cpu_kernels == "pinned" and not pinnable:
+        log.warning("train.cpu_kernels = 'pinned' needs an x86-64 processor with AVX2 and FMA; "
+                    "this one has none, so its runs train with the native kernels and record "
+                    "cpu_kernels: native")
+    return worker_environment(cpu_kernels, pinnable)
+
+
+def pins_in_workers(environment: Mapping[str, str], environ: Mapping[str, str]) -> bool:
+    """Whether runs that need `environment` must train in worker processes: a process whose
+    environment (`environ`) lacks those values cannot take them any more, since its libraries
+    may already have read theirs."""
+    return any(environ.get(name) != value for name, value in environment.items())
+
+
+def check_pinned_here() -> None:
+    """Raise RuntimeError unless ATen runs the pinned kernels in this process (called once the
+    pinned variables are set): a worker forked from a process that had already run ATen
+    kernels keeps that process's choice."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != PINNED_ATEN_CAPABILITY:
+        raise RuntimeError(f"this worker process runs ATen's {capability} kernels, not the "
+                           f"pinned {PINNED_ATEN_CAPABILITY}: torch ran an operation before the "
+                           "pinned variables were set (in the process it was forked from?); "
+                           "set train.cpu_kernels: native, or report this as a bug")
 
 
 @contextmanager
@@ -181,9 +283,14 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _start_worker(prepared: Prepared, threads: int) -> None:
-    """In a fresh worker process: set its torch threads, and make the data tensors once."""
+def _start_worker(prepared: Prepared, threads: int, environment: Mapping[str, str]) -> None:
+    """In a fresh worker process: set the kernels' variables (`environment`) before torch runs
+    anything and check that ATen took them, set its torch threads, and make the data tensors
+    once."""
     global _WORKER_DATA
+    os.environ.update(environment)
+    if kernels_of(environment) == "pinned":
+        check_pinned_here()
     torch.set_num_threads(threads)
     _WORKER_DATA = DeviceData.from_prepared(prepared, torch.device("cpu"))
 
@@ -197,11 +304,13 @@ def _train_in_worker(spec: RunSpec, eval_batch_size: int,
 
 def in_workers(specs: Sequence[RunSpec], prepared: Prepared, *, workers: int, threads: int,
                eval_batch_size: int = 1000, augment_padding: int | None = None,
-               progress: bool = True) -> Iterator[RunResult]:
+               progress: bool = True,
+               environment: Mapping[str, str] | None = None) -> Iterator[RunResult]:
     """Train `specs` on a CPU in `workers` processes with `threads` torch threads each, at most
     one run per process at a time, yielding each result as it ends (in the order they end).
 
-    Processes start clean (`worker_context`): torch's threads are set in each. When a run
+    Processes start clean (`worker_context`): each sets `environment` (the kernels' variables,
+    `kernel_environment`) before torch runs anything, then its torch threads. When a run
     raises, no further run starts: the runs already running finish and are yielded, then the
     first error is raised, as the in-process path raises it. A process that dies (killed, out
     of memory) ends every run in flight with BrokenProcessPool.
@@ -210,7 +319,7 @@ def in_workers(specs: Sequence[RunSpec], prepared: Prepared, *, workers: int, th
     running: dict[Future, RunSpec] = {}
     error: BaseException | None = None
     pool = ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_start_worker,
-                               initargs=(prepared, threads))
+                               initargs=(prepared, threads, dict(environment or {})))
 
     def start_next() -> None:
         spec = next(queue, None)

@@ -1,6 +1,7 @@
 """Packed training (issue 7): several runs of one architecture in one optimizer step.
 
-Runs that share an architecture (with its sizes), optimizer, batch size and epochs train together.
+Runs that share an architecture (with its sizes), optimizer, batch size, epochs, learning-rate
+schedule and label smoothing train together.
 Their parameters are stacked, one row per run, and the forward pass is `torch.func.vmap` over
 `functional_call` with each run's own parameters, BatchNorm buffers and minibatch. Everything else
 stays per run, exactly as `train.train_run` does it: seed and initialisation (so `init` may differ
@@ -46,13 +47,14 @@ from lowdim.training.run import (
     Evaluation,
     RunResult,
     checkpoint_steps,
-    cosine_factor,
     epoch_order,
     init_model,
     iterations_per_epoch,
+    lr_factor,
     run_generators,
     step_progress,
     summarize,
+    training_loss,
 )
 from lowdim.training.settings import crop_padding, observed_settings, provenance, run_padding
 
@@ -117,10 +119,11 @@ def float32_mode(device: torch.device, tf32: bool) -> Iterator[None]:
 
 def pack_key(spec: RunSpec) -> tuple:
     """What runs of one pack must share: architecture and sizes, optimizer, batch size, epochs,
-    precision (only fp32 packs: lowdim.training.precision)."""
+    precision (only fp32 packs: lowdim.training.precision), schedule and label smoothing."""
     sizes = tuple(sorted((k, tuple(v) if isinstance(v, list | tuple) else v)
                          for k, v in spec.model_size.items()))
-    return (spec.arch, sizes, spec.optimizer, spec.batch_size, spec.epochs, spec.precision)
+    return (spec.arch, sizes, spec.optimizer, spec.batch_size, spec.epochs, spec.precision,
+            spec.schedule, spec.label_smoothing)
 
 
 def compatible_groups(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:
@@ -308,8 +311,9 @@ class PackTrainer:
         keys = {pack_key(s) for s in specs}
         if len(keys) > 1:
             raise ValueError("runs of one pack must share architecture, sizes, optimizer, batch "
-                             f"size, epochs and precision; got {len(keys)} different kinds: "
-                             "group them with compatible_groups first")
+                             "size, epochs, precision, schedule and label smoothing; got "
+                             f"{len(keys)} different kinds: group them with compatible_groups "
+                             "first")
         self.device = data.train_images.device
         check_speed_options(options, self.device)
         self.data, self.options, self.eval_batch_size = data, options, eval_batch_size
@@ -317,6 +321,7 @@ class PackTrainer:
         self.spec = specs[0]
         self.iters = iterations_per_epoch(self.n_train, self.spec.batch_size)
         self.total = self.spec.epochs * self.iters
+        self.lr_factor = lr_factor(self.spec, self.iters)
         self.checkpoints = set(checkpoint_steps(self.spec.epochs, self.iters).tolist())
         self.padding = crop_padding(augment_padding, shape[1])
         self.pack_size = len(specs) if pack_size is None else pack_size  # the setting recorded
@@ -363,7 +368,8 @@ class PackTrainer:
                 labels: torch.Tensor) -> torch.Tensor:
         """Each run's mean cross-entropy (P,) on its own batch (P, B, C, H, W), labels (P, B)."""
         logits = vmap(self._run_logits)(self._params(flat), buffers, images)
-        return vmap(F.cross_entropy)(logits, labels)
+        smoothing = self.spec.label_smoothing
+        return vmap(lambda x, y: training_loss(x, y, smoothing))(logits, labels)
 
     @property
     def active(self) -> int:
@@ -393,7 +399,7 @@ class PackTrainer:
             (state.first_bad_step < 0) & ~torch.isfinite(losses), self.step, state.first_bad_step)
         (grad,) = torch.autograd.grad(losses.sum(), state.flat)
         optimizer_update(self.spec.optimizer, state.flat, grad, state.slots,
-                         state.base_lr * cosine_factor(self.step, self.total),
+                         state.base_lr * self.lr_factor(self.step),
                          state.weight_decay, self.step)
         self.step += 1
 

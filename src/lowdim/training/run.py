@@ -1,5 +1,7 @@
-"""One training run (docs/study.md B3-B5): seed, optimizer, cosine schedule, checkpoint schedule,
-and inline predictions of every checkpoint on both evaluation subsets."""
+"""One training run (docs/study.md B3-B5): seed, optimizer, learning-rate schedule (the paper's
+cosine, or the triangular one of the authors' ImageNet pipeline), loss (cross-entropy, optionally
+label-smoothed), checkpoint schedule, and inline predictions of every checkpoint on both
+evaluation subsets."""
 
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from lowdim.config.grid import triangular_peak
 from lowdim.data import Prepared, augment_simple, normalize
 from lowdim.models import apply_init, build_model
 from lowdim.store.records import (
     SPACES,  # defined torch-free there; importable from here as before
     RunSpec,
 )
+from lowdim.store.runs import PREDICTIONS_DTYPE
 from lowdim.training.precision import StepPrecision
 from lowdim.training.settings import crop_padding, observed_settings, provenance, run_padding
 
@@ -71,6 +75,42 @@ def cosine_factor(step: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
+# The triangular schedule starts at this fraction of the peak rate (the authors' ImageNet
+# pipeline: 1e-4 of it at step 0, docs/study.md B1).
+TRIANGULAR_START = 1e-4
+
+
+def triangular_factor(step: int, iters_per_epoch: int, peak_epoch: int, epochs: int) -> float:
+    """The triangular schedule at `step`: linear from TRIANGULAR_START at epoch 0 to 1 at
+    `peak_epoch`, then linear to 0 at `epochs`, read at the fractional epoch step / iters (the
+    authors' pipeline interpolates within each epoch between its values at the epoch's ends,
+    which is the same piecewise-linear function, its knots falling on whole epochs)."""
+    if not 0 < peak_epoch < epochs:
+        raise ValueError(f"the triangular schedule's peak epoch ({peak_epoch}) must lie strictly "
+                         f"between 0 and the run's {epochs} epochs")
+    epoch = min(step / iters_per_epoch, epochs)
+    return float(np.interp(epoch, [0, peak_epoch, epochs], [TRIANGULAR_START, 1.0, 0.0]))
+
+
+def lr_factor(spec: RunSpec, iters_per_epoch: int) -> Callable[[int], float]:
+    """The factor of the run's learning rate before optimizer step `step` (0 first), for its
+    schedule: cosine over every step of the run, or triangular-<k>."""
+    total = spec.epochs * iters_per_epoch
+    peak = triangular_peak(spec.schedule)
+    if peak is None:
+        return lambda step: cosine_factor(step, total)
+    return lambda step: triangular_factor(step, iters_per_epoch, peak, spec.epochs)
+
+
+def training_loss(logits: torch.Tensor, labels: torch.Tensor,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy of logits (B, C) against labels (B,), label-smoothed when asked (the
+    target puts 1 - s + s/C on the label and s/C on every other class)."""
+    if label_smoothing == 0.0:
+        return F.cross_entropy(logits, labels)  # the exact call of runs before label smoothing
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+
 def iterations_per_epoch(n_train: int, batch_size: int) -> int:
     """Optimizer steps per epoch: every sample once, the last batch possibly smaller."""
     return math.ceil(n_train / batch_size)
@@ -102,15 +142,15 @@ def epoch_order(n_train: int, order_rng: torch.Generator, device: torch.device) 
 class Evaluation:
     """Predictions of one checkpoint on one evaluation subset."""
 
-    probs: np.ndarray  # (N, C) float16 (the run store's dtype) unless asked otherwise
+    probs: np.ndarray  # (N, C) float32 (the run store's dtype) unless asked otherwise
     loss: float        # mean cross-entropy
     error: float       # mean 0/1 error
 
 
 def summarize(log_probs: torch.Tensor, labels: torch.Tensor,
-              probs_dtype: type = np.float16) -> Evaluation:
-    """Probabilities (float16 unless `probs_dtype`), mean cross-entropy and 0/1 error of
-    log-probabilities (N, C)."""
+              probs_dtype: type = PREDICTIONS_DTYPE) -> Evaluation:
+    """Probabilities (the run store's float32 unless `probs_dtype`), mean cross-entropy and 0/1
+    error of log-probabilities (N, C)."""
     loss = F.nll_loss(log_probs, labels).item()
     error = (log_probs.argmax(dim=1) != labels).float().mean().item()
     return Evaluation(log_probs.exp().cpu().numpy().astype(probs_dtype), loss, error)
@@ -125,7 +165,7 @@ def model_inputs(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
              mean: torch.Tensor, std: torch.Tensor, batch_size: int,
-             probs_dtype: type = np.float16) -> Evaluation:
+             probs_dtype: type = PREDICTIONS_DTYPE) -> Evaluation:
     """Eval-mode predictions on un-augmented uint8 images (N,C,H,W): probabilities, loss, error."""
     was_training = model.training
     model.eval()
@@ -165,7 +205,7 @@ class RunResult:
             self.error[space].append(ev.error)
 
     def stacked(self, space: str) -> np.ndarray:
-        """Predictions of every checkpoint: (T, N, C) float16."""
+        """Predictions of every checkpoint: (T, N, C), float32 unless asked otherwise."""
         return np.stack(self.probs[space])
 
 
@@ -214,14 +254,14 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
               augment_padding: int | None = None,
               on_step: Callable[[int, int], None] | None = None,
               initial_state: Mapping[str, torch.Tensor] | None = None,
-              keep_state: bool = False, probs_dtype: type = np.float16) -> RunResult:
+              keep_state: bool = False, probs_dtype: type = PREDICTIONS_DTYPE) -> RunResult:
     """Train one run from its spec; stops early and marks the run diverged on a NaN/inf loss.
 
     `initial_state` (a state dict) replaces the initial weights, so a run continues from another
     run's end with a fresh optimizer and schedule (the corner runs, B7); `keep_state` stores the
     final weights in `RunResult.final_state`. `probs_dtype` is the dtype of the recorded
-    predictions: float16 for the run store; float32 where confident predictions' small class
-    probabilities matter (the synthetic students, whose distances float16 would round).
+    probabilities: float32, the run store's (float16 would round confident predictions' small
+    class probabilities to 0, docs/study.md "Stored precision").
     The run's `precision` (lowdim.training.precision) is checked against the device first.
     """
     device = data.train_images.device
@@ -233,7 +273,7 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
     optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.weight_decay)
     iters = iterations_per_epoch(n_train, spec.batch_size)
     total = spec.epochs * iters
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_factor(s, total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(spec, iters))
     checkpoints = set(checkpoint_steps(spec.epochs, iters).tolist())
     order_rng, augment_rng = run_generators(spec.seed, device)
     padding = crop_padding(augment_padding, shape[1])
@@ -265,7 +305,8 @@ def train_run(spec: RunSpec, data: DeviceData, *, eval_batch_size: int = 1000,
                 images = augment_simple(images, padding, augment_rng)
             with precision.autocast():
                 logits = model(model_inputs(images, data.mean, data.std))
-                loss = F.cross_entropy(logits.float(), data.train_labels[batch])
+                loss = training_loss(logits.float(), data.train_labels[batch],
+                                     spec.label_smoothing)
             if not torch.isfinite(loss):
                 result.status, result.diverged_at_step = "diverged", step + 1
                 return finish()
