@@ -35,6 +35,8 @@ from lowdim.tools.results import (
     readme_block,
     render_page,
     replace_block,
+    side_by_side,
+    study_specs,
     trend,
     uncertainty,
 )
@@ -55,7 +57,12 @@ def stage_arguments() -> dict[str, list[str]]:
 
 
 def stage_profiles() -> list[Profile]:
-    return [read_profile(*parse_spec(spec), ROOT) for spec in stage_arguments()["--metrics"]]
+    """The profiles the stage renders: its --metrics, then the committed studies (--studies)."""
+    arguments = stage_arguments()
+    specs = list(arguments["--metrics"])
+    for folder in arguments.get("--studies", []):
+        specs += study_specs(ROOT, folder, [parse_spec(spec)[0] for spec in specs])
+    return [read_profile(*parse_spec(spec), ROOT) for spec in specs]
 
 
 # --- the committed page and block ---
@@ -165,6 +172,26 @@ def test_the_page_renders_every_profile_and_any_other_metrics_file():
     assert "| train | 3 | 0.9 | – | – | 0.76 † |" in page  # no intervals.json there
     assert "### `novel.json`" in page and "| a.b | 1.5 |" in page
     assert "### Larger networks (Figure 16)" in page  # no metrics file holds it: said so
+
+
+def test_profiles_side_by_side_with_intervals_where_each_has_them():
+    quick = _profile("quick", {"embedding": EMBEDDING, "intervals": INTERVALS})
+    other = _profile("fashion-mnist", {"embedding": EMBEDDING})
+    by_metric = {entry["metric"]: entry for entry in PAPER_VALUES["values"]}
+    rows = [line for line in side_by_side([quick, other], by_metric) if "χ₃" in line]
+    assert rows == ["| train | explained stress χ₃ | 0.9000 [0.9100–0.9500, beside] | 0.9000 "
+                    "| 0.76 † |"]
+    assert "## The profiles side by side" in render_page([quick, other], PAPER_VALUES)
+    assert "side by side" not in render_page([quick], PAPER_VALUES)  # one profile: no table
+
+
+def test_committed_studies_are_found_by_their_folders(tmp_path: Path):
+    for label in ("fashion-mnist", "quick", "zz"):
+        (tmp_path / "results" / label / "metrics").mkdir(parents=True)
+    (tmp_path / "results" / "notes").mkdir()  # no metrics/: not a study
+    assert study_specs(tmp_path, "results", ["quick"]) == [
+        "fashion-mnist=results/fashion-mnist/metrics", "zz=results/zz/metrics"]
+    assert study_specs(tmp_path, "absent", []) == []
 
 
 def test_the_readme_block_replaces_only_what_lies_between_the_markers():

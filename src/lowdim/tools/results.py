@@ -597,6 +597,8 @@ def render_page(profiles: Sequence[Profile], paper: Mapping[str, list],
         "paper value that is not verified.",
         "",
     ]
+    if len(profiles) > 1:
+        lines += side_by_side(profiles, by_metric)
     for profile in profiles:
         lines += profile_section(profile, by_metric)
     lines += paper_table(paper["values"], paper_file)
@@ -611,6 +613,53 @@ HEADLINE = (("embedding", "explained_stress_1", "explained stress χ₁"),
              "trajectory distance, between / within architectures"),
             ("trajectories", "tube_width_median_at_0.5",
              "median tube width at progress 0.5 (nats)"))
+
+
+SIDE_BY_SIDE = (*HEADLINE,
+                ("averaging", "arithmetic.final_accuracy",
+                 "averaging: final accuracy of the arithmetic mean"),
+                ("averaging", "geometric.final_accuracy",
+                 "averaging: final accuracy of the geometric mean"))
+
+
+def nested(tree: Mapping, dotted: str) -> object:
+    """tree[a][b] for "a.b"; None when any level is missing."""
+    for part in dotted.split("."):
+        if not isinstance(tree, Mapping) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def side_by_side_cell(profile: Profile, stem: str, space: str, name: str,
+                      intervals: Mapping[str, dict]) -> str:
+    """One profile's value of a headline metric with its interval, or – when it has none."""
+    data = profile.files.get(stem, {}).get(space, {})
+    value = data.get(name) if name in data else nested(data, name)  # names may hold dots
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return DASH
+    _, span = uncertainty(f"{stem}.{space}.{name}", value, intervals)
+    if span == DASH:
+        return fmt(value, 4)
+    return f"{fmt(value, 4)} [{span.replace(' (beside)', ', beside')}]"
+
+
+def side_by_side(profiles: Sequence[Profile], paper: Mapping[str, dict]) -> list[str]:
+    """The headline metrics of every profile in one table, the paper's value beside them."""
+    intervals = [interval_entries(profile) for profile in profiles]
+    rows = []
+    for space in SPACE_ORDER:
+        for stem, name, label in SIDE_BY_SIDE:
+            cells = [side_by_side_cell(p, stem, space, name, ivals)
+                     for p, ivals in zip(profiles, intervals, strict=True)]
+            if any(cell != DASH for cell in cells):
+                rows.append([space, label, *cells, paper_cell(f"{stem}.{space}.{name}", paper)])
+    return ["## The profiles side by side", "",
+            "The headline metrics of each profile, with the bootstrap interval of "
+            "`intervals.json` in square brackets where it has one (each profile's section "
+            "below gives the SE and every other metric). The paper's column is its CIFAR-10 "
+            "value.", "",
+            *table(["space", "metric", *(f"`{p.label}`" for p in profiles), "paper"], rows), ""]
 
 
 def readme_block(profile: Profile, paper: Mapping[str, list], space: str = "train") -> str:
@@ -657,6 +706,17 @@ def default_profiles(root: Path, specs: Sequence[str] = ()) -> list[Profile]:
     return [read_profile(label, directory.rstrip("/"), root) for label, directory in pairs]
 
 
+def study_specs(root: Path, studies: str, taken: Sequence[str]) -> list[str]:
+    """`label=<studies>/<label>/metrics` for every committed study (lowdim.tools.study) whose
+    label is not among `taken`, in name order; none when the directory does not exist."""
+    folder = root / studies
+    if not folder.is_dir():
+        return []
+    return [f"{path.parent.name}={studies.rstrip('/')}/{path.parent.name}/metrics"
+            for path in sorted(folder.glob("*/metrics"))
+            if path.is_dir() and path.parent.name not in taken]
+
+
 def write_text(path: Path, text: str) -> None:
     """Write atomically."""
     with atomic_file(path) as tmp:
@@ -669,13 +729,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics", action="append", default=[], metavar="PROFILE=DIR",
                         help="a profile's metrics directory (repeat for several); default: the "
                              "active profile's metrics/")
+    parser.add_argument("--studies", metavar="DIR",
+                        help="also every committed study under DIR (results/<label>/metrics, "
+                             "written by lowdim.tools.study), after the --metrics profiles")
     parser.add_argument("--paper", default=PAPER, help=f"the paper values file ({PAPER})")
     parser.add_argument("--out", default=PAGE, help=f"the page to write ({PAGE})")
     parser.add_argument("--readme", nargs="?", const=README, metavar="FILE",
                         help="rewrite the generated block of README.md (or FILE) instead")
     args = parser.parse_args(argv)
     root = find_root()
-    profiles = default_profiles(root, args.metrics)
+    specs = list(args.metrics)
+    if args.studies:
+        taken = [parse_spec(spec)[0] for spec in specs] or [active_profile(root)]
+        specs = (specs or [f"{active_profile(root)}=metrics"]) + study_specs(root, args.studies,
+                                                                           taken)
+    profiles = default_profiles(root, specs)
     paper = read_paper(root / args.paper)
     if args.readme:
         path = root / args.readme
