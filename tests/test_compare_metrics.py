@@ -1,6 +1,6 @@
 """The check of a fresh run's metrics against the committed ones (lowdim.tools.compare_metrics):
 bands by pattern, first match wins, exact where no band applies, one-sided metrics reported,
-exit status 1 with a list; and the committed bands file names committed metrics."""
+exit status 1 with a list; and the committed bands file covers the committed metrics."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from lowdim.tools.compare_metrics import (
     parse_metrics,
     revision_texts,
     spread,
+    unchecked,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,7 @@ bands:
   "embedding.train.explained_stress_1": 0.05
   "embedding.*": 0.01
   "averaging.averaged_runs": 0
+  "larger.*": null
 """
 
 
@@ -47,6 +49,7 @@ def test_the_first_matching_pattern_gives_the_band():
     assert band_of("embedding.train.explained_stress_2", bands) == 0.01
     assert band_of("averaging.averaged_runs", bands) == 0.0
     assert band_of("joint.enabled", bands) is None
+    assert band_of("larger.cells.compared", bands) == math.inf  # null: not measured
 
 
 @pytest.mark.parametrize("text, message", [
@@ -54,7 +57,7 @@ def test_the_first_matching_pattern_gives_the_band():
     ("bands: {}", "no `bands` mapping"),
     ("bands: {'x.*': -1}", r"the band of 'x\.\*' is -1: give a number >= 0"),
     ("bands: {'x.*': true}", "give a number >= 0"),
-    ("bands: {'x.*': wide}", "give a number >= 0"),
+    ("bands: {'x.*': wide}", r"give a number >= 0 .*, or null \(not measured\)"),
 ])
 def test_a_bad_bands_file_says_what_to_give(text, message):
     with pytest.raises(ValueError, match=message):
@@ -80,6 +83,22 @@ def test_numbers_within_their_band_pass_and_others_are_listed():
     assert "must be equal" in found["joint.enabled"].line()
     assert compare({"other.y": 0.2500001}, {"other.y": 0.25}, bands)[0].reason.startswith(
         " (no band matches")
+
+
+def test_metrics_without_a_measured_band_are_listed_not_failed(tmp_path, capsys):
+    bands = load_bands(BANDS_TEXT)
+    committed = {"larger.lead": 2.0, "larger.same": 1.0, "larger.nan": math.nan}
+    fresh = {"larger.lead": 5.0, "larger.same": 1.0, "larger.nan": math.nan}
+    assert compare(fresh, committed, bands) == []
+    assert unchecked(fresh, committed, bands) == ["larger.lead"]
+    path = tmp_path / "tolerances.yaml"
+    path.write_text(BANDS_TEXT)
+    _write(tmp_path / "old", "larger.json", {"lead": 2.0})
+    _write(tmp_path / "new", "larger.json", {"lead": 5.0})
+    assert main([str(tmp_path / "new"), "--against", str(tmp_path / "old"), "--bands",
+                 str(path)]) == 0
+    assert "not checked (no measured band): 1 metrics differ: larger.lead" in (
+        capsys.readouterr().out)
 
 
 def test_spread_lists_differences_largest_first():
@@ -109,14 +128,20 @@ def test_main_exits_1_with_a_list_and_0_within_the_bands(tmp_path, capsys):
     assert "is no folder" in capsys.readouterr().err
 
 
-def test_the_committed_bands_name_committed_metrics():
-    # HEAD's metrics against themselves are within any band, and each pattern of the committed
-    # bands file but the last (the catch-all) bands some committed metric: none is stale.
+def test_the_committed_bands_cover_the_committed_metrics():
+    # HEAD's metrics against themselves are within any band; every committed number has a
+    # pattern (a measured band, or null: not measured), and every pattern names some committed
+    # metric (none is stale).
     committed = parse_metrics(revision_texts(ROOT, "HEAD"))
     bands = load_bands((ROOT / BANDS).read_text(), str(BANDS))
     assert compare(committed, committed, bands) == []
-    assert bands[-1][0] == "*"
-    stale = [p for p, _ in bands[:-1] if not any(fnmatchcase(k, p) for k in committed)]
+    numbers = [k for k, v in committed.items() if isinstance(v, int | float)
+               and not isinstance(v, bool)]
+    unbanded = [k for k in numbers if band_of(k, bands) is None]
+    assert numbers and unbanded == [], (
+        f"metrics without a band in {BANDS}: {unbanded[:10]}; measure their spread "
+        "(docs/performance.md, CPU kernels and cross-machine spread) or give them null")
+    stale = [p for p, _ in bands if not any(fnmatchcase(k, p) for k in committed)]
     assert stale == []
 
 

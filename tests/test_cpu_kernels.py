@@ -103,9 +103,10 @@ def test_pinned_refuses_packs_in_the_launching_process(tiny_prepared, tmp_path, 
 # --------------------------------------------------------------------------- the bytes
 
 SIZES = {"fc": {"widths": (32, 16)}, "allcnn": {"channels": (4, 6)}}
-# Each variable alone changes these runs' native bytes on an AVX2 machine (measured: ATen's
-# default kernels both runs, MKL's COMPATIBLE branch the fc run, oneDNN's SSE4.1 limit the
-# allcnn run), so a pin that missed one of them would show.
+# Each variable alone changes these runs' native bytes on an AVX2 machine (measured with these
+# two runs, one variable at a time: ATen's default kernels both, MKL's COMPATIBLE branch the fc
+# run, oneDNN's SSE4.1 limit the allcnn run; pinned, each gave the bytes of the plain
+# environment), so a pin that missed one of them would show.
 NOT_AVX2 = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE",
             "ONEDNN_MAX_CPU_ISA": "SSE41"}
 

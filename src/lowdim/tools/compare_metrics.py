@@ -15,7 +15,8 @@ Exit status 0 when every metric lies within its band, 1 with a list of those tha
 of metrics that one side lacks), 2 when a folder or the bands file cannot be read. Numbers are
 compared as |fresh - committed| <= band, the band of the first pattern of the bands file that
 matches `<file stem>.<key>` (keys dotted, list items as `[i]`); a number no pattern matches must
-be equal, and so must text, booleans and nulls.
+be equal, and so must text, booleans and nulls. A pattern whose band is null names metrics whose
+spread was never measured: a difference there is listed as not checked and fails nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from lowdim.paths import find_root
 METRICS = "metrics"
 BANDS = Path(METRICS) / "tolerances.yaml"
 
-Band = tuple[str, float]  # (glob over "<file stem>.<key>", largest absolute difference allowed)
+# (glob over "<file stem>.<key>", largest absolute difference allowed; inf: not measured)
+Band = tuple[str, float]
 
 
 def flatten(value: Any, prefix: str) -> dict[str, Any]:
@@ -89,7 +91,7 @@ def revision_texts(root: Path, revision: str, folder: str = METRICS) -> dict[str
 
 def load_bands(text: str, source: str = "the bands file") -> list[Band]:
     """The (pattern, band) pairs of a bands file, in its order: a mapping `bands` of glob
-    pattern to a number >= 0."""
+    pattern to a number >= 0, or null (not measured: read as an infinite band)."""
     raw = yaml.safe_load(text) or {}
     bands = raw.get("bands") if isinstance(raw, Mapping) else None
     if not isinstance(bands, Mapping) or not bands:
@@ -97,9 +99,13 @@ def load_bands(text: str, source: str = "the bands file") -> list[Band]:
                          "pattern>: <largest absolute difference>, ...}")
     pairs = []
     for pattern, band in bands.items():
+        if band is None:
+            pairs.append((str(pattern), math.inf))
+            continue
         if isinstance(band, bool) or not isinstance(band, int | float) or not band >= 0:
             raise ValueError(f"{source}: the band of {pattern!r} is {band!r}: give a number "
-                             ">= 0 (the largest absolute difference allowed)")
+                             ">= 0 (the largest absolute difference allowed), or null (not "
+                             "measured)")
         pairs.append((str(pattern), float(band)))
     return pairs
 
@@ -161,6 +167,15 @@ def compare(fresh: Mapping[str, Any], committed: Mapping[str, Any],
     return findings
 
 
+def unchecked(fresh: Mapping[str, Any], committed: Mapping[str, Any],
+              bands: Sequence[Band]) -> list[str]:
+    """The metrics that differ but have no measured band (null in the bands file)."""
+    return sorted(key for key in set(fresh) & set(committed)
+                  if band_of(key, bands) == math.inf and fresh[key] != committed[key]
+                  and not (is_number(fresh[key]) and is_number(committed[key])
+                           and math.isnan(fresh[key]) and math.isnan(committed[key])))
+
+
 def spread(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, float]]:
     """|a - b| of every metric that is a number on both sides, largest first."""
     pairs = [(key, abs(a[key] - b[key])) for key in set(a) & set(b)
@@ -205,8 +220,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     findings = compare(fresh, committed, bands)
     for finding in findings:
         print(finding.line())
+    loose = unchecked(fresh, committed, bands)
+    if loose:
+        print(f"not checked (no measured band): {len(loose)} metrics differ: "
+              f"{', '.join(loose)}")
     print(f"{len(set(fresh) | set(committed))} metrics compared with {where} (bands: "
-          f"{bands_path}): {len(findings)} outside their band or on one side only")
+          f"{bands_path}): {len(findings)} outside their band or on one side only, "
+          f"{len(loose)} differ without a measured band")
     return 1 if findings else 0
 
 
