@@ -124,7 +124,7 @@ def test_fashion_mnist_profile_runs_end_to_end_on_a_tiny_subset(tmp_path):
     images = np.load(prepared / "train_images.npy", mmap_mode="r")
     labels = np.load(prepared / "train_labels.npy")
     assert images.shape[1:] in {(28, 28), (1, 28, 28), (28, 28, 1)}
-    assert len(labels) == 100 and set(np.bincount(labels)) == {10}
+    assert len(labels) == 200 and set(np.bincount(labels)) == {20}
 
     # Every figure stage's PNG and every metrics file of the pipeline came back.
     figures = {p.stem for p in (out / "figures").glob("*.png")}
