@@ -39,7 +39,9 @@ from pathlib import Path
 
 import yaml
 
+from lowdim.config.load import deep_merge
 from lowdim.paths import find_root
+from lowdim.tools.calibration import device_name
 
 RESULTS = "results"
 WORKDIRS = Path("scratch") / "studies"
@@ -49,17 +51,6 @@ CACHED = re.compile(r"^Stage '([^']+)' is cached - skipping run", re.M)
 
 
 # --- parameters ---
-
-
-def deep_merge(base: Mapping, extra: Mapping) -> dict:
-    """`base` with `extra` merged in: mappings key by key, anything else replaced."""
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def parse_assignment(text: str) -> dict:
@@ -177,29 +168,16 @@ def stage_outcomes(output: str) -> dict[str, list[str]]:
 
 def machine() -> dict:
     """What ran it: processor, cores, memory, Python and torch."""
-    info = {"processor": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
+    import torch
+
+    info = {"processor": device_name(torch.device("cpu")), "cores": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__}
     try:
         info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
                                    / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-    except ImportError:
-        pass
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def collect(workdir: Path, dest: Path, record: Mapping) -> list[str]:
