@@ -22,7 +22,7 @@ import yaml
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["train", "predictions", "distances", "embedding", "trajectories", "intervals",
+STAGES = ["train", "predictions", "distances", "embedding", "trajectories", "larger", "intervals",
           "corners", "averaging", "tangents", "joint_embedding", "fig02_embedding",
           "fig08_outliers"]
 # A damaged file of each kind of input directory (its readers are shared by the other stages;
@@ -50,6 +50,7 @@ DAMAGED = {  # per kind of input directory: the files its readers open first
                       "train_centring.npz": b"not a zip", "reference.parquet": b""},
     "embedding_dir": {"train.npz": b"not a zip", "test.npz": b"not a zip"},
     "trajectories_dir": {"progress.parquet": b"", "outliers.parquet": b""},
+    "trajectory_metrics": b'{"outliers": {"n_out',  # a file input: the damaged file itself
 }
 
 
@@ -72,7 +73,10 @@ def test_bad_inputs_are_named_with_a_remedy(stage, case, tmp_path):
     paths = {name: tmp_path / "out" / name for name in params}
     for name in inputs:
         paths[name] = tmp_path / "in" / name
-        if case == "damaged":
+        if case == "damaged" and isinstance(DAMAGED[name], bytes):
+            paths[name].parent.mkdir(parents=True, exist_ok=True)
+            paths[name].write_bytes(DAMAGED[name])
+        elif case == "damaged":
             paths[name].mkdir(parents=True)
             for file, content in DAMAGED[name].items():
                 (paths[name] / file).write_bytes(content)

@@ -234,9 +234,18 @@ def test_special_study_products(executed):
 
 
 def test_figure16_without_a_size_pair_writes_its_outs(root, tmp_path):
-    # `trajectories.size_pair: null` skips the comparison; the stage's declared outs still exist
-    # (a figure that says no pair was configured) and nothing of the pipeline is read
+    # `trajectories.size_pair: null` skips the comparison; both stages' declared outs still exist
+    # (a figure that says no pair was configured, metrics that say it is off) and nothing of the
+    # pipeline is read
     missing = str(tmp_path / "missing")
+    metrics = tmp_path / "larger.json"
+    pm.execute_notebook(root / "notebooks" / "64_larger.ipynb", tmp_path / "larger.ipynb",
+                        cwd=str(root), progress_bar=False, kernel_name="python3",
+                        parameters={"params_file": str(root / "profiles" / "tiny.yaml"),
+                                    "overrides": {"trajectories": {"size_pair": None}},
+                                    "predictions_dir": missing, "trajectories_dir": missing,
+                                    "metrics_file": str(metrics)})
+    assert json.loads(metrics.read_text()) == {"enabled": False}
     pm.execute_notebook(root / "notebooks" / "figures" / "fig16_larger_networks.ipynb",
                         tmp_path / "fig16.ipynb", cwd=str(root), progress_bar=False,
                         kernel_name="python3",
@@ -246,7 +255,7 @@ def test_figure16_without_a_size_pair_writes_its_outs(root, tmp_path):
                                     "trajectories_dir": missing, "figures_dir": str(tmp_path)})
     for ext in ("pdf", "png"):
         assert (tmp_path / f"fig16_larger_networks.{ext}").stat().st_size > 1_000
-    nb = json.loads((tmp_path / "fig16.ipynb").read_text())
+    nb = json.loads((tmp_path / "larger.ipynb").read_text())
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
     assert "the size comparison is skipped" in text
 

@@ -32,7 +32,8 @@ def repo(tiny_pipeline, tmp_path_factory) -> Path:
 def test_repro_then_clean_status_then_noop(tiny_pipeline, repo):
     first = tiny_pipeline.output
     for stage in ("data", "train", "predictions", "distances", "embedding", "trajectories",
-                  "intervals", "fig02_embedding", "figS01_spectrum", "fig16_larger_networks"):
+                  "larger", "intervals", "fig02_embedding", "figS01_spectrum",
+                  "fig16_larger_networks"):
         assert f"Running stage '{stage}'" in first
     for product in ("figures/fig02_embedding.pdf", "figures/figS01_spectrum.png",
                     "metrics/embedding.json", "metrics/trajectories.json", "metrics/intervals.json",

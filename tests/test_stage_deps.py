@@ -195,9 +195,10 @@ def test_params_must_cover_each_loaded_section_and_lie_in_one(fake_config: Path)
         "params entry grid.arch lies in no section it loads (figures, studies.joint)"]
 
 
-def test_the_size_pair_is_fig16s_alone_and_a_dropped_section_is_caught():
-    assert "trajectories.size_pair" not in STAGES["trajectories"]["params"]
-    assert "trajectories.size_pair" in STAGES["fig16_larger_networks"]["params"]
+def test_the_size_pair_is_read_by_its_two_stages_alone_and_a_dropped_section_is_caught():
+    readers = {name for name, stage in STAGES.items()
+               if "trajectories.size_pair" in stage.get("params", [])}
+    assert readers == {"larger", "fig16_larger_networks"}
     stage = dict(STAGES["fig02_embedding"], params=[])
     assert params_mismatch(stage, ROOT) == ["loads figures, but its params name nothing of it"]
 

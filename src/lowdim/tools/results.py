@@ -311,13 +311,13 @@ def outlier_lines(data: dict, stem: str) -> list[str]:
             *table(["architecture", "outlier checkpoints", "runs"], rows)]
 
 
-LARGER = "larger"  # the fig16 stage's metrics file (lowdim.analysis.size_pair)
+LARGER = "larger"  # the larger stage's metrics file (lowdim.analysis.size_pair)
 
 
 def no_larger_section() -> list[str]:
     """Figure 16's heading when the profile has no larger.json."""
     return ["### Larger networks (Figure 16)", "",
-            f"No `{LARGER}.json` in this profile's metrics: the fig16 stage writes it "
+            f"No `{LARGER}.json` in this profile's metrics: the larger stage writes it "
             "(docs/study.md D15)."]
 
 
