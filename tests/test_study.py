@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, copy_repository, run_command, stages_reading
+from conftest import ROOT, copy_repository, run_command
 
 from lowdim.tools import study
 from lowdim.tools.results import default_profiles, read_paper, render_page
+from lowdim.tools.stage_deps import covered, dep_paths, load_stages, out_paths
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 TINY_OVERRIDES = ROOT / "tests" / "studies" / "fashion-mnist-tiny.yaml"
@@ -57,6 +58,13 @@ def test_unknown_profiles_and_unsafe_labels_are_refused():
             study.check_label(label)
 
 
+def test_unknown_stages_are_refused_with_the_list_of_stages():
+    assert study.check_stages(ROOT, ["embedding", "corners"]) == ["embedding", "corners"]
+    with pytest.raises(SystemExit, match=r"--stage embeding: no such stage in dvc.yaml; the "
+                                         r"stages are data, train, "):
+        study.check_stages(ROOT, ["embedding", "embeding"])
+
+
 def test_stage_outcomes_separate_run_from_restored_stages():
     output = ("Stage 'data' is cached - skipping run, checking out outputs\n"
               "Running stage 'train':\n> papermill ...\n"
@@ -97,6 +105,23 @@ def test_collect_without_metrics_fails_and_leaves_the_previous_results(tmp_path)
     assert (dest / "metrics" / "embedding.json").read_text() == "{}"
 
 
+def test_the_copy_leaves_out_the_active_profiles_metrics_and_figures(tmp_path):
+    # a stage the study does not run must not leave the active profile's numbers in its results
+    root = tmp_path / "root"
+    files = ["metrics/embedding.json", "metrics/tolerances.yaml", "figures/fig02.png",
+             "figures/.gitkeep", "src/lowdim/x.py", "dvc.yaml", "dvc.lock"]
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    run_command(["git", "init", "-q"], root)
+    run_command(["git", "add", "-A"], root)
+    study.make_workdir(root, tmp_path / "work", {"profile": "x"})
+    copied = {p.relative_to(tmp_path / "work").as_posix()
+              for p in (tmp_path / "work").rglob("*") if p.is_file() and ".git/" not in str(p)}
+    assert copied == {"metrics/tolerances.yaml", "figures/.gitkeep", "src/lowdim/x.py",
+                      "dvc.yaml", "params.yaml"}
+
+
 def test_the_copy_imports_its_own_sources(tmp_path):
     env = study.study_env(tmp_path)
     assert env["PYTHONPATH"].split(":")[0] == str(tmp_path / "src")
@@ -105,14 +130,37 @@ def test_the_copy_imports_its_own_sources(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(),
                     reason=f"{DEBIAN_FASHION} is absent (apt-get install dataset-fashion-mnist)")
+def upstream(root: Path, names: set[str]) -> set[str]:
+    """The stages `names` and every stage whose outputs they read, directly or not."""
+    stages = load_stages(root)
+    found = set(names)
+    while True:
+        deps = [d for name in found for d in dep_paths(stages[name])]
+        more = {name for name, stage in stages.items() if name not in found
+                and any(covered(dep, out_paths(stage)) or covered(out, [dep])
+                        for dep in deps for out in out_paths(stage))}
+        if not more:
+            return found
+        found |= more
+
+
+# The dataset's own path through the pipeline: the data, the grid's training, the embedding, the
+# trajectories, the corner study (it trains on the dataset too) and the main figure. The other
+# stages read only these stages' products, whatever the dataset; the tiny pipeline runs them all.
+FASHION_TARGETS = ["fig02_embedding", "trajectories", "corners"]
+
+
 def test_fashion_mnist_profile_runs_end_to_end_on_a_tiny_subset(tmp_path):
     repo = copy_repository(ROOT, tmp_path / "repo", profile="quick")
     done = run_command(["python", "-m", "lowdim.tools.study", "fashion-mnist", "--label", "fm",
-                        "--overrides", str(TINY_OVERRIDES), "--own-cache"], repo)
+                        "--overrides", str(TINY_OVERRIDES), "--own-cache",
+                        *(f"--stage={name}" for name in FASHION_TARGETS)], repo)
     out = repo / "results" / "fm"
     record = json.loads((out / "run.json").read_text())
-    every_stage = set(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
-    assert set(record["stages"]["ran"]) == every_stage  # own cache: everything computed
+    # own cache: the targets and everything they read computed, nothing else
+    assert set(record["stages"]["ran"]) == upstream(repo, set(FASHION_TARGETS))
+    assert {"data", "train", "distances", "embedding"} <= set(record["stages"]["ran"])
+    assert record["targets"] == FASHION_TARGETS
     assert record["wall_seconds"] > 0 and "fashion-mnist" in done.stdout
 
     # The profile ran, with the overrides: Fashion-MNIST's 28x28 images, a balanced subset.
@@ -126,11 +174,10 @@ def test_fashion_mnist_profile_runs_end_to_end_on_a_tiny_subset(tmp_path):
     assert images.shape[1:] in {(28, 28), (1, 28, 28), (28, 28, 1)}
     assert len(labels) == 200 and set(np.bincount(labels)) == {20}
 
-    # Every figure stage's PNG and every metrics file of the pipeline came back.
-    figures = {p.stem for p in (out / "figures").glob("*.png")}
-    assert stages_reading(repo / "dvc.yaml", "figures") <= figures
+    # The figure and every metrics file of the stages that ran came back.
+    assert {p.stem for p in (out / "figures").glob("*.png")} == {"fig02_embedding"}
     kept = {p.name for p in (out / "metrics").glob("*.json")}
-    assert {"embedding.json", "trajectories.json", "intervals.json"} <= kept
+    assert kept == {"embedding.json", "trajectories.json", "corners.json"}
     embedding = json.loads((out / "metrics" / "embedding.json").read_text())
     chis = [embedding["train"][f"explained_stress_{k}"] for k in (1, 2, 3, 10)]
     assert chis == sorted(chis) and 0 < chis[0] <= chis[-1] <= 1 + 1e-9

@@ -13,17 +13,22 @@ of channels. This is the architecture family of the authors' related ImageNet pi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
-# name -> (block, blocks per stage), as torchvision's constructors define them
-RESNETS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, ...]]] = {
-    "resnet18": (BasicBlock, (2, 2, 2, 2)),
-    "resnet34": (BasicBlock, (3, 4, 6, 3)),
-    "resnet50": (Bottleneck, (3, 4, 6, 3)),
-    "resnet101": (Bottleneck, (3, 4, 23, 3)),
-    "resnet152": (Bottleneck, (3, 8, 36, 3)),
+if TYPE_CHECKING:  # torchvision is imported when a ResNet is built: it costs every stage that
+    # imports lowdim.models about 2 s otherwise
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+# name -> (torchvision's block class, blocks per stage), as torchvision's constructors define them
+RESNETS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "resnet18": ("BasicBlock", (2, 2, 2, 2)),
+    "resnet34": ("BasicBlock", (3, 4, 6, 3)),
+    "resnet50": ("Bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("Bottleneck", (3, 4, 23, 3)),
+    "resnet152": ("Bottleneck", (3, 8, 36, 3)),
 }
 DEFAULT_WIDTH = 64
 
@@ -58,6 +63,8 @@ class ResNet(nn.Module):
     def _stage(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int,
                stride: int) -> nn.Sequential:
         """One stage: a first block that may change shape (1x1 conv + BN shortcut), then more."""
+        from torchvision.models.resnet import conv1x1
+
         out = planes * block.expansion
         downsample = None
         if stride != 1 or self.inplanes != out:
@@ -77,5 +84,7 @@ class ResNet(nn.Module):
 def build_resnet(name: str, in_channels: int, num_classes: int, *, layers: tuple[int, ...],
                  width: int) -> ResNet:
     """The ResNet `name` (its block type) with validated `layers` and `width`."""
+    from torchvision.models import resnet
+
     block, _ = RESNETS[name]
-    return ResNet(in_channels, num_classes, block, tuple(layers), width)
+    return ResNet(in_channels, num_classes, getattr(resnet, block), tuple(layers), width)

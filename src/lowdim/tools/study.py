@@ -14,7 +14,9 @@ in a private copy of the working tree and keeps what a reader needs:
    The copy imports its own `src/` (PYTHONPATH), so editing the workspace during a long run
    changes nothing in it.
 2. `dvc repro` runs there, with the workspace's DVC cache, so an unchanged stage is restored
-   from DVC's run cache instead of recomputed (`--own-cache` gives the copy its own).
+   from DVC's run cache instead of recomputed (`--own-cache` gives the copy its own). `--stage
+   NAME` (repeatable) runs only those stages and what they read, e.g. a first look at a new
+   profile's embedding before its special studies.
 3. `results/<label>/` receives `metrics/*.json`, the figures' PNGs, the params.yaml that ran and
    `run.json`: the command, the wall time, which stages ran and which came from the cache, the
    commit and whether the tree had uncommitted changes, and the machine.
@@ -117,11 +119,21 @@ def tree_state(root: Path) -> dict:
             "uncommitted_changes": bool(status.stdout.strip())}
 
 
+def active_product(name: str) -> bool:
+    """Whether a tracked file is a product of the active profile (its metrics and figures), which
+    the copy must not hold: a stage the copy does not run would otherwise leave the active
+    profile's numbers among the study's."""
+    folder, _, file = name.partition("/")
+    return ((folder == "metrics" and file.endswith(".json"))
+            or (folder == "figures" and not file.startswith(".")))
+
+
 def make_workdir(root: Path, workdir: Path, params: Mapping) -> None:
-    """A fresh git repository at `workdir` holding the working tree's files and `params`."""
+    """A fresh git repository at `workdir` holding the working tree's files, without the active
+    profile's products, and `params`."""
     if workdir.exists():
         shutil.rmtree(workdir)
-    for name in tree_files(root):
+    for name in filter(lambda n: not active_product(n), tree_files(root)):
         (workdir / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, workdir / name)
     (workdir / "params.yaml").write_text(yaml.safe_dump(dict(params), sort_keys=False))
@@ -156,6 +168,17 @@ def run_logged(cmd: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path)
                            f"its output is in {log}. Fix the cause and rerun the same command: "
                            "finished stages are reused.")
     return "".join(lines)
+
+
+def check_stages(root: Path, stages: Sequence[str]) -> list[str]:
+    """The `--stage` names, each a stage of the working tree's dvc.yaml (`dvc repro` runs them
+    and everything they read)."""
+    known = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    unknown = [s for s in stages if s not in known]
+    if unknown:
+        raise SystemExit(f"--stage {', '.join(unknown)}: no such stage in dvc.yaml; the stages "
+                         f"are {', '.join(known)}")
+    return list(stages)
 
 
 def stage_outcomes(output: str) -> dict[str, list[str]]:
@@ -221,6 +244,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help=f"where the products go ({RESULTS}/<label>)")
     parser.add_argument("--own-cache", action="store_true",
                         help="give the copy its own DVC cache instead of the workspace's")
+    parser.add_argument("--stage", dest="stages", action="append", default=[], metavar="NAME",
+                        help="run only this stage and the stages it reads (repeatable; "
+                             "default: the whole pipeline)")
     return parser.parse_args(argv)
 
 
@@ -228,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     root = find_root()
     source = profile_path(root, args.profile)
+    targets = check_stages(root, args.stages)
     profile = yaml.safe_load(source.read_text())
     label = check_label(args.label or str(profile.get("profile", source.stem)))
     overrides = [yaml.safe_load(Path(f).read_text()) for f in args.overrides]
@@ -247,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    env, log)
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
-    output = run_logged(["dvc", "repro"], workdir, env, log)
+    output = run_logged(["dvc", "repro", *targets], workdir, env, log)
     wall = time.perf_counter() - clock
     record = {
         "profile": str(source.relative_to(root)) if source.is_relative_to(root) else str(source),
@@ -258,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **state,
         "started_utc": started.isoformat(timespec="seconds"),
         "wall_seconds": round(wall, 1),
+        "targets": args.stages or "the whole pipeline",
         "stages": stage_outcomes(output),
         "machine": machine(),
     }
