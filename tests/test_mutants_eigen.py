@@ -344,6 +344,35 @@ def test_top_eigenpairs_on_the_cpu_device_equal_the_host(rng):
     np.testing.assert_allclose(np.abs(dev[1].T @ host[1]), np.eye(3), atol=1e-10)
 
 
+def test_the_solver_gives_the_device_matrix_back_even_when_it_fails(rng, monkeypatch):
+    # a resident D must leave the device before the next space's D measures the free memory
+    pytest.importorskip("torch")
+    closed = []
+    monkeypatch.setattr(eigen.DeviceMatrix, "close", lambda self: closed.append(self.shape))
+    m = 20
+    x = rng.normal(size=(m, 2))
+    d = ((x[:, None] - x[None]) ** 2).sum(-1)
+    stats = eigen.streaming_stats(d)
+    eigen.top_eigenpairs(d, 2, stats, device="cpu")
+    assert closed == [(m, m)]
+    with pytest.raises(ValueError, match="unknown solver"):
+        eigen.top_eigenpairs(d, 2, stats, solver="nope", device="cpu")
+    assert closed == [(m, m)]  # refused before any DeviceMatrix was made
+    monkeypatch.setattr(eigen, "block_krylov_eigenpairs",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("out of memory")))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        eigen.top_eigenpairs(d, 2, stats, device="cpu")
+    assert closed == [(m, m), (m, m)]
+
+
+def test_closing_drops_the_resident_copy():
+    pytest.importorskip("torch")
+    dev = eigen.DeviceMatrix(np.eye(3), "cpu")
+    dev.resident = object()  # as if D had been kept on the device
+    dev.close()
+    assert dev.resident is None
+
+
 def test_cuda_without_cuda_is_refused(rng):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

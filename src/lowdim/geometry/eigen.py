@@ -310,6 +310,14 @@ class DeviceMatrix:
                     self.resident[rows] = torch.from_numpy(np.ascontiguousarray(d[rows])).to(
                         self.device)
 
+    def close(self) -> None:
+        """Give the resident copy back to the device. torch's caching allocator keeps freed
+        blocks, which `mem_get_info` counts as used: without emptying the cache the next space's
+        D would find too little free memory and stream from the host."""
+        self.resident = None
+        if self.device.type == "cuda":  # pragma: no mutate block - runs on CUDA only
+            self.torch.cuda.empty_cache()
+
     def product(self, x: np.ndarray, symmetric: bool = True) -> np.ndarray:
         """(M, b) X -> (M, b) S X, S = (D + D^T)/2, computed on the device in float64."""
         torch = self.torch
@@ -545,12 +553,16 @@ def top_eigenpairs(
     def apply_w(x: np.ndarray) -> np.ndarray:
         return centred_product(d, x, stats, block_bytes)
 
-    with _small_algebra_on_one_thread() as threaded:
-        if solver == "lanczos":
-            return lanczos_eigenpairs(threaded(apply_w, m), m, k, tol=tol, seed=seed)
-        floor = ROUNDING_RESIDUAL * stats.d_frobenius
-        return block_krylov_eigenpairs(threaded(apply_w, m), m, k, tol=tol, floor=floor, seed=seed,
-                                       block_size=block_size)
+    try:
+        with _small_algebra_on_one_thread() as threaded:
+            if solver == "lanczos":
+                return lanczos_eigenpairs(threaded(apply_w, m), m, k, tol=tol, seed=seed)
+            floor = ROUNDING_RESIDUAL * stats.d_frobenius
+            return block_krylov_eigenpairs(threaded(apply_w, m), m, k, tol=tol, floor=floor,
+                                           seed=seed, block_size=block_size)
+    finally:  # the device's memory back before the next space's D asks for it
+        if isinstance(d, DeviceMatrix):
+            d.close()
 
 
 def dense_eigenpairs(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
