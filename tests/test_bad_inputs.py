@@ -2,8 +2,9 @@
 says what to do (issue 26): pipeline stages (20-84) and two figures, one per reader that a stage
 calls first on its inputs, run with papermill on the tiny profile, its input directories in a
 temporary directory. The trajectories, larger, intervals, averaging and tangents notebooks open
-their inputs with the distances stage's first reader (`load_index`), the corners notebook with the train stage's
-(`load_prepared`): those stages stand for them (each papermill run costs 5-17 s of the suite).
+their inputs with the distances stage's first reader (`load_index`), the corners notebook with
+the train stage's (`load_prepared`): those stages stand for them (each papermill run costs 5-17 s
+of the suite).
 
 The stage commands (notebooks and path parameters) are read from dvc.yaml; a parameter whose
 path is among the stage's deps is an input. "missing": no input exists; "damaged": each input

@@ -13,10 +13,13 @@ from lowdim.figures.study_panels import METHOD_LABELS
 from lowdim.geometry.centroids import AVERAGING_METHODS
 from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
 from lowdim.geometry.inpca import inpca, minkowski_sq_distances, project
+from lowdim.store.records import RunSpec
 from lowdim.studies.averaging import (
     averaged_trajectories,
     configuration_runs,
     run_averaging,
+    run_options,
+    select_configuration,
     stack_runs,
     true_class_probability,
 )
@@ -41,6 +44,53 @@ def test_configuration_runs_picks_a_configuration_with_two_seeds():
     with pytest.raises(ValueError, match=r"no configuration \(arch 'fc', optimizer 'adam'\) has "
                                          r"two or more runs"):
         configuration_runs(index, "fc", "adam")
+
+
+def _spec(arch="allcnn", batch_size=64, seed=1, **options):
+    return RunSpec(arch=arch, optimizer="sgdn", batch_size=batch_size, base_lr=0.1,
+                   lr=0.1 * batch_size / 200, weight_decay=0.0, augment="none", init="default",
+                   epochs=2, seed=seed, **options)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"precision": "fp16-mixed"}, {"schedule": "triangular-2"}, {"label_smoothing": 0.1},
+    {"precision": "fp16-mixed", "schedule": "triangular-12", "label_smoothing": 1e-5}])
+def test_run_options_read_what_the_run_id_names(options):
+    spec = _spec(seed=-3, **options)
+    assert run_options(spec.run_id) == {"precision": spec.precision, "schedule": spec.schedule,
+                                        "label_smoothing": spec.label_smoothing}
+
+
+def _made_up_index(specs) -> pd.DataFrame:
+    """Two checkpoints per run, with the columns of the predictions stage's index."""
+    rows = [{"kind": "run", "run_id": s.run_id, "arch": s.arch, "optimizer": s.optimizer,
+             "batch_size": s.batch_size, "base_lr": s.base_lr, "lr": s.lr,
+             "weight_decay": s.weight_decay, "augment": s.augment, "init": s.init,
+             "epochs": s.epochs, "seed": s.seed, "checkpoint": c} for s in specs for c in (0, 1)]
+    return pd.DataFrame(rows + [{"kind": "ignorance"}, {"kind": "truth"}])
+
+
+def test_select_configuration_names_exactly_one_configuration():
+    index = _made_up_index([
+        _spec(seed=1), _spec(seed=2),                                 # allcnn, batch 64
+        _spec(batch_size=128, seed=2), _spec(batch_size=128, seed=1),
+        _spec(seed=1, precision="fp16-mixed"), _spec(seed=2, precision="fp16-mixed"),
+        _spec(arch="fc", seed=1)])                                    # one run only
+    wanted = sorted(_spec(batch_size=128, seed=s).run_id for s in (1, 2))
+    assert select_configuration(index, {"arch": "allcnn", "batch_size": 128}) == wanted
+    assert select_configuration(index, {"lr": 0.064, "base_lr": 0.1}) == wanted
+    assert select_configuration(index, {"batch_size": 64, "precision": "fp16-mixed"}) == sorted(
+        _spec(seed=s, precision="fp16-mixed").run_id for s in (1, 2))
+    with pytest.raises(ValueError, match=r"configuration = \{arch: allcnn, batch_size: 64\} "
+                                         r"matches 2 configurations of the analysis set's runs, "
+                                         r"which differ in precision: fp32, fp16-mixed\. Add"):
+        select_configuration(index, {"arch": "allcnn", "batch_size": 64})
+    with pytest.raises(ValueError, match=r"matches no configuration of the analysis set's runs: "
+                                         r"with the others as given, batch_size can be 64, 128"):
+        select_configuration(index, {"arch": "allcnn", "batch_size": 200})
+    with pytest.raises(ValueError, match=r"a configuration with one run: averaging needs two or "
+                                         r"more; add seeds"):
+        select_configuration(index, {"arch": "fc"})
 
 
 def test_stack_runs_aligns_checkpoints_and_refuses_ragged_runs():
@@ -142,3 +192,19 @@ def test_every_space_is_needed(root):
     with pytest.raises(ValueError, match=r"distances must hold one entry per prediction space "
                                          r"\(train, test\), got \['train'\]"):
         _run(_config(root), data.index, data.probs, {"train": data.distances["train"]})
+
+
+def test_the_metrics_record_every_axis_of_the_averaged_configuration(root):
+    data = analysis_set()
+    expected = {"arch": "fc", "optimizer": "sgdn", "batch_size": "64", "lr": "0.1",
+                "weight_decay": "0", "augment": "none", "init": "default", "epochs": "2",
+                "precision": "fp32", "schedule": "cosine", "label_smoothing": "0"}
+    for named in ({"arch": "fc", "optimizer": "sgdn"},
+                  {"configuration": {"arch": "fc", "optimizer": "sgdn", "augment": "none"}}):
+        cfg = _config(root, **{"arch": None, "optimizer": None, **named})
+        result = _run(cfg, data.index, data.probs, data.distances, distance_device="cpu")
+        assert list(result.products["runs"]["run_id"]) == ["fc_s_s1", "fc_s_s2"]
+        assert result.metrics["configuration"] == expected
+    cfg = _config(root, configuration={"arch": "fc", "optimizer": "adam"})
+    with pytest.raises(ValueError, match=r"\['fc_a_s1'\], a configuration with one run"):
+        _run(cfg, data.index, data.probs, data.distances, distance_device="cpu")

@@ -12,7 +12,7 @@ import torch
 
 from lowdim.analysis.analysis_set import reference_points
 from lowdim.config.profile import load_profile
-from lowdim.config.studies.corners import CornersConfig
+from lowdim.config.studies.corners import CornersConfig, CornerSetup
 from lowdim.geometry.distances import (
     DistanceSettings,
     bhattacharyya,
@@ -93,12 +93,12 @@ def test_phase_data_relabels_training_and_evaluation_together(tiny_prepared):
 
 def test_phase_two_starts_where_phase_one_ended(small_prepared):
     data = DeviceData.from_prepared(small_prepared, torch.device("cpu"))
-    phase1, phase2 = train_corner(data, small_prepared, SMALL, "uniform", 0, 42,
-                                  model_size=SIZE, reference_batch_size=200)
+    phase1, phase2 = train_corner(data, small_prepared, SMALL, CornerSetup("fc", "uniform"), 0,
+                                  42, model_size=SIZE, reference_batch_size=200)
     for space in ("train", "test"):
         assert np.array_equal(phase2.stacked(space)[0], phase1.stacked(space)[-1])
     # Without the phase-1 weights the same spec starts elsewhere (fresh default init).
-    fresh = train_run(phase_specs(SMALL, 42, SIZE, 200)[1], data)
+    fresh = train_run(phase_specs(SMALL, "fc", 42, SIZE, 200)[1], data)
     assert fresh.final_state is None  # the default keeps no weights
     assert not np.array_equal(fresh.stacked("train")[0], phase2.stacked("train")[0])
 

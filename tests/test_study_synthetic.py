@@ -4,6 +4,7 @@ students trained by the main training loop, the analysis set of one c and the wh
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -16,6 +17,8 @@ from lowdim.studies.synthetic import (
     analysis_set,
     perturb_init,
     run_synthetic,
+    slope_overview,
+    stress_overview,
     stress_table,
     student_data,
     student_rows,
@@ -133,3 +136,54 @@ def test_run_synthetic_embeds_every_c_and_group(root):
             assert 0 < chi[0] <= chi[1] <= chi[2] <= 1
     assert len(result.products["runs"]) == 2 * 2 * 2  # c x group x seed
     assert set(result.summary.columns) == {"final train error", "final test error"}
+
+
+def test_several_students_train_and_embed_each_on_its_own(root):
+    def study(**students):
+        cfg = load_profile(root / "profiles" / "tiny.yaml", {
+            "train": {"device": "cpu"},
+            "embedding": {"n_components": 5, "stress_dims": [1, 2, 3]},
+            "studies": {"synthetic": {"c": [0.0, 0.5], "d": 12, "n_train": 40, "n_test": 20,
+                                      "teacher_widths": [8], "epochs": 1, "batch_size": 20,
+                                      "seeds": [42, 43], "ncorners": 0, "geodesic_points": 4,
+                                      **students}}})
+        return run_synthetic(cfg.studies.synthetic, cfg.train, cfg.distances, cfg.embedding,
+                             distance_device="cpu")
+
+    one = study(student_widths=[8])
+    both = study(student_widths=None, students=[[8], [8, 8]])
+    names = [f"c{c}_{s}_default" for c in ("0", "0.5") for s in ("fc-8", "fc-8-8")]
+    assert set(both.products) == {f"{n}_{kind}" for n in names for kind in ("index", "embedding")
+                                  } | {"stress", "runs"}
+    # metrics: the one-student tree per student, under `students`
+    assert list(both.metrics) == ["students"]
+    assert list(both.metrics["students"]) == ["fc-8", "fc-8-8"]
+    assert set(one.metrics) == set(both.metrics["students"]["fc-8-8"]) == {
+        "c=0", "c=0.5", "slope_against_c"}
+    # fc-8 alone is the one-student study: the same runs, rows and embedding
+    for c in ("0", "0.5"):
+        alone = one.products[f"c{c}_default_index"]
+        among = both.products[f"c{c}_fc-8_default_index"]
+        assert set(among["student"].dropna()) == {"fc-8"}
+        assert among["run_id"].dropna().str.startswith(f"c{c}_fc-8_default_sgdn_s").all()
+        pd.testing.assert_frame_equal(among.drop(columns=["run_id", "student"]),
+                                      alone.drop(columns=["run_id"]))
+        np.testing.assert_allclose(
+            both.products[f"c{c}_fc-8_default_embedding"].explained_stress,
+            one.products[f"c{c}_default_embedding"].explained_stress, atol=1e-6)
+        for k in (1, 2, 3):
+            assert both.metrics["students"]["fc-8"][f"c={c}"]["default"][
+                f"explained_stress_{k}"] == pytest.approx(
+                one.metrics[f"c={c}"]["default"][f"explained_stress_{k}"], abs=1e-6)
+    deeper = both.products["c0.5_fc-8-8_default_embedding"].explained_stress
+    assert not np.allclose(deeper, one.products["c0.5_default_embedding"].explained_stress)
+    # the tables say which student
+    stress = both.products["stress"]
+    assert list(stress.columns) == ["student", "c", "group", "k", "explained_stress"]
+    assert list(dict.fromkeys(stress["student"])) == ["fc-8", "fc-8-8"]
+    assert stress_overview(stress).index.names == ["student", "group", "c"]
+    assert list(slope_overview(both.metrics).columns) == [("fc-8", "default"),
+                                                          ("fc-8-8", "default")]
+    assert list(slope_overview(one.metrics).columns) == ["default"]
+    assert both.summary.index.names == ["student", "c", "group", "optimizer"]
+    assert len(both.products["runs"]) == 2 * 2 * 2  # student x c x seed

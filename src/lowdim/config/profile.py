@@ -23,7 +23,7 @@ from lowdim.config.intervals import IntervalsConfig
 from lowdim.config.load import build, read
 from lowdim.config.models import ModelsConfig
 from lowdim.config.predictions import PredictionsConfig
-from lowdim.config.studies import averaging, corners
+from lowdim.config.studies import averaging, corners, tangents
 from lowdim.config.studies.averaging import AveragingConfig
 from lowdim.config.studies.corners import CornersConfig
 from lowdim.config.studies.joint import JointConfig
@@ -87,4 +87,7 @@ def check_across(config: Config) -> None:
     trajectories.check_with(config.trajectories, config.grid)
     check_train_with(config.train, config.grid)
     corners.check_with(config.studies.corners, config.grid, config.data)
-    averaging.check_with(config.studies.averaging, config.grid)
+    averaging.check_with(config.studies.averaging, config.grid,
+                         config.train.lr_reference_batch_size)
+    tangents.check_with(config.studies.tangents, config.grid,
+                        config.train.lr_reference_batch_size)

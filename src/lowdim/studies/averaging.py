@@ -1,6 +1,13 @@
 """Averaging methods (docs/study.md A9, D19): the seeds of one configuration averaged at equal
 checkpoint index by six methods, embedded jointly with every run checkpoint, P0 and P*.
 
+The configuration is `studies.averaging.configuration` (grid axes -> values; exactly one
+configuration of the analysis set must have them all: ``select_configuration``), or its `arch`
+and `optimizer` (the first configuration of that pair with two or more runs:
+``configuration_runs``). A configuration is the runs whose ids differ only in the seed; its axes
+are the index's columns, and the precision, schedule and label smoothing its run ids name
+(``run_options``). The metrics record every axis of the configuration averaged.
+
 The averages are those of `lowdim.geometry.centroids` (AM, GM, HM, square-root mean, Bhattacharyya
 and Jeffreys centroids), each renormalized per sample. For each prediction space the stored run x
 run matrix of the distances stage is reused and only the averages' rows are computed, with the same
@@ -11,7 +18,9 @@ class, as the authors) at every checkpoint.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,11 +28,16 @@ import pandas as pd
 from lowdim.analysis.trajectories import config_key, reference_rows
 from lowdim.config.distances import DistancesConfig
 from lowdim.config.embedding import EmbeddingConfig
-from lowdim.config.studies.averaging import AveragingConfig
+from lowdim.config.studies.averaging import (
+    CONFIGURATION_AXES,
+    AveragingConfig,
+    choose_configuration,
+    shown,
+)
 from lowdim.geometry.centroids import AVERAGING_METHODS, average_trajectory
 from lowdim.geometry.distances import bhattacharyya, check_probabilities
 from lowdim.geometry.geodesic import progress_closed_form
-from lowdim.store.records import SPACES
+from lowdim.store.records import OPTIONAL_DEFAULTS, SPACES
 from lowdim.studies.common import (
     StudyResult,
     check_spaces,
@@ -51,6 +65,74 @@ def configuration_runs(
         raise ValueError(f"no configuration ({wanted}) has two or more runs to average: add seeds "
                          "to grid.seed or choose another studies.averaging configuration")
     return sorted(runs.loc[keys == eligible[0], "run_id"])
+
+
+SEED_SUFFIX = re.compile(r"_s-?[0-9]+$")  # the seed, last in a run id (RunSpec.run_id)
+OPTIONS = re.compile(r"_ep[0-9]+((?:_[^_]+)*)$")  # what follows the epochs, seed removed
+
+
+def configuration_id(run_id: str) -> str:
+    """The run id less its seed: the same for every seed of one configuration."""
+    return SEED_SUFFIX.sub("", run_id)
+
+
+def run_options(run_id: str) -> dict[str, Any]:
+    """The precision, schedule and label smoothing a run id names after its epochs (only those
+    that are not the defaults: fp32, cosine, 0; `RunSpec.run_id`), defaults for the others."""
+    options = dict(OPTIONAL_DEFAULTS)
+    match = OPTIONS.search(configuration_id(run_id))
+    for token in (match.group(1).split("_")[1:] if match else []):
+        if token.startswith("fp"):
+            options["precision"] = token
+        elif re.fullmatch(r"ls[0-9.e+-]+", token):
+            options["label_smoothing"] = float(token[2:])
+        else:
+            options["schedule"] = token
+    return options
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def index_configurations(index: pd.DataFrame) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """The configurations of the analysis set's runs, sorted by configuration id: their axes
+    (the index's columns of `CONFIGURATION_AXES`, and `run_options`) and their run ids (sorted)."""
+    runs = index[index["kind"] == "run"].drop_duplicates("run_id")
+    columns = [axis for axis in CONFIGURATION_AXES if axis in runs.columns]
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for row in runs.to_dict("records"):
+        by_id.setdefault(configuration_id(row["run_id"]), []).append(row)
+    configurations, run_ids = [], []
+    for _, rows in sorted(by_id.items()):
+        first = rows[0]
+        configurations.append({**{axis: _plain(first[axis]) for axis in columns},
+                               **run_options(first["run_id"])})
+        run_ids.append(sorted(row["run_id"] for row in rows))
+    return configurations, run_ids
+
+
+def select_configuration(index: pd.DataFrame, selection: Mapping[str, Any]) -> list[str]:
+    """Run ids (sorted) of the one configuration that has every value of `selection` (axis ->
+    value, `studies.averaging.configuration`); an error names the values to choose from when
+    none or several have them, or when it has fewer than two runs."""
+    configurations, run_ids = index_configurations(index)
+    chosen = choose_configuration(selection, configurations, "studies.averaging.configuration",
+                                  "the analysis set's runs")
+    if len(run_ids[chosen]) < 2:
+        raise ValueError(f"studies.averaging.configuration names {run_ids[chosen]}, a "
+                         "configuration with one run: averaging needs two or more; add seeds to "
+                         "its grid block (or check which runs diverged)")
+    return run_ids[chosen]
+
+
+def configuration_axes(index: pd.DataFrame, run_id: str) -> dict[str, str]:
+    """Every axis of `run_id`'s configuration (as `index_configurations`), values as run ids
+    print them: the metrics' record of what was averaged (text, not numbers to compare)."""
+    configurations, run_ids = index_configurations(index)
+    found = next(conf for conf, ids in zip(configurations, run_ids, strict=True)
+                 if run_id in ids)
+    return {axis: shown(value) for axis, value in found.items()}
 
 
 def stack_runs(index: pd.DataFrame, probs: np.ndarray, run_ids: list[str]) -> np.ndarray:
@@ -135,11 +217,14 @@ def run_averaging(study: AveragingConfig, distance_settings: DistancesConfig,
 
     Products: `<space>_embedding` (joint InPCA), `points` (its rows), `curves` (progress and
     accuracy per checkpoint), `runs` (the averaged run ids); metrics: final progress and accuracy
-    per space and method, and `averaged_runs`; summary: the final values.
+    per space and method, `averaged_runs` and `configuration` (its every axis, as text);
+    summary: the final values.
     """
     check_spaces("probs", probs, SPACES)
     check_spaces("distances", distances, SPACES)
-    run_ids = configuration_runs(index, study.arch, study.optimizer)
+    run_ids = (select_configuration(index, study.configuration)
+               if study.configuration is not None
+               else configuration_runs(index, study.arch, study.optimizer))
     p0_row, p1_row = reference_rows(index)
     base_rows = index.index[index["kind"].isin(["run", "ignorance", "truth"])].to_numpy()
     options = distance_options(distance_settings, distance_device).kwargs()
@@ -162,4 +247,5 @@ def run_averaging(study: AveragingConfig, distance_settings: DistancesConfig,
                      "curves": curves, "runs": pd.DataFrame({"run_id": run_ids})})
     metrics, final = final_metrics(curves, methods)
     metrics["averaged_runs"] = len(run_ids)  # their ids: the `runs` product
+    metrics["configuration"] = configuration_axes(index, run_ids[0])
     return StudyResult(products=products, metrics=metrics, summary=final.round(4))

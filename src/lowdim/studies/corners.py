@@ -17,6 +17,12 @@ The evaluation subsets are the main pipeline's: the "train" space is a subset of
 split, so its relabelled labels are the relabelled training labels at those positions; the test
 split gets its own draw from the same RandomState, after the training draw.
 
+The runs are given per setup (`studies.corners.named_setups`): an architecture, a kind and, for
+`subsample`, the subset's size. The setups of one architecture are embedded together with that
+architecture's normal runs, and their phase-2 runs are compared with those normal runs; with
+several architectures each gets its own joint set, embedding and comparison (products prefixed
+`<arch>_`, metrics under `by_arch`).
+
 Only the "train" prediction space is analysed here. Loss and error columns of the joint set are
 always taken against the true labels. `run_corners` is the whole study (notebook 70): training
 on `train.device`, the joint set's distances and InPCA with the `distances` and `embedding`
@@ -41,7 +47,7 @@ from lowdim.analysis.trajectories import progress_grid
 from lowdim.config.distances import DistancesConfig
 from lowdim.config.embedding import EmbeddingConfig
 from lowdim.config.models import ModelsConfig
-from lowdim.config.studies.corners import CornersConfig
+from lowdim.config.studies.corners import CornersConfig, CornerSetup
 from lowdim.config.train import TrainConfig
 from lowdim.data import Prepared
 from lowdim.device import resolve_device
@@ -96,9 +102,9 @@ def balanced_subset(labels: np.ndarray, size: int, iseed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def corner_name(kind: str, iseed: int) -> str:
-    """The corner's label, e.g. 'uniform-0'."""
-    return f"{kind}-{iseed}"
+def corner_name(setup: str, iseed: int) -> str:
+    """The corner's label from its setup's name and iseed, e.g. 'uniform-0', 'subsample-200-1'."""
+    return f"{setup}-{iseed}"
 
 
 def phase_data(data: DeviceData, prepared: Prepared, kind: str, iseed: int,
@@ -119,10 +125,10 @@ def phase_data(data: DeviceData, prepared: Prepared, kind: str, iseed: int,
     raise ValueError(f"unknown corner kind {kind!r}: use one of {', '.join(KINDS)}")
 
 
-def phase_specs(cfg: CornersConfig, seed: int, model_size: Mapping,
+def phase_specs(cfg: CornersConfig, arch: str, seed: int, model_size: Mapping,
                 reference_batch_size: int) -> tuple[RunSpec, RunSpec]:
-    """The RunSpecs of phase 1 and phase 2 (they differ only in their epochs)."""
-    base = RunSpec(arch=cfg.arch, optimizer=cfg.optimizer, batch_size=cfg.batch_size,
+    """The RunSpecs of phase 1 and phase 2 of `arch` (they differ only in their epochs)."""
+    base = RunSpec(arch=arch, optimizer=cfg.optimizer, batch_size=cfg.batch_size,
                    base_lr=cfg.base_lr,
                    lr=scaled_lr(cfg.base_lr, cfg.batch_size, reference_batch_size),
                    weight_decay=0.0, augment="none", init="default", epochs=cfg.phase1_epochs,
@@ -130,32 +136,35 @@ def phase_specs(cfg: CornersConfig, seed: int, model_size: Mapping,
     return base, dataclasses.replace(base, epochs=cfg.phase2_epochs)
 
 
-def train_corner(data: DeviceData, prepared: Prepared, cfg: CornersConfig, kind: str, iseed: int,
-                 seed: int, *, model_size: Mapping, reference_batch_size: int,
+def train_corner(data: DeviceData, prepared: Prepared, cfg: CornersConfig, setup: CornerSetup,
+                 iseed: int, seed: int, *, model_size: Mapping, reference_batch_size: int,
                  eval_batch_size: int = 1000) -> tuple[RunResult, RunResult]:
-    """Phase 1 to the corner, then phase 2 on the true labels from phase 1's weights."""
-    first, second = phase_specs(cfg, seed, model_size, reference_batch_size)
-    phase1 = train_run(first, phase_data(data, prepared, kind, iseed, cfg.subsample_size),
+    """Phase 1 of `setup`'s architecture to its corner, then phase 2 on the true labels from
+    phase 1's weights."""
+    first, second = phase_specs(cfg, setup.arch, seed, model_size, reference_batch_size)
+    phase1 = train_run(first, phase_data(data, prepared, setup.kind, iseed, setup.subsample_size),
                        eval_batch_size=eval_batch_size, keep_state=True)
     if phase1.status != "ok":
-        raise RuntimeError(f"phase 1 of corner {corner_name(kind, iseed)} seed {seed} diverged at "
-                           f"step {phase1.diverged_at_step}: lower studies.corners.base_lr")
+        raise RuntimeError(f"phase 1 of corner {corner_name(setup.name, iseed)} of "
+                           f"{setup.arch} seed {seed} diverged at step "
+                           f"{phase1.diverged_at_step}: lower studies.corners.base_lr")
     phase2 = train_run(second, data, eval_batch_size=eval_batch_size,
                        initial_state=phase1.final_state)
     return phase1, phase2
 
 
-def corner_rows(result: RunResult, kind: str, iseed: int, phase: int, space: str,
+def corner_rows(result: RunResult, setup: str, kind: str, iseed: int, phase: int, space: str,
                 true_labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """Rows and (T, N, C) float32 probabilities of one phase's checkpoints in `space`; loss and
-    error against the true labels."""
+    """Rows and (T, N, C) float32 probabilities of one phase's checkpoints in `space` (setup:
+    its name, `CornersConfig.named_setups`); loss and error against the true labels."""
     probs = renormalize(result.stacked(space))
     loss, error = loss_and_error(probs, true_labels)
-    name = corner_name(kind, iseed)
+    name = corner_name(setup, iseed)
     t = len(result.steps)
     rows = pd.DataFrame({
         "kind": "corner_run", "run_id": f"{name}_s{result.spec.seed}_phase{phase}",
-        "corner": name, "corner_kind": kind, "iseed": iseed, "seed": result.spec.seed,
+        "arch": result.spec.arch, "setup": setup, "corner": name, "corner_kind": kind,
+        "iseed": iseed, "seed": result.spec.seed,
         "phase": phase, "checkpoint": np.arange(t), "step": result.steps,
         "epoch": result.epochs, "train_loss": loss, "train_error": error})
     return rows, probs
@@ -177,8 +186,8 @@ def reference_block(p0: np.ndarray, labels: np.ndarray, num_classes: int, points
 def joint_set(corner_parts: Sequence[tuple[pd.DataFrame, np.ndarray]], main_index: pd.DataFrame,
               main_probs: np.ndarray, arch: str, corner_labels: Mapping[str, np.ndarray],
               num_classes: int, geodesic_points: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """Corner runs, the normal runs of `arch`, ignorance, truth and the main geodesic from the
-    main analysis set, and one truth point and geodesic per relabelled corner.
+    """Corner runs (of `arch`), the normal runs of `arch`, ignorance, truth and the main geodesic
+    from the main analysis set, and one truth point and geodesic per relabelled corner.
 
     Returns the joint index (column `row` = position) and (M, N, C) float32 probabilities.
     """
@@ -189,8 +198,8 @@ def joint_set(corner_parts: Sequence[tuple[pd.DataFrame, np.ndarray]], main_inde
         raise ValueError(f"the main analysis set holds no run of {arch!r}: studies.corners.arch "
                          "must be trained by the main grid")
     p0 = np.asarray(main_probs[main_rows.index[main_rows["kind"] == "ignorance"][0]])
-    main = main_rows[["kind", "run_id", "optimizer", "seed", "checkpoint", "step", "epoch", "t",
-                      "train_loss", "train_error"]].assign(corner="")
+    main = main_rows[["kind", "run_id", "arch", "optimizer", "seed", "checkpoint", "step", "epoch",
+                      "t", "train_loss", "train_error"]].assign(corner="")
     parts = [(main, np.asarray(main_probs[main_rows.index.to_numpy()], dtype=np.float32))]
     parts += list(corner_parts)
     for name, labels in corner_labels.items():
@@ -284,23 +293,27 @@ def convergence_metrics(table: pd.DataFrame, index: pd.DataFrame,
 
 
 def train_corners(data: DeviceData, prepared: Prepared, cfg: CornersConfig, *,
-                  model_size: Mapping, reference_batch_size: int, eval_batch_size: int = 1000
+                  model_sizes: Mapping[str, Mapping], reference_batch_size: int,
+                  eval_batch_size: int = 1000
                   ) -> tuple[list[tuple[pd.DataFrame, np.ndarray]], pd.DataFrame]:
-    """Both phases of every kind x iseed x seed: their (rows, (T, N, C) train-space
-    probabilities) in that order, and a log table (one row per phase: status, checkpoints,
-    final errors against its own and the true labels, seconds)."""
+    """Both phases of every setup x iseed x seed (`model_sizes`: arch -> size keywords): their
+    (rows, (T, N, C) train-space probabilities) in that order, and a log table (one row per
+    phase: arch, corner, status, checkpoints, final errors against its own and the true labels,
+    seconds)."""
     true_labels = prepared.train_labels[prepared.eval_train_index]
     parts, log = [], []
-    todo = list(itertools.product(cfg.kinds, cfg.iseeds, cfg.seeds))
-    for kind, iseed, seed in tqdm(todo, desc="corner runs (both phases)", unit="run"):
+    todo = list(itertools.product(cfg.named_setups(), cfg.iseeds, cfg.seeds))
+    for (name, setup), iseed, seed in tqdm(todo, desc="corner runs (both phases)", unit="run"):
         started = time.perf_counter()
-        phases = train_corner(data, prepared, cfg, kind, iseed, seed, model_size=model_size,
+        phases = train_corner(data, prepared, cfg, setup, iseed, seed,
+                              model_size=model_sizes.get(setup.arch, {}),
                               reference_batch_size=reference_batch_size,
                               eval_batch_size=eval_batch_size)
         for phase, result in enumerate(phases, start=1):
-            rows, probs = corner_rows(result, kind, iseed, phase, "train", true_labels)
+            rows, probs = corner_rows(result, name, setup.kind, iseed, phase, "train",
+                                      true_labels)
             parts.append((rows, probs))
-            log.append({"corner": corner_name(kind, iseed), "seed": seed,
+            log.append({"arch": setup.arch, "corner": corner_name(name, iseed), "seed": seed,
                         "phase": phase, "status": result.status,
                         "checkpoints": len(rows),
                         "final error (own labels)": result.error["train"][-1],
@@ -309,40 +322,73 @@ def train_corners(data: DeviceData, prepared: Prepared, cfg: CornersConfig, *,
     return parts, pd.DataFrame(log)
 
 
-def corner_truths(prepared: Prepared, cfg: CornersConfig) -> dict[str, np.ndarray]:
-    """corner name -> (N,) relabelled train-space labels of every `uniform` corner."""
-    if "uniform" not in cfg.kinds:
-        return {}
-    return {corner_name("uniform", i): relabel_uniform(prepared, i).eval_labels["train"]
-            for i in cfg.iseeds}
+def corner_truths(prepared: Prepared, cfg: CornersConfig, arch: str) -> dict[str, np.ndarray]:
+    """corner name -> (N,) relabelled train-space labels of every `uniform` corner of `arch`."""
+    return {corner_name(name, i): relabel_uniform(prepared, i).eval_labels["train"]
+            for name, setup in cfg.named_setups()
+            if setup.arch == arch and setup.kind == "uniform" for i in cfg.iseeds}
+
+
+def setups_table(cfg: CornersConfig) -> pd.DataFrame:
+    """One row per setup: arch, setup (its name), kind, subsample_size (<NA> for uniform) and
+    prefix, the stem prefix of its architecture's products ('' with one architecture)."""
+    several = len(cfg.archs) > 1
+    named = cfg.named_setups()
+    return pd.DataFrame({
+        "arch": [s.arch for _, s in named], "setup": [name for name, _ in named],
+        "kind": [s.kind for _, s in named],
+        "subsample_size": pd.array([s.subsample_size for _, s in named], dtype="Int64"),
+        "prefix": [f"{s.arch}_" if several else "" for _, s in named]})
+
+
+def compare_arch(parts: Sequence[tuple[pd.DataFrame, np.ndarray]], arch: str,
+                 cfg: CornersConfig, embedding_settings: EmbeddingConfig, prepared: Prepared,
+                 main_index: pd.DataFrame, main_probs: np.ndarray,
+                 distance_settings: DistanceSettings, all_samples: DistanceSettings
+                 ) -> tuple[dict, dict]:
+    """The joint set of `arch`'s corner runs (`parts`) with its normal runs, its InPCA and the
+    convergence analysis: products (`index`, `embedding`, `convergence`) and metrics (`train`:
+    explained stress; `corners`: `convergence_metrics`)."""
+    index, probs = joint_set(parts, main_index, main_probs, arch,
+                             corner_truths(prepared, cfg, arch), prepared.num_classes,
+                             cfg.geodesic_points)
+    d = bhattacharyya(probs, **distance_settings.kwargs())
+    embedding = embed(d, embedding_settings)
+    table = convergence(index, probs, progress_grid(cfg.grid_points), all_samples)
+    metrics = {"train": stress_metrics(embedding, embedding_settings.stress_dims),
+               "corners": convergence_metrics(table, index)}
+    return {"index": index, "embedding": embedding, "convergence": table}, metrics
 
 
 def run_corners(study: CornersConfig, train: TrainConfig, models: ModelsConfig,
                 distance_settings: DistancesConfig, embedding_settings: EmbeddingConfig,
                 prepared: Prepared, main_index: pd.DataFrame, main_probs: np.ndarray, *,
                 distance_device: str | None = None) -> StudyResult:
-    """The corners study: train every corner (on `train.device`, at the `models` size of
-    `study.arch`), embed the joint set with the normal runs of `study.arch` from the main
-    analysis set (`main_index`, (M, N, C) train-space `main_probs`), and compare the phase-2 runs
-    with the normal runs.
+    """The corners study: train every corner of every setup (on `train.device`, at the `models`
+    size of its architecture), embed each architecture's corner runs with its normal runs from
+    the main analysis set (`main_index`, (M, N, C) train-space `main_probs`), and compare the
+    phase-2 runs with those normal runs.
 
-    Products: `index` (the joint set), `embedding` (its InPCA), `convergence` (long table);
-    metrics: `train` (explained stress) and `corners` (per corner, `convergence_metrics`);
-    summary: the training log.
+    Products: `setups` (`setups_table`), and per architecture `index` (the joint set),
+    `embedding` (its InPCA) and `convergence` (long table), their names prefixed `<arch>_` when
+    the setups span several architectures. Metrics with one architecture: `train` (explained
+    stress) and `corners` (per corner, `convergence_metrics`); with several: the same pair per
+    architecture under `by_arch`. Summary: the training log.
     """
     data = DeviceData.from_prepared(prepared, resolve_device(train.device))
+    archs = study.archs
     parts, log = train_corners(data, prepared, study,
-                               model_size=models.get(study.arch, {}),
+                               model_sizes={arch: models.get(arch, {}) for arch in archs},
                                reference_batch_size=train.lr_reference_batch_size,
                                eval_batch_size=train.eval_batch_size)
-    index, probs = joint_set(parts, main_index, main_probs, study.arch,
-                             corner_truths(prepared, study), prepared.num_classes,
-                             study.geodesic_points)
-    d = bhattacharyya(probs, **distance_options(distance_settings, distance_device).kwargs())
-    embedding = embed(d, embedding_settings)
-    table = convergence(index, probs, progress_grid(study.grid_points),
-                        distance_options(distance_settings, distance_device, all_samples=True))
-    metrics = {"train": stress_metrics(embedding, embedding_settings.stress_dims),
-               "corners": convergence_metrics(table, index)}
-    return StudyResult(products={"index": index, "embedding": embedding, "convergence": table},
-                       metrics=metrics, summary=log)
+    options = distance_options(distance_settings, distance_device)
+    all_samples = distance_options(distance_settings, distance_device, all_samples=True)
+    products, by_arch = {"setups": setups_table(study)}, {}
+    for arch in archs:
+        mine = [(rows, probs) for rows, probs in parts if rows["arch"].iloc[0] == arch]
+        found, by_arch[arch] = compare_arch(mine, arch, study, embedding_settings, prepared,
+                                            main_index, main_probs, options, all_samples)
+        prefix = f"{arch}_" if len(archs) > 1 else ""
+        products.update({prefix + name: product for name, product in found.items()})
+    metrics = by_arch[archs[0]] if len(archs) == 1 else {"by_arch": by_arch}
+    return StudyResult(products=products, metrics=metrics, summary=log)

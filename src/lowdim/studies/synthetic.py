@@ -9,6 +9,12 @@ float features (``lowdim.data.synthetic``), not uint8 images: `student_data` put
 `DeviceData` as they are, which `train_run` feeds to the model unnormalized. The "train"
 prediction space is the whole synthetic training set, the "test" space the test set.
 
+Several student architectures (`studies.synthetic.students`) each train their own runs and are
+embedded on their own, per c and group: the study asks how the explained stress of one kind of
+network changes with c, and a joint embedding would mix that with the distance between the
+architectures. Their products and rows carry the student's name (`student_group`), their metrics
+sit under `students` -> name, each in the one-student layout.
+
 Perturbed-initialization corners (B4 ``perturbed_normal``): N(0, 1) weights for every Linear
 layer, drawn in module order from a generator seeded with the iseed, are added to the default
 initialization (passed to `train_run` as its initial state). The authors' version also doubled
@@ -29,7 +35,7 @@ from tqdm import tqdm
 from lowdim.analysis.analysis_set import reference_points, renormalize
 from lowdim.config.distances import DistancesConfig
 from lowdim.config.embedding import EmbeddingConfig
-from lowdim.config.studies.synthetic import SyntheticConfig
+from lowdim.config.studies.synthetic import SyntheticConfig, student_group
 from lowdim.config.train import TrainConfig
 from lowdim.data.synthetic import make_synthetic
 from lowdim.device import resolve_device
@@ -158,28 +164,54 @@ def stress_slopes(stress: pd.DataFrame, ks: Sequence[int] = SLOPE_DIMS
     return out
 
 
+def stress_overview(stress: pd.DataFrame, top: int = 5) -> pd.DataFrame:
+    """chi_k for k <= `top` from the study's stress table: a row per (student,) group and c, a
+    column per k."""
+    rows = [column for column in ("student", "group", "c") if column in stress.columns]
+    return stress[stress["k"] <= top].pivot_table(index=rows, columns="k",
+                                                  values="explained_stress")
+
+
+def slope_overview(metrics: Mapping) -> pd.DataFrame:
+    """The least-squares slopes of chi_k against c (`slope_against_c` of the study's metrics):
+    a row per chi_k, a column per group, or per (student, group) with several students."""
+    if "students" in metrics:
+        table = pd.DataFrame({(student, group): slopes
+                              for student, tree in metrics["students"].items()
+                              for group, slopes in tree["slope_against_c"].items()})
+    else:
+        table = pd.DataFrame(metrics["slope_against_c"])
+    return table.rename_axis("chi_k")
+
+
 def groups(study: SyntheticConfig) -> list[str]:
     """The student groups: `default`, and `corners` when ncorners > 0."""
     return ["default"] + (["corners"] if study.ncorners else [])
 
 
 def train_group(data: DeviceData, study: SyntheticConfig, c: float, group: str, *,
+                student: tuple[str | None, Sequence[int]] | None = None,
                 eval_batch_size: int = 1000
                 ) -> tuple[list[tuple[pd.DataFrame, np.ndarray]], list[dict]]:
-    """Every optimizer x seed of one (c, group): (rows, (T, N, C) float32 train-space
-    probabilities) per student, and one log entry each (final train and test error)."""
+    """Every optimizer x seed of one (c, group) and student architecture ((name, hidden widths);
+    None: the study's first): (rows, (T, N, C) float32 train-space probabilities) per run, and
+    one log entry each (final train and test error). A named student's rows and entries say
+    which (column `student`)."""
+    name, widths = student if student is not None else study.student_architectures()[0]
+    named = {} if name is None else {"student": name}
     parts, log = [], []
     todo = list(itertools.product(study.optimizers, enumerate(study.seeds)))
-    for optimizer, (i, seed) in tqdm(todo, desc=f"students c={c:g} {group}", unit="run"):
+    label = f"students c={c:g} {group}" + ("" if name is None else f" {name}")
+    for optimizer, (i, seed) in tqdm(todo, desc=label, unit="run"):
         iseed = i % study.ncorners if group == "corners" else None
-        spec = student_spec(study.student_widths, optimizer, study.lr[optimizer],
-                            study.batch_size, study.epochs, seed)
+        spec = student_spec(widths, optimizer, study.lr[optimizer], study.batch_size,
+                            study.epochs, seed)
         run = train_student(data, spec, iseed=iseed, eval_batch_size=eval_batch_size)
-        rows = student_rows(run, f"{product_name(c, group)}_{optimizer}_s{seed}", "train",
-                            c=c, group=group, optimizer=optimizer, seed=seed,
-                            iseed=-1 if iseed is None else iseed)
+        run_id = f"{product_name(c, student_group(name, group))}_{optimizer}_s{seed}"
+        rows = student_rows(run, run_id, "train", c=c, **named, group=group,
+                            optimizer=optimizer, seed=seed, iseed=-1 if iseed is None else iseed)
         parts.append((rows, renormalize(run.stacked("train"))))
-        log.append({"c": c, "group": group, "optimizer": optimizer, "seed": seed,
+        log.append({"c": c, **named, "group": group, "optimizer": optimizer, "seed": seed,
                     "final train error": run.error["train"][-1],
                     "final test error": run.error["test"][-1]})
     return parts, log
@@ -188,16 +220,22 @@ def train_group(data: DeviceData, study: SyntheticConfig, c: float, group: str, 
 def run_synthetic(study: SyntheticConfig, train: TrainConfig, distance_settings: DistancesConfig,
                   embedding_settings: EmbeddingConfig, *,
                   distance_device: str | None = None) -> StudyResult:
-    """The synthetic study: for each c, generate the data, train every group's students (on
-    `train.device`), embed each group's checkpoints with the references.
+    """The synthetic study: for each c, generate the data, train every student architecture's
+    runs of every group (on `train.device`), embed each (student, group)'s checkpoints with the
+    references.
 
-    Products: `<c>_<group>_index` and `_embedding` per c and group, `stress` (chi_k, k <= 50),
-    `runs` (final errors); metrics: explained stress per c and group (`c=<c>`), and per group the
-    least-squares slope of chi_1..chi_3 against c (`slope_against_c`, ``stress_slopes``);
-    summary: mean final errors per c, group and optimizer.
+    Products: `<c>_<group>_index` and `_embedding` per c and group (`<c>_<student>_<group>_...`
+    with several students), `stress` (chi_k, k <= 50; column `student` with several), `runs`
+    (final errors); metrics: explained stress per c and group (`c=<c>`), and per group the
+    least-squares slope of chi_1..chi_3 against c (`slope_against_c`, ``stress_slopes``); with
+    several students, that tree per student under `students`; summary: mean final errors per
+    (student,) c, group and optimizer.
     """
     device = resolve_device(train.device)
-    products, stress, metrics, log = {}, {}, {}, []
+    students = study.student_architectures()
+    products, log = {}, []
+    stress: dict[str | None, dict] = {name: {} for name, _ in students}
+    metrics: dict[str | None, dict] = {name: {} for name, _ in students}
     for c in study.c:
         made = make_synthetic(c, d=study.d, n_train=study.n_train, n_test=study.n_test,
                               teacher=study.teacher, teacher_widths=study.teacher_widths,
@@ -205,23 +243,33 @@ def run_synthetic(study: SyntheticConfig, train: TrainConfig, distance_settings:
         labels = {"train": made.train_labels, "test": made.test_labels}
         data = student_data({"train": made.train_inputs, "test": made.test_inputs}, labels,
                             study.num_classes, device)
-        for group in groups(study):
-            parts, entries = train_group(data, study, c, group,
-                                         eval_batch_size=train.eval_batch_size)
-            log += entries
-            index, probs = analysis_set(parts, labels["train"], study.num_classes,
-                                        study.geodesic_points)
-            emb = embed(bhattacharyya(probs, **distance_options(distance_settings,
-                                                                distance_device).kwargs()),
-                        embedding_settings)
-            name = product_name(c, group)
-            products[f"{name}_index"], products[f"{name}_embedding"] = index, emb
-            stress[(c, group)] = emb.explained_stress
-            metrics.setdefault(f"c={c:g}", {})[group] = stress_metrics(
-                emb, embedding_settings.stress_dims)
-    products["stress"] = stress_table(stress, top=50)
-    metrics["slope_against_c"] = stress_slopes(products["stress"])
+        for student in students:
+            name = student[0]
+            for group in groups(study):
+                parts, entries = train_group(data, study, c, group, student=student,
+                                             eval_batch_size=train.eval_batch_size)
+                log += entries
+                index, probs = analysis_set(parts, labels["train"], study.num_classes,
+                                            study.geodesic_points)
+                emb = embed(bhattacharyya(probs, **distance_options(distance_settings,
+                                                                    distance_device).kwargs()),
+                            embedding_settings)
+                stem = product_name(c, student_group(name, group))
+                products[f"{stem}_index"], products[f"{stem}_embedding"] = index, emb
+                stress[name][(c, group)] = emb.explained_stress
+                metrics[name].setdefault(f"c={c:g}", {})[group] = stress_metrics(
+                    emb, embedding_settings.stress_dims)
+    tables = {name: stress_table(stress[name], top=50) for name, _ in students}
+    for name, table in tables.items():
+        metrics[name]["slope_against_c"] = stress_slopes(table)
     products["runs"] = pd.DataFrame(log)
-    summary = products["runs"].groupby(["c", "group", "optimizer"])[
+    keys = ["c", "group", "optimizer"]
+    if students[0][0] is None:  # the one unnamed student: the one-student layout
+        products["stress"], result_metrics = tables[None], metrics[None]
+    else:
+        products["stress"] = pd.concat([table.assign(student=name)[["student", *table.columns]]
+                                        for name, table in tables.items()], ignore_index=True)
+        result_metrics, keys = {"students": metrics}, ["student", *keys]
+    summary = products["runs"].groupby(keys)[
         ["final train error", "final test error"]].mean()
-    return StudyResult(products=products, metrics=metrics, summary=summary)
+    return StudyResult(products=products, metrics=result_metrics, summary=summary)

@@ -364,7 +364,8 @@ def order(values: Mapping[str, float]) -> str:
 def averaging_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
     """Final progress and accuracy of each average."""
     rows, lines = [], []
-    for space in spaces(data):
+    configuration = data.get("configuration")
+    for space in spaces({key: value for key, value in data.items() if key != "configuration"}):
         methods = dict(sorted(data[space].items(),
                               key=lambda item: list(AVERAGES).index(item[0])
                               if item[0] in AVERAGES else len(AVERAGES)))
@@ -381,10 +382,12 @@ def averaging_section(data: dict, intervals: Mapping, paper: Mapping, stem: str)
         if len(theirs) == len(methods):
             lines.append(f"- {space}, the paper's: {order(theirs)}")
     runs = data.get("averaged_runs")
+    named = (" (" + ", ".join(f"{axis} {value}" for axis, value in configuration.items()) + ")"
+             if isinstance(configuration, Mapping) else "")
     return ["### Averaging methods", "",
-            f"Six averages of the {runs} runs of one configuration (`studies.averaging`), at equal "
-            "checkpoint index: the final progress and accuracy (mean probability of the true "
-            f"class) of each (`{stem}.json`; docs/study.md A9, D19; the paper: 30 runs on "
+            f"Six averages of the {runs} runs of one configuration{named} (`studies.averaging`), "
+            "at equal checkpoint index: the final progress and accuracy (mean probability of the "
+            f"true class) of each (`{stem}.json`; docs/study.md A9, D19; the paper: 30 runs on "
             "CIFAR-10).", "",
             *table(["space", "average", "final progress", "final accuracy", "paper progress",
                     "paper accuracy"], rows), "", *lines]
@@ -401,31 +404,42 @@ def span(values: Sequence[float]) -> str:
 
 
 def corners_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
-    """The corner runs' distance to the normal runs, and the joint embedding's stress."""
-    corners = data.get("corners", {})
-    rows = [[name, *(fmt(values.get(column)) for column in CORNER_COLUMNS)]
-            for name, values in corners.items()]
-    lines = []
-    for s in ("0.5", "1"):
-        ratios = [v[f"ratio_at_{s}"] for v in corners.values()
-                  if v.get(f"ratio_at_{s}") is not None]
-        if ratios:
-            inside = sum(r <= 1 for r in ratios)
-            lines.append(f"- s = {s}: the ratio spans {span(ratios)} over the {len(ratios)} "
-                         f"corners that reach it; it is at most 1 (inside the normal runs' tube) "
-                         f"for {inside} of them")
-    stress = [[space, str(k), fmt(data[space][f"explained_stress_{k}"])]
-              for space in spaces(data) if space != "corners"
-              for k in stress_dims(data[space])]
+    """The corner runs' distance to the normal runs, and the joint embedding's stress: one
+    architecture's tree (`corners`, `train`), or one per architecture under `by_arch`."""
+    by_arch = data.get("by_arch")
+    trees = list(by_arch.items()) if isinstance(by_arch, Mapping) else [(None, data)]
+    lead = [] if by_arch is None else ["architecture"]
+    rows, lines, stress = [], [], []
+    for arch, tree in trees:
+        cells = [] if arch is None else [arch]
+        corners = tree.get("corners", {})
+        rows += [[*cells, name, *(fmt(values.get(column)) for column in CORNER_COLUMNS)]
+                 for name, values in corners.items()]
+        for s in ("0.5", "1"):
+            ratios = [v[f"ratio_at_{s}"] for v in corners.values()
+                      if v.get(f"ratio_at_{s}") is not None]
+            if ratios:
+                inside = sum(r <= 1 for r in ratios)
+                lines.append(f"- {'' if arch is None else f'{arch}, '}s = {s}: the ratio spans "
+                             f"{span(ratios)} over the {len(ratios)} corners that reach it; it "
+                             f"is at most 1 (inside the normal runs' tube) for {inside} of them")
+        stress += [[*cells, space, str(k), fmt(tree[space][f"explained_stress_{k}"])]
+                   for space in spaces(tree) if space != "corners"
+                   for k in stress_dims(tree[space])]
+    several = ("" if by_arch is None else
+               " Each architecture's corner runs (`studies.corners.setups`) are embedded and "
+               "compared with its own normal runs.")
     return ["### Initialization corners", "",
             "Each corner's phase-2 runs: median distance to the normal runs at equal training "
             "accuracy s, the normal runs' own median spread at s, and their ratio (about 1 or "
             "below: the corner runs join the normal runs' tube; well above: they stay apart); "
-            f"the final train error (`{stem}.json`; docs/study.md B7, D16). – : not reached.", "",
-            *table(["corner", "to normal, s = 0.5", "normal spread", "ratio", "to normal, s = 1",
-                    "normal spread", "ratio", "final train error"], rows), "", *lines, "",
+            f"the final train error (`{stem}.json`; docs/study.md B7, D16). – : not reached."
+            f"{several}", "",
+            *table([*lead, "corner", "to normal, s = 0.5", "normal spread", "ratio",
+                    "to normal, s = 1", "normal spread", "ratio", "final train error"], rows),
+            "", *lines, "",
             "Explained stress of the joint corner embedding:", "",
-            *table(["space", "k", "χₖ"], stress)]
+            *table([*lead, "space", "k", "χₖ"], stress)]
 
 
 def joint_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
@@ -484,37 +498,66 @@ def trend(values: Sequence[float]) -> str:
 
 
 SLOPES = "slope_against_c"  # synthetic.json's least-squares slopes (lowdim.studies.synthetic)
+STUDENTS = "students"  # synthetic.json with several students: one such tree per student
+
+
+def synthetic_dims(tree: Mapping) -> tuple[list[str], list[int], list[int]]:
+    """One student's synthetic tree (`c=<c>` -> group -> chi_k, and `slope_against_c`): its c
+    keys in order, the k of its chi_k and of its slopes."""
+    cs = sorted((name for name in tree if name.startswith("c=")),
+                key=lambda name: float(name.removeprefix("c=")))
+    dims = {k for c in cs for group in tree[c] for k in stress_dims(tree[c][group])}
+    slope_dims = {k for values in tree.get(SLOPES, {}).values() for k in stress_dims(values)}
+    return cs, sorted(dims), sorted(slope_dims)
+
+
+def synthetic_rows(tree: Mapping, dims: Sequence[int], slope_dims: Sequence[int],
+                   lead: Sequence[str] = ()) -> tuple[list[list[str]], list[str], list[list[str]]]:
+    """One student's chi table rows, trend lines and slope rows at the given k, each led by the
+    cells (and words) of `lead`."""
+    cs = synthetic_dims(tree)[0]
+    groups = sorted({group for c in cs for group in tree[c]})
+    rows = [[*lead, c.removeprefix("c="), group,
+             *(fmt(tree[c][group].get(f"explained_stress_{k}")) for k in dims)]
+            for group in groups for c in cs if group in tree[c]]
+    lines = []
+    for group in groups:
+        chi = [tree[c][group]["explained_stress_1"] for c in cs if group in tree[c]]
+        lines.append(f"- {' '.join([*lead, group])} students: χ₁ {trend(chi)} with c ("
+                     + ", ".join(fmt(x) for x in chi) + ")")
+    slopes = tree.get(SLOPES, {})
+    slope_rows = [[*lead, group,
+                   *(fmt(slopes[group].get(f"explained_stress_{k}")) for k in slope_dims)]
+                  for group in sorted(slopes)]
+    return rows, lines, slope_rows
 
 
 def synthetic_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
     """Explained stress of the students' InPCA for each input decay rate c, and the slope of
-    chi_k against c."""
-    cs = sorted((name for name in data if name.startswith("c=")),
-                key=lambda name: float(name.removeprefix("c=")))
-    groups = sorted({group for c in cs for group in data[c]})
-    dims = sorted({k for c in cs for group in data[c] for k in stress_dims(data[c][group])})
-    rows = [[c.removeprefix("c="), group,
-             *(fmt(data[c][group].get(f"explained_stress_{k}")) for k in dims)]
-            for group in groups for c in cs if group in data[c]]
-    lines = []
-    for group in groups:
-        chi = [data[c][group]["explained_stress_1"] for c in cs if group in data[c]]
-        lines.append(f"- {group} students: χ₁ {trend(chi)} with c ("
-                     + ", ".join(fmt(x) for x in chi) + ")")
-    slopes = data.get(SLOPES, {})
-    slope_dims = sorted({k for values in slopes.values() for k in stress_dims(values)})
-    slope_rows = [[group, *(fmt(slopes[group].get(f"explained_stress_{k}")) for k in slope_dims)]
-                  for group in sorted(slopes)]
+    chi_k against c: one student's tree, or one per student under `students`."""
+    students = data.get(STUDENTS)
+    trees = list(students.items()) if isinstance(students, Mapping) else [(None, data)]
+    dims = sorted({k for _, tree in trees for k in synthetic_dims(tree)[1]})
+    slope_dims = sorted({k for _, tree in trees for k in synthetic_dims(tree)[2]})
+    rows, lines, slope_rows = [], [], []
+    for name, tree in trees:
+        parts = synthetic_rows(tree, dims, slope_dims, () if name is None else (name,))
+        rows, lines, slope_rows = rows + parts[0], lines + parts[1], slope_rows + parts[2]
+    lead = [] if students is None else ["student"]
+    groups = "students" if students is None else "initialization"
     slope_lines = ["", f"Least-squares slope of χₖ against c over the c values above, per group "
                    f"(`{SLOPES}`; positive: χₖ rises with c):", "",
-                   *table(["students", *(f"χ{k}" for k in slope_dims)], slope_rows)
+                   *table([*lead, groups, *(f"χ{k}" for k in slope_dims)], slope_rows)
                    ] if slope_rows else []
+    several = ("" if students is None else
+               f" Each student architecture ({', '.join(students)}) is embedded on its own.")
     return ["### Sloppy synthetic data", "",
             "Explained stress χₖ of the students' InPCA for each input decay rate c (larger c: "
             f"sloppier inputs), default and perturbed-initialization (`corners`) students "
             f"(`{stem}.json`; docs/study.md B8, D17). The claim under test (B8, an inference) is "
-            "that χ rises with c.", "",
-            *table(["c", "students", *(f"χ{k}" for k in dims)], rows), "", *lines, *slope_lines]
+            f"that χ rises with c.{several}", "",
+            *table([*lead, "c", groups, *(f"χ{k}" for k in dims)], rows), "", *lines,
+            *slope_lines]
 
 
 def other_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:

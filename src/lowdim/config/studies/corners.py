@@ -1,4 +1,10 @@
-"""The `studies.corners` section: initialization corners (docs/study.md B7, D16)."""
+"""The `studies.corners` section: initialization corners (docs/study.md B7, D16).
+
+The corner runs are given either by the flat keys (`arch`, `kinds`, `subsample_size`: every kind
+on one architecture), or by `setups`, a list of (architecture, kind, subset size) triples: the
+authors paired AllCNN with a 200-image subset, FC with a 2,000-image subset and WRN-10-4-8 with
+random labels. Each setup is compared with the normal runs of its own architecture.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,32 @@ if TYPE_CHECKING:  # only annotations: the modules run only in stages that load 
 
 CORNER_KINDS = ("uniform", "subsample")
 Iseed = Check(lambda v: 0 <= v < 2**32, "an iseed must be in [0, 2**32)")
+# The flat keys that `setups` replaces, and their defaults (a profile with `setups` leaves them).
+FLAT_KEYS = ("arch", "kinds", "subsample_size")
+
+
+@dataclass(frozen=True)
+class CornerSetup:
+    """One entry of `studies.corners.setups`: an architecture and the corner its runs reach."""
+
+    arch: str  # must be in grid.arch: its normal runs are this setup's comparison
+    kind: Annotated[str, OneOf(CORNER_KINDS)]
+    # the balanced subset's size: for kind subsample only, a multiple of the class count
+    subsample_size: Annotated[int, Positive] | None = None
+
+    def check(self, where: str) -> None:
+        """A subsample setup gives its subset size; a uniform one has none."""
+        if self.kind == "subsample" and self.subsample_size is None:
+            raise ConfigError(f"{where} is a subsample corner without subsample_size: give the "
+                              "size of its balanced subset, e.g. subsample_size: 200")
+        if self.kind != "subsample" and self.subsample_size is not None:
+            raise ConfigError(f"{where}.subsample_size = {self.subsample_size}: only a subsample "
+                              f"corner has a subset; drop the key from this {self.kind} setup")
+
+    @property
+    def name(self) -> str:
+        """The setup's label in corner names: 'uniform' or 'subsample-<size>'."""
+        return self.kind if self.subsample_size is None else f"{self.kind}-{self.subsample_size}"
 
 
 @dataclass(frozen=True)
@@ -47,14 +79,62 @@ class CornersConfig:
     geodesic_points: Annotated[int, Positive] = 20
     # equal-progress grid of the convergence analysis
     grid_points: Annotated[int, Positive] = 50
+    # (arch, kind, subsample_size) per setup, in place of arch, kinds and subsample_size
+    setups: tuple[CornerSetup, ...] | None = None
+
+    def check(self) -> None:
+        """`setups` replaces the flat keys, so they keep their defaults beside it; no setup is
+        listed twice."""
+        if self.setups is None:
+            return
+        changed = [key for key in FLAT_KEYS
+                   if getattr(self, key) != CornersConfig.__dataclass_fields__[key].default]
+        if changed:
+            raise ConfigError(
+                f"studies.corners sets both setups and {', '.join(changed)}: with setups, each "
+                "setup names its own arch, kind and subsample_size; drop "
+                f"studies.corners.{' and '.join(changed)} (or drop setups)")
+        seen: dict[CornerSetup, int] = {}
+        for i, setup in enumerate(self.setups):
+            if setup in seen:
+                raise ConfigError(
+                    f"studies.corners.setups[{i}] repeats setups[{seen[setup]}] ({setup.arch}, "
+                    f"{setup.name}): list each setup once")
+            seen[setup] = i
+
+    def named_setups(self) -> tuple[tuple[str, CornerSetup], ...]:
+        """(name, setup) of every setup, in training order. With `setups`: as listed, each named
+        'uniform' or 'subsample-<size>'. Without: one per kind of `kinds` on `arch`, named by the
+        kind alone (the corner names of the flat keys: 'uniform-0', 'subsample-0')."""
+        if self.setups is not None:
+            return tuple((s.name, s) for s in self.setups)
+        return tuple((kind, CornerSetup(self.arch, kind,
+                                        self.subsample_size if kind == "subsample" else None))
+                     for kind in self.kinds)
+
+    @property
+    def archs(self) -> tuple[str, ...]:
+        """The architectures of the setups, in first-listed order: one joint embedding each."""
+        return tuple(dict.fromkeys(setup.arch for _, setup in self.named_setups()))
 
 
 def check_with(corners: CornersConfig, grid: GridConfig, data: DataConfig) -> None:
-    """The corner runs are compared with the grid's runs of `arch`, and the balanced subset holds
-    the same count of each of the dataset's classes."""
-    check_in_grid(corners.arch, grid.arch, "studies.corners.arch", "grid.arch",
-                  "the corner runs are compared with the normal runs of that architecture, so "
-                  "add it there")
-    if corners.subsample_size % data.num_classes:
-        raise ConfigError(f"studies.corners.subsample_size = {corners.subsample_size}: a "
-                          f"balanced subset needs a multiple of the {data.num_classes} classes")
+    """The corner runs are compared with the grid's runs of their architecture, and each balanced
+    subset holds the same count of each of the dataset's classes."""
+    if corners.setups is None:
+        check_in_grid(corners.arch, grid.arch, "studies.corners.arch", "grid.arch",
+                      "the corner runs are compared with the normal runs of that architecture, "
+                      "so add it there")
+        if corners.subsample_size % data.num_classes:
+            raise ConfigError(f"studies.corners.subsample_size = {corners.subsample_size}: a "
+                              f"balanced subset needs a multiple of the {data.num_classes} "
+                              "classes")
+        return
+    for i, setup in enumerate(corners.setups):
+        where = f"studies.corners.setups[{i}]"
+        check_in_grid(setup.arch, grid.arch, f"{where}.arch", "grid.arch",
+                      "each setup is compared with the normal runs of its architecture, so add "
+                      "it there or pick one of those")
+        if setup.subsample_size is not None and setup.subsample_size % data.num_classes:
+            raise ConfigError(f"{where}.subsample_size = {setup.subsample_size}: a balanced "
+                              f"subset needs a multiple of the {data.num_classes} classes")
