@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lowdim.analysis import placement
 from lowdim.analysis.analysis_set import reference_distances
 from lowdim.analysis.placement import (
     check_predictions,
@@ -24,6 +25,7 @@ from lowdim.geometry.distances import (
 from lowdim.geometry.geodesic import geodesic
 from lowdim.geometry.inpca import inpca
 from lowdim.store.analysis_set import AnalysisSet, save_analysis_set
+from lowdim.store.arrays import NpyFile
 from lowdim.store.distance_matrices import save_distances
 from lowdim.store.products import save_embeddings
 
@@ -179,3 +181,32 @@ def test_a_landmark_embedding_is_loaded_and_places_its_own_checkpoints(products,
     placed = place(np.asarray(space.probs[rows]), space)
     np.testing.assert_allclose(placed.coords, landmark.coords[rows], atol=1e-6)
     assert placed.distances.shape == (len(rows), d.shape[0])  # nearest runs search every point
+
+
+def test_load_space_reads_one_row_of_the_stored_matrix(products, tmp_path, monkeypatch):
+    """Of the stored (M, M) matrix only the compared row is read, through a memory map; the
+    probabilities are read on demand. Rows full of NaN elsewhere do not matter."""
+    d = np.load(products / "distances" / "train.npy")
+    index = pd.read_parquet(products / "predictions" / "index.parquet")
+    row = int(np.flatnonzero(index["kind"] == "run")[-1])  # the row load_space compares
+    garbage = np.full_like(d, np.nan)
+    garbage[row] = d[row]
+    (tmp_path / "distances").mkdir()
+    np.save(tmp_path / "distances" / "train.npy", garbage)
+    opened, real = [], placement.load_distance_matrix
+
+    def spy(directory, space, mmap=False):
+        opened.append(real(directory, space, mmap=mmap))
+        return opened[-1]
+
+    monkeypatch.setattr(placement, "load_distance_matrix", spy)
+    space = load_space(products / "predictions", products / "embedding", "train",
+                       settings=SETTINGS, distances_dir=tmp_path / "distances")
+    monkeypatch.undo()
+    assert len(opened) == 1 and isinstance(opened[0], np.memmap)
+    assert isinstance(space.probs, NpyFile)
+    np.save(tmp_path / "distances" / "train.npy", d[:-1, :-1])  # another run's matrix
+    with pytest.raises(ValueError, match=r"has shape \(\d+, \d+\), not \(\d+, \d+\) as the "
+                                         "analysis set.*dvc repro"):
+        load_space(products / "predictions", products / "embedding", "train",
+                   settings=SETTINGS, distances_dir=tmp_path / "distances")

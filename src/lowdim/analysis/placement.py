@@ -34,7 +34,7 @@ from lowdim.analysis.analysis_set import loss_and_error, renormalize
 from lowdim.geometry.distances import DistanceSettings, bhattacharyya
 from lowdim.geometry.geodesic import progress
 from lowdim.geometry.inpca import project
-from lowdim.store.analysis_set import load_index, load_probs
+from lowdim.store.analysis_set import load_index, open_probs
 from lowdim.store.distance_matrices import load_distance_matrix
 from lowdim.store.products import load_embedding
 from lowdim.store.records import SPACES, Embedding
@@ -57,7 +57,8 @@ class EmbeddedSpace:
 
     space: str
     index: pd.DataFrame      # the analysis set's index table, one row per embedded point
-    probs: np.ndarray        # (M, N, C) float32 probabilities of the embedded points
+    probs: np.ndarray        # (M, N, C) float32 probabilities of the embedded points (an array
+                             # or, from load_space, an NpyFile read a block of rows at a time)
     embedding: Embedding     # the stored InPCA of those M points
     settings: DistanceSettings  # the distances stage's (sample subset, clamp, method)
     origin: str = ""         # where it was loaded from, for messages
@@ -115,6 +116,10 @@ def load_space(predictions_dir: str | Path, embedding_dir: str | Path, space: st
     ``distances``; its ``sample_step`` and ``bc_floor`` fix the rows). When ``distances_dir`` is
     given, one stored distance row is recomputed with them and compared, so settings that do not
     match the stored matrix fail here instead of misplacing the model.
+
+    Memory is O(block + M) at any M: the probabilities are an ``NpyFile`` (rows read on demand,
+    a block at a time, by the distance kernel), and of the stored (M, M) matrix only the one
+    compared row is read, through a memory map.
     """
     if space not in SPACES:
         raise ValueError(f"unknown space {space!r}: choose one of {', '.join(SPACES)}")
@@ -123,7 +128,7 @@ def load_space(predictions_dir: str | Path, embedding_dir: str | Path, space: st
             raise FileNotFoundError(f"{label} {path} does not exist: run the pipeline first "
                                     "(dvc repro embedding) or point to its outputs")
     index = load_index(predictions_dir)
-    probs = load_probs(predictions_dir, space)
+    probs = open_probs(predictions_dir, space)
     embedding = load_embedding(embedding_dir, space)
     m = embedding.coords.shape[0]  # every embedded point (column_means: the landmarks')
     if not len(index) == probs.shape[0] == m:
@@ -135,25 +140,32 @@ def load_space(predictions_dir: str | Path, embedding_dir: str | Path, space: st
     result = EmbeddedSpace(space=space, index=index, probs=probs, embedding=embedding,
                            settings=settings, origin=f"{Path(predictions_dir) / space}.npy")
     if distances_dir is not None:
-        _check_settings(result, load_distance_matrix(distances_dir, space), distances_dir)
+        _check_settings(result, load_distance_matrix(distances_dir, space, mmap=True),
+                        distances_dir)
     return result
 
 
 def _distance_rows(p: np.ndarray, space: EmbeddedSpace) -> np.ndarray:
     """(T, N, C) -> (T, M) d_B to every embedded point, with the distances stage's settings."""
     with warnings.catch_warnings():
-        # The embedded points are a read-only memory map; the kernel only reads them, but torch
-        # warns when it wraps a read-only block (sample_step = 1 passes the map itself).
+        # The embedded points may be a read-only memory map; the kernel only reads them, but
+        # torch warns when it wraps a read-only block (sample_step = 1 passes the map itself).
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return bhattacharyya(p, space.probs, **space.settings.kwargs())
 
 
 def _check_settings(space: EmbeddedSpace, matrix: np.ndarray, where: str | Path) -> None:
-    """Recompute the distances of one run row and compare them with the stored matrix."""
+    """Recompute the distances of one run row and compare them with the stored matrix, of
+    which only that row is read (`matrix` may be memory-mapped)."""
+    m = len(space.index)
+    if np.shape(matrix) != (m, m):
+        raise ValueError(f"the stored distance matrix in {where} has shape {np.shape(matrix)}, "
+                         f"not ({m}, {m}) as the analysis set: they come from different runs of "
+                         "the pipeline; run dvc repro so that both are current")
     runs = space.index.index[space.index["kind"] == "run"]
     row = int(runs[-1]) if len(runs) else 0  # a trained checkpoint: far from the reference rows
     recomputed = _distance_rows(np.array(space.probs[row : row + 1]), space)[0]
-    gap = float(np.abs(recomputed - matrix[row]).max())
+    gap = float(np.abs(recomputed - np.array(matrix[row])).max())
     settings = space.settings
     if gap > _CONSISTENCY_TOL:
         raise ValueError(

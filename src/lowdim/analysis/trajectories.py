@@ -15,18 +15,31 @@ Choices, documented where they are made:
 - the geodesic enters at its own parameter t = s_j: reindexing it by accuracy would be
   degenerate, since every point past P0 already predicts the true class (accuracy 1).
 
-Scale. The stage (``analyse_space``) never holds the (R, G, N, C) trajectory set, nor any
-per-sample (G, R, R, N) quantity: ``trajectory_tensor`` builds the trajectories a few grid
-points at a time (R x g x N x C float32, at most ``max_block_bytes``), reading each run's
-bracketing checkpoints only, and reduces each grid point at once to its (R, R) distances by
-the blocked kernel of ``lowdim.geometry.distances``. What remains is the (G, R, R) float64 distance
-tensor, O(G R^2) memory (4.2 GB for the paper's G = 100, R = 2,300), which the analyses of
-``lowdim.analysis.trajectory_analyses`` take whole; the pairwise work itself (O(G R^2 N C)) is
-streamed. """
+Scale. Memory is O(block + M) apart from one space's (G, R, R) distance tensor (``BLOCK_BYTES``
+bounds a block; with the fused distance kernel, the default, no product depends on it, bit for
+bit: tests/test_trajectories_blocked.py):
+
+- ``checkpoint_progress`` reads the (M, N, C) probabilities a block of checkpoints at a time
+  (``geometry.geodesic.progress``), never forming the (M, N) inner products of all of them;
+- ``trajectory_tensor`` never holds the (R, G, N, C) trajectory set, nor any per-sample
+  (G, R, R, N) quantity: it builds the trajectories a few grid points at a time (an
+  (R, g, N, C) float32 slab within the budget), reading each run's bracketing checkpoints only,
+  and reduces each grid point at once to its (R, R) distances by the blocked kernel of
+  ``lowdim.geometry.distances``. When one grid point alone exceeds the budget (R = 2,300
+  trajectories of N = 50,000 samples: 4.6 GB), its slab goes to a scratch file a block of
+  trajectories at a time and the kernel reads it from there;
+- the stage (notebooks/60_trajectories.ipynb) analyses and writes one space at a time, so one
+  (G, R, R) float64 tensor is in memory at once: O(G R^2), 4.2 GB at the paper's G = 100 and
+  R = 2,300, which the analyses of ``lowdim.analysis.trajectory_analyses`` take whole.
+
+The pairwise work itself (O(G R^2 N C)) is streamed. """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,8 +68,12 @@ from lowdim.geometry.geodesic import (
     trajectory_distances,
     unit_roots,
 )
+from lowdim.store.arrays import NpyFile, check_disk_space
 
 FACTORS = ("arch", "optimizer", "batch_size", "lr", "weight_decay", "augment", "init", "epochs")
+# Default memory bound of one block (of checkpoints for progress, of reindexed trajectories and of
+# the distance kernel for the tensor). The products do not depend on it, bit for bit.
+BLOCK_BYTES = 64 * 2**20
 
 
 def progress_grid(points: int) -> np.ndarray:
@@ -95,11 +112,16 @@ def reference_rows(index: pd.DataFrame) -> tuple[int, int]:
     return rows[0], rows[1]
 
 
-def checkpoint_progress(index: pd.DataFrame, probs: np.ndarray) -> np.ndarray:
-    """(M,) progress lambda (A6, angle-sum mode, all samples) of every row of one space."""
+def checkpoint_progress(index: pd.DataFrame, probs: np.ndarray, *,
+                        max_block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """(M,) progress lambda (A6, angle-sum mode, all samples) of every row of one space.
+
+    `probs` (an array, a memory map or a blockwise ``NpyFile``) is read a block of models at a
+    time (``geometry.geodesic.progress``): O(block + M) memory, the same bits for any budget.
+    """
     p0_row, p1_row = reference_rows(index)
     p0, p1 = np.asarray(probs[p0_row]), np.asarray(probs[p1_row])
-    return progress(np.asarray(probs), p0, p1)
+    return progress(probs, p0, p1, max_block_bytes=max_block_bytes)
 
 
 def reindex_index(index: pd.DataFrame, run_progress: np.ndarray | None, by: str) -> np.ndarray:
@@ -167,16 +189,22 @@ def _trajectory_table(index: pd.DataFrame, runs: pd.DataFrame
 
 def trajectory_tensor(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,
                       index_values: np.ndarray, grid: np.ndarray, *,
-                      bc_floor: float = BC_FLOOR, max_block_bytes: int = 256 * 2**20,
-                      device: str = "cpu", progress_bar: bool = False
-                      ) -> tuple[pd.DataFrame, np.ndarray]:
+                      bc_floor: float = BC_FLOOR, max_block_bytes: int = BLOCK_BYTES,
+                      device: str = "cpu", scratch_dir: str | Path | None = None,
+                      progress_bar: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """The trajectory table and its (G, R, R) float64 distance tensor at equal progress (A8).
 
     Equals ``build_trajectory_set`` followed by ``geometry.trajectory_distance_tensor`` (the
     same float32 trajectories, the same kernel), without the (R, G, N, C) set: grid points are
     taken in chunks whose (R, g, N, C) float32 slab fits ``max_block_bytes``, each run
-    contributing only the checkpoints that bracket the chunk's grid points. O(G R^2) memory for
-    the tensor, which the analyses need whole; O(G R^2 N C) work, streamed by the kernel.
+    contributing only the checkpoints that bracket the chunk's grid points. When one grid
+    point's (R, N, C) slab alone exceeds ``max_block_bytes``, each grid point's slab is written
+    to a scratch ``.npy`` file in ``scratch_dir`` (default: the system's temporary directory)
+    a block of trajectories at a time and the kernel reads it in blocks from there; the
+    distances are the same, bit for bit, since the kernel plans its blocks from the shapes and
+    the budget alone. O(G R^2) memory for the tensor, which the analyses need whole, plus one
+    block; O(G R^2 N C) work, streamed by the kernel. `probs` may be a memory map or a
+    blockwise ``NpyFile`` (``lowdim.store.analysis_set.open_probs``).
     """
     table, trained, members = _trajectory_table(index, runs)
     grid = np.asarray(grid, dtype=np.float64)
@@ -185,24 +213,102 @@ def trajectory_tensor(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame
     brackets = [reindex_brackets(check_index(index_values[rows], len(rows)), grid)
                 for rows in run_rows]
     p0_row, p1_row = reference_rows(index)
-    p0, p1 = np.asarray(probs[p0_row]), np.asarray(probs[p1_row])
-    n_runs, count = len(run_rows), len(table)
-    per_point = count * int(np.prod(probs.shape[1:])) * 4
-    chunk = int(max(1, min(len(grid), max_block_bytes // max(1, per_point))))
+    sources = _Sources(probs, run_rows, brackets, members,
+                       np.asarray(probs[p0_row]), np.asarray(probs[p1_row]), grid)
+    count = len(table)
+    per_point = count * sources.point_bytes
+    kernel = {"bc_floor": bc_floor, "device": device, "max_block_bytes": max_block_bytes}
     tensor = np.empty((len(grid), count, count))
+    if per_point > max_block_bytes:
+        _tensor_from_scratch(tensor, sources, count, max_block_bytes, kernel, scratch_dir,
+                             progress_bar)
+        return table, tensor
+    chunk = int(min(len(grid), max_block_bytes // per_point))
     for g0 in tqdm(range(0, len(grid), chunk), desc="trajectory distances",
                    disable=not progress_bar):
         points = np.arange(g0, min(g0 + chunk, len(grid)))
-        slab = np.empty((len(points), count, *probs.shape[1:]), dtype=np.float32)
-        for r, rows in enumerate(run_rows):
-            slab[:, r] = _reindexed_points(probs, rows, brackets[r], points)
-        for c, member in enumerate(members):  # (S, g, N, C) seeds of one configuration
-            slab[:, n_runs + c] = average_trajectories(slab[:, member].swapaxes(0, 1))
-        slab[:, -1] = geodesic(p0, p1, grid[points])
+        slab = sources.slab(points, np.arange(count))
         for j, point in enumerate(points):
-            tensor[point] = bhattacharyya(slab[j], bc_floor=bc_floor, device=device,
-                                          max_block_bytes=max_block_bytes)
+            tensor[point] = bhattacharyya(slab[j], **kernel)
     return table, tensor
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """What the trajectories at given grid points are made of: each trained run's checkpoint
+    rows and brackets, each configuration's member runs, and the geodesic's endpoints."""
+
+    probs: np.ndarray
+    run_rows: list[np.ndarray]
+    brackets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    members: list[np.ndarray]
+    p0: np.ndarray
+    p1: np.ndarray
+    grid: np.ndarray
+
+    @property
+    def point_bytes(self) -> int:
+        """Bytes of one trajectory at one grid point (N x C float32)."""
+        return int(np.prod(self.probs.shape[1:])) * 4
+
+    def run(self, r: int, points: np.ndarray) -> np.ndarray:
+        """(g, N, C) float64 values of trained run r at grid points `points`."""
+        return _reindexed_points(self.probs, self.run_rows[r], self.brackets[r], points)
+
+    def slab(self, points: np.ndarray, positions: np.ndarray,
+             stored: NpyFile | None = None) -> np.ndarray:
+        """(g, len(positions), N, C) float32: the trajectories at table positions `positions`
+        (runs, then one average per configuration, then the geodesic) at grid points `points`.
+
+        An average takes its seeds from this slab when they are in it, else from `stored`
+        (a one-point slab of every trajectory already written), else recomputes them; the
+        float32 values, and so the average, are the same either way.
+        """
+        n_runs = len(self.run_rows)
+        out = np.empty((len(points), len(positions), *self.probs.shape[1:]), dtype=np.float32)
+        where = {int(t): k for k, t in enumerate(positions)}
+        for k, t in enumerate(positions):
+            if t < n_runs:
+                out[:, k] = self.run(int(t), points)
+        for k, t in enumerate(positions):
+            if n_runs <= t < n_runs + len(self.members):  # (g, S, N, C): one configuration
+                member = self.members[t - n_runs]
+                seeds = np.empty((len(points), len(member), *out.shape[2:]), dtype=np.float32)
+                for s, r in enumerate(member):
+                    if int(r) in where:
+                        seeds[:, s] = out[:, where[int(r)]]
+                    elif stored is not None:
+                        seeds[:, s] = stored[int(r)]
+                    else:
+                        seeds[:, s] = self.run(int(r), points)
+                out[:, k] = average_trajectories(seeds.swapaxes(0, 1))
+            elif t == n_runs + len(self.members):
+                out[:, k] = geodesic(self.p0, self.p1, self.grid[points])
+        return out
+
+
+def _tensor_from_scratch(tensor: np.ndarray, sources: _Sources, count: int,
+                         max_block_bytes: int, kernel: dict, scratch_dir: str | Path | None,
+                         progress_bar: bool) -> None:
+    """Fill the (G, R, R) tensor one grid point at a time through a scratch (R, N, C) file.
+
+    Each grid point's trajectories are written in blocks of rows that fit ``max_block_bytes``
+    (runs first, so that the averages read their seeds back from the file), then the kernel
+    reads the file in its own blocks. Only one block of trajectories is in memory at a time.
+    """
+    rows = max(1, max_block_bytes // sources.point_bytes)
+    with tempfile.TemporaryDirectory(prefix="lowdim-trajectory-slab-", dir=scratch_dir) as tmp:
+        path = Path(tmp) / "slab.npy"
+        check_disk_space(count * sources.point_bytes, tmp, "one grid point of the trajectories",
+                         "or pass a scratch_dir on a larger filesystem (the stage uses its "
+                         "output directory's)")
+        stored = NpyFile.create(path, (count, *sources.probs.shape[1:]), np.float32)
+        for point in tqdm(range(tensor.shape[0]), desc="trajectory distances",
+                          disable=not progress_bar):
+            for start in range(0, count, rows):
+                positions = np.arange(start, min(start + rows, count))
+                stored.write_rows(start, sources.slab(np.array([point]), positions, stored)[0])
+            tensor[point] = bhattacharyya(stored, **kernel)
 
 
 def _reindexed_points(probs: np.ndarray, rows: np.ndarray,
@@ -230,17 +336,19 @@ def _reindexed_points(probs: np.ndarray, rows: np.ndarray,
 
 def analyse_space(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,
                   index_values: np.ndarray, grid: np.ndarray, *, bc_floor: float,
-                  importance_repeats: int, seed: int, max_block_bytes: int = 256 * 2**20,
+                  importance_repeats: int, seed: int, max_block_bytes: int = BLOCK_BYTES,
+                  scratch_dir: str | Path | None = None,
                   progress_bar: bool = False) -> dict[str, object]:
     """Every trajectory-level product of one prediction space, keyed by product name.
 
-    The distance tensor comes from ``trajectory_tensor`` (streamed; O(G R^2) memory). The
-    analyses on it are O(G R^2) (tube width, distance to the geodesic: one (G, R) slice per
-    run) or O(R^2) (trajectory and configuration distances, clustering, importance, the
-    trajectory embedding).
+    The distance tensor comes from ``trajectory_tensor`` (streamed; O(G R^2) memory; a scratch
+    file in ``scratch_dir`` when one grid point exceeds ``max_block_bytes``). The analyses on
+    it are O(G R^2) (tube width, distance to the geodesic: one (G, R) slice per run) or O(R^2)
+    (trajectory and configuration distances, clustering, importance, the trajectory embedding).
     """
     table, tensor = trajectory_tensor(index, probs, runs, index_values, grid, bc_floor=bc_floor,
-                                      max_block_bytes=max_block_bytes, progress_bar=progress_bar)
+                                      max_block_bytes=max_block_bytes, scratch_dir=scratch_dir,
+                                      progress_bar=progress_bar)
     distances = trajectory_distances(tensor)
     configurations, config_distances = configuration_distances(tensor, table)
     products: dict[str, object] = {

@@ -129,6 +129,26 @@ def spread_centres(index: pd.DataFrame, progress: Sequence[float] = SPREAD_PROGR
     return np.array([int(geo["row"].iloc[np.argmin(np.abs(t - p))]) for p in progress])
 
 
+def spread_distances(d: np.ndarray, centres: Sequence[int]) -> np.ndarray:
+    """(M, M) distance matrix, K centre rows -> (M, K) distance of every point to each centre.
+
+    Reads the K rows of the centres only (a distance matrix is symmetric: column j is row j),
+    so a memory-mapped matrix (``load_distance_matrix(..., mmap=True)``) is never read whole:
+    O(K M) memory at any M.
+    """
+    shape = np.shape(d)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"d must be a square (M, M) distance matrix, got shape {shape}")
+    rows = np.asarray(centres)
+    if rows.ndim != 1 or rows.size == 0 or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(f"centres must be a non-empty 1-D array of row indices, got {centres!r}")
+    if rows.min() < 0 or rows.max() >= shape[0]:
+        raise ValueError(f"centres must be rows of the matrix, in [0, {shape[0] - 1}], got "
+                         f"{rows.tolist()}: the analysis set and the distances come from "
+                         "different runs of the pipeline")
+    return np.array(d[rows], dtype=np.float64).T
+
+
 def spread_labels(to_centres: np.ndarray, radius: float) -> np.ndarray:
     """(M, K) distances to K centres -> (M,) index of the nearest centre within `radius`, else -1.
 

@@ -33,6 +33,8 @@ same intensive normalization).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 from tqdm import tqdm
@@ -42,8 +44,11 @@ from lowdim.geometry.distances import BC_FLOOR, bhattacharyya, check_probabiliti
 THETA_EPS = 1e-8
 # The authors' default grid for the stored 100-point P0 -> P* geodesic (t = 0.01, ..., 1.00).
 GEODESIC_T = np.linspace(0.01, 1.0, 100)
-# Work on this many models at a time when forming (M, N) inner products, to bound memory.
+# Inner products are formed this many models at a time (the unit of every block of models).
 _MODEL_BLOCK = 64
+# Default ceiling on the working set of one block of models in ``progress`` and
+# ``progress_closed_form`` (the same default as the distance kernels' max_block_bytes).
+MAX_BLOCK_BYTES = 256 * 2**20
 
 
 def unit_roots(p: np.ndarray) -> np.ndarray:
@@ -110,6 +115,35 @@ def _inner_products(
     return np.clip(u, 0.0, 1.0), np.clip(v, 0.0, 1.0)
 
 
+def progress_block_rows(n: int, c: int, max_block_bytes: int = MAX_BLOCK_BYTES) -> int:
+    """Models per block of ``progress`` / ``progress_closed_form`` for (N, C) models.
+
+    A whole number of ``_MODEL_BLOCK`` groups (at least one) whose working set fits
+    ``max_block_bytes``: per model its float32 rows (4 N C bytes) and four (N,) float64 rows of
+    inner products (u, v, and their informative columns: 32 N bytes), plus a fixed float64
+    square-root block of ``_MODEL_BLOCK`` models (three (64, N, C) temporaries). Every block
+    starts at a multiple of ``_MODEL_BLOCK``, so its inner products are computed on the same
+    groups of models as an unblocked call and each model's result is bitwise the same.
+    """
+    if isinstance(max_block_bytes, bool) or int(max_block_bytes) != max_block_bytes \
+            or max_block_bytes < 1:
+        raise ValueError(f"max_block_bytes must be a positive integer, got {max_block_bytes!r}")
+    per_model = n * (4 * c + 32)
+    fixed = 3 * _MODEL_BLOCK * n * c * 8
+    groups = (int(max_block_bytes) - fixed) // (per_model * _MODEL_BLOCK)
+    return int(max(1, groups)) * _MODEL_BLOCK
+
+
+def _inner_product_blocks(p: np.ndarray, a0: np.ndarray, a1: np.ndarray, keep: np.ndarray,
+                          max_block_bytes: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Blocks of models of (M, N, C) p (an array, a memory map or a blockwise NpyFile, read one
+    block at a time): (first model, clipped <a, a0>, clipped <a, a1>), each (rows, kept N)."""
+    rows = progress_block_rows(*p.shape[1:], max_block_bytes)
+    for start in range(0, p.shape[0], rows):
+        u, v = _inner_products(np.asarray(p[start : start + rows]), a0, a1)
+        yield start, u[:, keep], v[:, keep]
+
+
 def _check_models(p: np.ndarray, a0: np.ndarray) -> np.ndarray:
     """Validate (M, N, C) models against the (N, C) endpoints."""
     p = check_probabilities(p, "p", 3)
@@ -122,7 +156,8 @@ def _check_models(p: np.ndarray, a0: np.ndarray) -> np.ndarray:
 
 
 def progress(
-    p: np.ndarray, p0: np.ndarray, p1: np.ndarray, *, xatol: float = 1e-6
+    p: np.ndarray, p0: np.ndarray, p1: np.ndarray, *, xatol: float = 1e-6,
+    max_block_bytes: int = MAX_BLOCK_BYTES,
 ) -> np.ndarray:
     """(M, N, C), (N, C), (N, C) -> (M,) progress in [0, 1]; A6 'prod' mode (angle-sum minimum).
 
@@ -130,52 +165,65 @@ def progress(
     ``minimize_scalar(method='bounded')``, tolerance ``xatol``). Bounded Brent never evaluates
     the bounds themselves, so the objective at t = 0 and t = 1 is compared with its answer and the
     best of the three is kept (ties go to the endpoint): lambda(p0) = 0 and lambda(p1) = 1 exactly.
+
+    Models are taken in blocks (``progress_block_rows``: the working set of a block fits
+    ``max_block_bytes``), so memory is O(block + M) whatever M, and `p` may be a memory map or a
+    blockwise ``lowdim.store.arrays.NpyFile`` read one block at a time. The result does not
+    depend on the block size, bit for bit.
     """
     a0, a1, theta = _endpoints(p0, p1)
     p = _check_models(p, a0)
-    u, v = _inner_products(p, a0, a1)
     keep = theta >= THETA_EPS
-    u, v, th = u[:, keep], v[:, keep], theta[keep]
+    th = theta[keep]
     sin_th = np.sin(th)
     out = np.zeros(p.shape[0])
     if th.size == 0:  # every sample has p0 == p1: any t is as good, report the start
         return out
 
-    for i in range(p.shape[0]):
-        ui, vi = u[i], v[i]
-
-        def cost(t: float, ui: np.ndarray = ui, vi: np.ndarray = vi) -> float:
-            c = (ui * np.sin((1.0 - t) * th) + vi * np.sin(t * th)) / sin_th
-            return float(np.arccos(np.clip(c, 0.0, 1.0)).sum())
-
-        res = minimize_scalar(cost, bounds=(0.0, 1.0), method="bounded", options={"xatol": xatol})
-        candidates = [(cost(0.0), 0.0), (cost(1.0), 1.0), (float(res.fun), float(res.x))]
-        out[i] = min(candidates, key=lambda fc: fc[0])[1]
+    for start, u, v in _inner_product_blocks(p, a0, a1, keep, max_block_bytes):
+        for i in range(u.shape[0]):
+            out[start + i] = _angle_sum_minimum(u[i], v[i], th, sin_th, xatol)
     return out
 
 
-def progress_closed_form(p: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
+def _angle_sum_minimum(ui: np.ndarray, vi: np.ndarray, th: np.ndarray, sin_th: np.ndarray,
+                       xatol: float) -> float:
+    """One model's 'prod' progress from its clipped inner products with the endpoints."""
+
+    def cost(t: float) -> float:
+        c = (ui * np.sin((1.0 - t) * th) + vi * np.sin(t * th)) / sin_th
+        return float(np.arccos(np.clip(c, 0.0, 1.0)).sum())
+
+    res = minimize_scalar(cost, bounds=(0.0, 1.0), method="bounded", options={"xatol": xatol})
+    candidates = [(cost(0.0), 0.0), (cost(1.0), 1.0), (float(res.fun), float(res.x))]
+    return min(candidates, key=lambda fc: fc[0])[1]
+
+
+def progress_closed_form(p: np.ndarray, p0: np.ndarray, p1: np.ndarray, *,
+                         max_block_bytes: int = MAX_BLOCK_BYTES) -> np.ndarray:
     """(M, N, C), (N, C), (N, C) -> (M,) progress in [0, 1]; A6 'mean' mode (closed form).
 
     Per sample, the point of the great circle nearest to a_n satisfies
     tan(t_n theta_n) = <a,a1> / (<a,a0> sin theta_n) - cot theta_n; t_n < 0 goes to 0, t_n is
     clipped to [0, 1], and lambda is the mean of t_n over informative samples. Samples with a_n
     orthogonal to both endpoints (every t equally near) are left out with the degenerate ones; a
-    model with no informative sample gets lambda = 0.
+    model with no informative sample gets lambda = 0. Blocks of models as ``progress``.
     """
     a0, a1, theta = _endpoints(p0, p1)
     p = _check_models(p, a0)
-    u, v = _inner_products(p, a0, a1)
     keep = theta >= THETA_EPS
-    u, v, th = u[:, keep], v[:, keep], theta[keep]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # u == 0 < v gives +inf, i.e. t_n theta_n = pi/2 >= theta_n: clipped to 1 below.
-        x = v / (u * np.sin(th)) - 1.0 / np.tan(th)
-        t_n = np.clip(np.arctan(x) / th, 0.0, 1.0)
-    informative = ~np.isnan(t_n)  # u == v == 0
-    counts = informative.sum(axis=1)
-    sums = np.where(informative, t_n, 0.0).sum(axis=1)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    th = theta[keep]
+    out = np.empty(p.shape[0])
+    for start, u, v in _inner_product_blocks(p, a0, a1, keep, max_block_bytes):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # u == 0 < v gives +inf, i.e. t_n theta_n = pi/2 >= theta_n: clipped to 1 below.
+            x = v / (u * np.sin(th)) - 1.0 / np.tan(th)
+            t_n = np.clip(np.arctan(x) / th, 0.0, 1.0)
+        informative = ~np.isnan(t_n)  # u == v == 0
+        counts = informative.sum(axis=1)
+        sums = np.where(informative, t_n, 0.0).sum(axis=1)
+        out[start : start + u.shape[0]] = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    return out
 
 
 # --- Trajectories: reindexing onto a common progress grid, averages, distances (A7-A9, A15) ---

@@ -60,13 +60,20 @@ def save_products(products: Mapping[str, np.ndarray | pd.DataFrame | Embedding],
     """Write each named product: tables as `<name>.parquet`, embeddings as `<name>.npz`, arrays
     as `<name>.npy`; one directory, atomically."""
     with atomic_directory(directory) as tmp:
-        for name, product in products.items():
-            if isinstance(product, pd.DataFrame):
-                product.to_parquet(tmp / f"{name}.parquet", index=False)
-            elif isinstance(product, Embedding):
-                _save_embedding(product, tmp / f"{name}.npz")
-            else:
-                np.save(tmp / f"{name}.npy", np.asarray(product))
+        write_products(products, tmp)
+
+
+def write_products(products: Mapping[str, np.ndarray | pd.DataFrame | Embedding],
+                   directory: Path) -> None:
+    """``save_products``' files, written into an existing directory (not atomically): for a
+    stage that writes its products a part at a time inside one ``atomic_directory``."""
+    for name, product in products.items():
+        if isinstance(product, pd.DataFrame):
+            product.to_parquet(directory / f"{name}.parquet", index=False)
+        elif isinstance(product, Embedding):
+            _save_embedding(product, directory / f"{name}.npz")
+        else:
+            np.save(directory / f"{name}.npy", np.asarray(product))
 
 
 def load_table(directory: str | Path, name: str) -> pd.DataFrame:
