@@ -461,30 +461,54 @@ def joint_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> 
         *table(["k", *(name.replace("_", " ") for name in names)], rows)]
 
 
+SUBSET = "subset_"  # tangents.json's prefix of the second basis (studies.tangents.subset)
+
+
+def tangent_rows(values: Mapping, space: str, prefix: str, paper_key: str | None,
+                 paper: Mapping) -> tuple[list[list[str]], list[str]]:
+    """One basis's table rows (k, basis, true InPCA, the paper's two) and its cosine row; the
+    paper's cells only where `paper_key` (the metric stem the paper's values are filed under)."""
+    def cell(name: str) -> str:
+        return "" if paper_key is None else paper_cell(f"{paper_key}.{space}.{name}", paper)
+
+    basis_of, true_of = f"{prefix}tangent_basis_explained_", f"{prefix}true_inpca_explained_"
+    dims = sorted({*stress_dims(values, basis_of), *stress_dims(values, true_of)})
+    rows = [[space, str(k), fmt(values.get(f"{basis_of}{k}")), fmt(values.get(f"{true_of}{k}")),
+             cell(f"tangent_basis_explained_{k}"), cell(f"true_inpca_explained_{k}")]
+            for k in dims]
+    cosine = [space, fmt(values.get(f"{prefix}direction_cosine")), cell("direction_cosine"),
+              fmt(values.get(f"{prefix}basis_time_like_axes"))]
+    return rows, cosine
+
+
 def tangents_section(data: dict, intervals: Mapping, paper: Mapping, stem: str) -> list[str]:
-    """Explained distance on the tangent basis against the true InPCA."""
-    rows, extra = [], []
-    for space in spaces(data):
-        values = data[space]
-        dims = sorted({*stress_dims(values, "tangent_basis_explained_"),
-                       *stress_dims(values, "true_inpca_explained_")})
-        for k in dims:
-            basis, true = f"tangent_basis_explained_{k}", f"true_inpca_explained_{k}"
-            rows.append([space, str(k), fmt(values.get(basis)), fmt(values.get(true)),
-                         paper_cell(f"{stem}.{space}.{basis}", paper),
-                         paper_cell(f"{stem}.{space}.{true}", paper)])
-        key = f"{stem}.{space}.direction_cosine"
-        extra.append([space, fmt(values.get("direction_cosine")), paper_cell(key, paper),
-                      fmt(values.get("basis_time_like_axes"))])
-    return ["### Tangent bases", "",
-            "Explained distance (L1, docs/study.md A5) of the kept checkpoints "
-            f"({data.get('checkpoints')}) on the first k axes of the four-point tangent basis "
-            "and of their true InPCA (A14, D18), and the cosine between the initial and final "
-            f"directions (`{stem}.json`). The paper's: the AllCNN subset of CIFAR-10, kernel "
-            "centres 0.3 and 0.7.", "",
-            *table(["space", "k", "tangent basis", "true InPCA", "paper basis",
-                    "paper true InPCA"], rows), "",
-            *table(["space", "direction cosine", "paper", "time-like axes of the basis"], extra)]
+    """Explained distance on the tangent basis against the true InPCA: over every run, and over
+    the runs of `studies.tangents.subset` when the profile has one. The paper's values (the
+    authors' AllCNN subset) stand beside the subset when there is one, else beside every run."""
+    has_subset = "subset_checkpoints" in data
+    bases = [("", None if has_subset else stem)] + ([(SUBSET, stem)] if has_subset else [])
+    lines = ["### Tangent bases", "",
+             "Explained distance (L1, docs/study.md A5) of the kept checkpoints on the first k "
+             "axes of the four-point tangent basis and of their true InPCA (A14, D18), and the "
+             f"cosine between the initial and final directions (`{stem}.json`). The paper's: the "
+             "AllCNN subset of CIFAR-10, kernel centres 0.3 and 0.7"
+             + (", beside this profile's subset (`studies.tangents.subset`)." if has_subset
+                else "; here every run, at `studies.tangents.centres`.")]
+    for prefix, paper_key in bases:
+        rows, extra = [], []
+        for space in spaces(data):
+            found, cosine = tangent_rows(data[space], space, prefix, paper_key, paper)
+            rows += found
+            extra.append(cosine)
+        runs = (f"the subset: {data.get('subset_runs')} runs, "
+                f"{data.get('subset_checkpoints')} checkpoints" if prefix
+                else f"every run: {data.get('checkpoints')} checkpoints")
+        lines += ["", f"Basis over {runs}.", "",
+                  *table(["space", "k", "tangent basis", "true InPCA", "paper basis",
+                          "paper true InPCA"], rows), "",
+                  *table(["space", "direction cosine", "paper", "time-like axes of the basis"],
+                         extra)]
+    return lines
 
 
 def trend(values: Sequence[float]) -> str:
