@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import copy_pipeline, run_command, stages_reading, stages_run
 
-from lowdim.tools.stage_deps import covered, dep_paths, load_stages, out_paths
+from lowdim.tools.stage_deps import linked_stages, load_stages
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +31,7 @@ def _output(cmd: list[str], repo: Path) -> str:
 
 def downstream(repo: Path, names: set[str]) -> set[str]:
     """The stages that read, directly or not, an output of the stages `names` (not those)."""
-    stages = load_stages(repo)
-    found = set(names)
-    while True:
-        outs = [out for name in found for out in out_paths(stages[name])]
-        more = {name for name, stage in stages.items() if name not in found
-                and any(covered(dep, outs) or covered(out, [dep]) for dep in dep_paths(stage)
-                        for out in outs)}
-        if not more:
-            return found - names
-        found |= more
+    return linked_stages(load_stages(repo), names, upstream=False) - names
 
 
 @pytest.mark.parametrize("key, value", [("figures.dpi", 90), ("embedding.n_components", 5)])

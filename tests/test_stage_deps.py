@@ -11,6 +11,7 @@ from lowdim.tools.stage_deps import (
     code_closure,
     dep_paths,
     import_closure,
+    linked_stages,
     load_stages,
     loaded_sections,
     minimal_code_deps,
@@ -229,3 +230,16 @@ def test_params_read_mismatch_finds_unread_and_undeclared_keys():
     # a mapping read whole (iterated) is more than one of its keys
     assert params_read_mismatch(["models.fc"], {"models"}) == [
         "reads models, which no params entry holds"]
+
+
+def test_linked_stages_follow_outputs_into_folders_both_ways():
+    stages = {"data": {"deps": ["raw"], "outs": ["data/prepared"]},
+              "train": {"deps": ["data/prepared/meta.json"], "outs": ["data/runs"]},
+              "figure": {"deps": ["data/runs"], "outs": ["figures/a.png"],
+                         "metrics": [{"metrics/a.json": {"cache": False}}]},
+              "page": {"deps": ["metrics"], "outs": ["docs/page.md"]},
+              "other": {"deps": ["data/prepared"], "outs": ["data/other"]}}
+    assert linked_stages(stages, ["figure"], upstream=True) == {"figure", "train", "data"}
+    assert linked_stages(stages, ["train"], upstream=False) == {"train", "figure", "page"}
+    assert linked_stages(stages, ["data"], upstream=False) == set(stages)  # a file in a folder
+    assert linked_stages(stages, ["page", "other"], upstream=True) == set(stages)

@@ -15,7 +15,7 @@ from conftest import ROOT, copy_repository, run_command
 
 from lowdim.tools import study
 from lowdim.tools.results import default_profiles, read_paper, render_page
-from lowdim.tools.stage_deps import covered, dep_paths, load_stages, out_paths
+from lowdim.tools.stage_deps import linked_stages, load_stages
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 TINY_OVERRIDES = ROOT / "tests" / "studies" / "fashion-mnist-tiny.yaml"
@@ -127,29 +127,15 @@ def test_the_copy_imports_its_own_sources(tmp_path):
     assert env["PYTHONPATH"].split(":")[0] == str(tmp_path / "src")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(),
-                    reason=f"{DEBIAN_FASHION} is absent (apt-get install dataset-fashion-mnist)")
-def upstream(root: Path, names: set[str]) -> set[str]:
-    """The stages `names` and every stage whose outputs they read, directly or not."""
-    stages = load_stages(root)
-    found = set(names)
-    while True:
-        deps = [d for name in found for d in dep_paths(stages[name])]
-        more = {name for name, stage in stages.items() if name not in found
-                and any(covered(dep, out_paths(stage)) or covered(out, [dep])
-                        for dep in deps for out in out_paths(stage))}
-        if not more:
-            return found
-        found |= more
-
-
 # The dataset's own path through the pipeline: the data, the grid's training, the embedding, the
 # trajectories, the corner study (it trains on the dataset too) and the main figure. The other
 # stages read only these stages' products, whatever the dataset; the tiny pipeline runs them all.
 FASHION_TARGETS = ["fig02_embedding", "trajectories", "corners"]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(),
+                    reason=f"{DEBIAN_FASHION} is absent (apt-get install dataset-fashion-mnist)")
 def test_fashion_mnist_profile_runs_end_to_end_on_a_tiny_subset(tmp_path):
     repo = copy_repository(ROOT, tmp_path / "repo", profile="quick")
     done = run_command(["python", "-m", "lowdim.tools.study", "fashion-mnist", "--label", "fm",
@@ -158,7 +144,8 @@ def test_fashion_mnist_profile_runs_end_to_end_on_a_tiny_subset(tmp_path):
     out = repo / "results" / "fm"
     record = json.loads((out / "run.json").read_text())
     # own cache: the targets and everything they read computed, nothing else
-    assert set(record["stages"]["ran"]) == upstream(repo, set(FASHION_TARGETS))
+    assert set(record["stages"]["ran"]) == linked_stages(load_stages(repo), FASHION_TARGETS,
+                                                         upstream=True)
     assert {"data", "train", "distances", "embedding"} <= set(record["stages"]["ran"])
     assert record["targets"] == FASHION_TARGETS
     assert record["wall_seconds"] > 0 and "fashion-mnist" in done.stdout

@@ -154,6 +154,28 @@ def out_paths(stage: Mapping) -> list[str]:
     return [next(iter(entry)) if isinstance(entry, Mapping) else str(entry) for entry in entries]
 
 
+def reads(reader: Mapping, writer: Mapping) -> bool:
+    """Whether the stage `reader` has a dep on an output of the stage `writer`."""
+    outs = out_paths(writer)
+    return any(covered(dep, outs) or covered(out, [dep]) for dep in dep_paths(reader)
+               for out in outs)
+
+
+def linked_stages(stages: Mapping[str, Mapping], names: Iterable[str], *,
+                  upstream: bool) -> set[str]:
+    """`names` and every stage they read, directly or not (upstream), or every stage that reads
+    their outputs, directly or not (downstream): what `dvc repro NAME...` runs, or what a change
+    to them may rerun."""
+    found = set(names)
+    while True:
+        more = {name for name, stage in stages.items() if name not in found
+                and any(reads(stages[f], stage) if upstream else reads(stage, stages[f])
+                        for f in found)}
+        if not more:
+            return found
+        found |= more
+
+
 def stage_notebook(stage: Mapping) -> str:
     """The notebook a stage executes (the first `notebooks/...ipynb` of its command)."""
     match = NOTEBOOK.search(stage["cmd"])
