@@ -1,17 +1,22 @@
-"""The geometry half at scale: predictions -> distances -> embedding on M synthetic checkpoints.
+"""The pipeline at scale: predictions -> distances -> embedding, and trajectories, on M synthetic
+checkpoints.
 
 Builds a run store of R runs x T checkpoints x N samples in the store's real format
 (``lowdim.store.runs.write_run``): per run and sample, a noisy path from ignorance towards a
 near-one-hot prediction at a run-specific endpoint (square-root probabilities interpolated on
-the sphere, run-specific speed and noise), float16 as training writes them. Then it runs the
-stage functions that notebooks 30, 40 and 50 call, each in its own process so that each
-stage's peak resident set (VmHWM, read in the child) is its own:
+the sphere, run-specific speed and noise), float32 as training writes them. Then it runs the
+stage functions that notebooks 30, 40 and 50 call, and notebook 60 itself, each in its own
+process so that each stage's peak resident set (VmHWM, read in the child) is its own:
 
 - predictions: ``plan_analysis_set`` -> ``check_predictions_disk`` -> ``write_analysis_set``
 - distances: ``plan_distances`` -> ``check_distances_disk`` -> ``write_distances`` (block cache
   on, as the stage's default; ``--no-cache`` turns it off)
 - embedding: ``open_distance_matrix`` + ``load_centring_sums`` -> ``inpca`` (solver auto, 50
   components and the stress dimensions of the default profile)
+- trajectories: the code cells of ``notebooks/60_trajectories.ipynb`` (the stage itself,
+  parameters injected as papermill would; the active params.yaml with
+  ``trajectories.trained_max_error`` 1.0, so that R runs, 6 configuration averages and the
+  geodesic enter each space's (G, R, R) tensor)
 
     PYTHONPATH=src nice -n 10 python benchmarks/scale.py --sizes 2000 10000 30000
     PYTHONPATH=src python benchmarks/scale.py --quick          # a smoke size
@@ -45,11 +50,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 C_DEFAULT = 10
 GEODESIC_POINTS = 100
+TRAJECTORY_GRID = 100  # trajectories.grid_points of the default profile (G)
 N_COMPONENTS = 50
 STRESS_DIMS = (1, 2, 3, 10, 50)
 FACTORS = dict(optimizer="sgd", batch_size=200, base_lr=0.1, lr=0.1, weight_decay=0.0,
                augment="none", init="default", epochs=10)
-STAGES = ("predictions", "distances", "embedding")
+STAGES = ("predictions", "distances", "embedding", "trajectories")
+TRAJECTORIES_NOTEBOOK = ROOT / "notebooks" / "60_trajectories.ipynb"
 
 
 # --------------------------------------------------------------------------- the run store
@@ -57,7 +64,8 @@ STAGES = ("predictions", "distances", "embedding")
 
 def run_paths(rng: np.random.Generator, labels: np.ndarray, checkpoints: int, c: int
               ) -> np.ndarray:
-    """(T, N, C) float16: one run's path from ignorance towards its own near-one-hot endpoint."""
+    """(T, N, C) float32 (the run store's dtype): one run's path from ignorance towards its own
+    near-one-hot endpoint."""
     n = len(labels)
     sharpness = rng.uniform(4.0, 9.0)
     logits = sharpness * np.eye(c)[labels] + rng.uniform(0.5, 2.5) * rng.standard_normal((n, c))
@@ -70,7 +78,7 @@ def run_paths(rng: np.random.Generator, labels: np.ndarray, checkpoints: int, c:
     a = (np.sin((1 - t) * theta) * a0 + np.sin(t * theta) * a1) / np.sin(theta)
     a = np.abs(a + 0.02 * t * rng.standard_normal(a.shape))  # noise grows along the path
     p = a * a
-    return (p / p.sum(axis=2, keepdims=True)).astype(np.float16)
+    return (p / p.sum(axis=2, keepdims=True)).astype(np.float32)
 
 
 def build_store(work: Path, runs: int, checkpoints: int, n: dict[str, int], c: int,
@@ -92,7 +100,7 @@ def build_store(work: Path, runs: int, checkpoints: int, n: dict[str, int], c: i
             result.steps.append(k * 10)
             result.epochs.append(k / 10)
             for space, y in labels.items():
-                p = paths[space][k].astype(np.float32)
+                p = paths[space][k]
                 result.probs[space].append(paths[space][k])
                 result.loss[space].append(float(-np.log(np.maximum(p[np.arange(len(y)), y],
                                                                    1e-30)).mean()))
@@ -181,10 +189,34 @@ def child(stage: str, work: Path, options: dict) -> dict:
                                       device=None if options["device"] == "cpu" else "cuda")
             notes.append(f"{space}: {stress_metrics(embeddings[space], STRESS_DIMS)}")
         save_embeddings(embeddings, work / "embedding")
+    elif stage == "trajectories":
+        notes += run_notebook(TRAJECTORIES_NOTEBOOK, {
+            "params_file": str(ROOT / "params.yaml"),
+            "overrides": {"trajectories": {"trained_max_error": 1.0}},
+            "predictions_dir": str(work / "predictions"),
+            "trajectories_dir": str(work / "trajectories"),
+            "metrics_file": str(work / "trajectories.json")})
+        count = np.load(work / "trajectories" / "train_tensor.npy", mmap_mode="r").shape
+        notes.append(f"train tensor (G, R, R) = {count}")
     else:
         raise ValueError(f"unknown stage {stage!r}")
     return {"notes": notes, "pair_samples": options.get("pair_samples"),
             "matrix_seconds": options.get("matrix_seconds")}
+
+
+def run_notebook(notebook: Path, parameters: dict) -> list[str]:
+    """Run a stage notebook's code cells in this process, `parameters` set after its parameters
+    cell as papermill injects them; returns a note of its wall time."""
+    cells = json.loads(notebook.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    first = next(i for i, c in enumerate(code) if "parameters" in c["metadata"].get("tags", []))
+    namespace = {"__name__": "__main__"}
+    start = time.perf_counter()
+    exec("".join(code[first]["source"]), namespace)
+    namespace.update(parameters)
+    for cell in code[first + 1:]:
+        exec("".join(cell["source"]), namespace)
+    return [f"{notebook.name}: cells {time.perf_counter() - start:.1f} s"]
 
 
 def vm_hwm() -> int:
@@ -216,9 +248,10 @@ def run_stage(stage: str, work: Path, options: dict) -> dict:
     """One stage in a child process: wall time, its peak RSS and the disk it wrote."""
     outputs = {"predictions": [work / "predictions"],
                "distances": [work / "distances", work / "cache"],
-               "embedding": [work / "embedding"]}[stage]
+               "embedding": [work / "embedding"],
+               "trajectories": [work / "trajectories", work / "trajectories.json"]}[stage]
     before = allocated(outputs)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(
         [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
     done = subprocess.run([sys.executable, __file__, "--child", stage, "--workdir", str(work),
@@ -344,6 +377,15 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int]) -
             wall = last["wall"] * ratio * sum(big.values()) / sum(n.values())
             how = "linear in M x N"
             disk = big_m * sum(big.values()) * args.c * 4
+        elif stage == "trajectories":
+            # progress is O(M N C), the tensor O(G R^2 N C) with R ~ M / T: exponent 1 to 2
+            time_exps = [math.log(b["wall"] / a["wall"]) / math.log(b["m"] / a["m"])
+                         for a, b in zip(mine, mine[1:], strict=False)]
+            exp = min(max(time_exps[-1], 1.0), 2.0) if time_exps else 2.0
+            wall = last["wall"] * ratio**exp * sum(big.values()) / sum(n.values())
+            how = f"time exponent {exp:.2f} in M (clipped to [1, 2]), linear in N"
+            r = big_m / args.checkpoints + 7  # runs, 6 averages, the geodesic
+            disk = 2 * TRAJECTORY_GRID * r * r * 8
         else:
             time_exps = [math.log(b["wall"] / a["wall"]) / math.log(b["m"] / a["m"])
                          for a, b in zip(mine, mine[1:], strict=False)]

@@ -98,12 +98,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import numpy as np
     import scale  # the run store and the predictions stage of the scale benchmark
-
-    if scale.run_paths.__doc__.startswith("(T, N, C) float16"):  # the run store holds float32
-        float16_paths = scale.run_paths
-        scale.run_paths = lambda *a: float16_paths(*a).astype(np.float32)
 
     work = args.workdir or Path(os.environ.get("TMPDIR", "/tmp")) / "lowdim-trajectories-rss"
     shutil.rmtree(work, ignore_errors=True)

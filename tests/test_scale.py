@@ -366,7 +366,7 @@ def trajectory_set(rng: np.random.Generator, runs: int = 6):
 
 
 @pytest.mark.parametrize("by", ["accuracy", "progress"])
-def test_streamed_trajectory_tensor_equals_the_stacked_one(by):
+def test_streamed_trajectory_tensor_equals_the_stacked_one(by, tmp_path):
     index, probs = trajectory_set(np.random.default_rng(11))
     runs = run_table(index, max_error=0.1)
     grid = progress_grid(12)
@@ -379,9 +379,11 @@ def test_streamed_trajectory_tensor_equals_the_stacked_one(by):
                                                    max_block_bytes=budget)
         assert streamed_table.equals(table)
         np.testing.assert_allclose(tensor, expected, rtol=0, atol=1e-12)
-    products = analyse_space(index, probs, runs, values, grid, bc_floor=1e-8,
-                             importance_repeats=2, seed=0, max_block_bytes=per_point)
-    np.testing.assert_allclose(products["tensor"], expected, rtol=0, atol=1e-12)
+    _, reduced = analyse_space(index, probs, runs, values, grid, bc_floor=1e-8,
+                               importance_repeats=2, seed=0, max_block_bytes=per_point,
+                               tensor_path=tmp_path / "tensor.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "tensor.npy"), expected, rtol=0, atol=1e-12)
+    assert reduced.shape == expected.shape
 
 
 # ---- the GPU path's tile pipeline, run by Triton's CPU interpreter -----------------------------

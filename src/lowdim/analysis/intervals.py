@@ -34,9 +34,9 @@ copies of one run are not a pair of distinct runs (``summary_metrics`` skips pai
 ``run_id``).
 
 Cost: one InPCA per space and resample (the embedding stage's settings, and the solver the full
-matrix used), the trajectory tensor of the full data once per space, and per resample that of the
-drawn runs at the grid point nearest 0.5 only (``resampled_trajectory_metrics``); memory: the
-matrix of a space and one resampled copy.
+matrix used), the trajectory tensor of the full data once per space (streamed through a temporary
+file), and per resample that of the drawn runs at the grid point nearest 0.5 only
+(``resampled_trajectory_metrics``); memory: the matrix of a space and one resampled copy.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lowdim.analysis.trajectories import trajectory_tensor
+from lowdim.analysis.trajectories import stream_tensor, trajectory_tensor
 from lowdim.analysis.trajectory_analyses import (
     between_within_ratio,
     median_tube_width,
@@ -188,12 +188,13 @@ def stress_of_resample(d: np.ndarray, point_run: np.ndarray, runs: np.ndarray,
 def full_trajectory_metrics(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,
                             index_values: np.ndarray, grid: np.ndarray, *,
                             bc_floor: float) -> tuple[dict[str, float], np.ndarray]:
-    """The trajectories stage's summary metrics of one space (``trajectory_tensor`` then
-    ``summary_metrics``, as ``analyse_space`` and the stage call them), and the (T, T) trajectory
-    distances (A8) between its T trained runs, in the run table's order, for the resamples."""
-    table, tensor = trajectory_tensor(index, probs, runs, index_values, grid, bc_floor=bc_floor)
+    """The trajectories stage's summary metrics of one space (``stream_tensor`` then
+    ``summary_metrics``, as ``analyse_space`` and the stage call them; the tensor through a
+    temporary file, O(R^2 + G R) memory), and the (T, T) trajectory distances (A8) between its
+    T trained runs, in the run table's order, for the resamples."""
+    table, reduced = stream_tensor(index, probs, runs, index_values, grid, bc_floor=bc_floor)
     is_run = (table["kind"] == "run").to_numpy()
-    return summary_metrics(tensor, table, grid), tensor.mean(axis=0)[np.ix_(is_run, is_run)]
+    return summary_metrics(reduced, table, grid), reduced.mean[np.ix_(is_run, is_run)]
 
 
 def resampled_trajectory_metrics(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,

@@ -15,9 +15,9 @@ Choices, documented where they are made:
 - the geodesic enters at its own parameter t = s_j: reindexing it by accuracy would be
   degenerate, since every point past P0 already predicts the true class (accuracy 1).
 
-Scale. Memory is O(block + M) apart from one space's (G, R, R) distance tensor (``BLOCK_BYTES``
-bounds a block; with the fused distance kernel, the default, no product depends on it, bit for
-bit: tests/test_trajectories_blocked.py):
+Scale. Memory is O(block + M + R^2 + G R) (``BLOCK_BYTES`` bounds a block; with the fused
+distance kernel, the default, no product depends on it, bit for bit:
+tests/test_trajectories_blocked.py, tests/test_trajectories_streamed.py):
 
 - ``checkpoint_progress`` reads the (M, N, C) probabilities a block of checkpoints at a time
   (``geometry.geodesic.progress``), never forming the (M, N) inner products of all of them;
@@ -28,16 +28,19 @@ bit: tests/test_trajectories_blocked.py):
   ``lowdim.geometry.distances``. When one grid point alone exceeds the budget (R = 2,300
   trajectories of N = 50,000 samples: 4.6 GB), its slab goes to a scratch file a block of
   trajectories at a time and the kernel reads it from there;
-- the stage (notebooks/60_trajectories.ipynb) analyses and writes one space at a time, so one
-  (G, R, R) float64 tensor is in memory at once: O(G R^2), 4.2 GB at the paper's G = 100 and
-  R = 2,300, which the analyses of ``lowdim.analysis.trajectory_analyses`` take whole.
+- ``stream_tensor`` never holds the (G, R, R) float64 tensor (4.2 GB at the paper's G = 100
+  and R = 2,300): it writes it to its ``.npy`` a grid point at a time, keeps the (G, R) pairs
+  the analyses read at every grid point (runs to their averages, trajectories to the geodesic)
+  and reads the (R, R) mean over progress back from the file a block of rows at a time
+  (``trajectory_analyses.ReducedTensor``; the same bits as the whole tensor's analyses);
+- the stage (notebooks/60_trajectories.ipynb) analyses and writes one space at a time.
 
 The pairwise work itself (O(G R^2 N C)) is streamed. """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +49,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from lowdim.analysis.trajectory_analyses import (
+    ReducedTensor,
     cluster_configurations,
     configuration_distances,
     configuration_to_geodesic,
     distance_to_geodesic,
     feature_importance,
+    gather_pairs,
+    mean_over_progress,
+    tensor_pairs,
     trajectory_embedding,
     tube_width,
 )
@@ -65,7 +72,6 @@ from lowdim.geometry.geodesic import (
     reindex_brackets,
     riemann_length,
     slerp_roots,
-    trajectory_distances,
     unit_roots,
 )
 from lowdim.store.arrays import NpyFile, check_disk_space
@@ -192,7 +198,9 @@ def trajectory_tensor(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame
                       bc_floor: float = BC_FLOOR, max_block_bytes: int = BLOCK_BYTES,
                       device: str = "cpu", scratch_dir: str | Path | None = None,
                       progress_bar: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
-    """The trajectory table and its (G, R, R) float64 distance tensor at equal progress (A8).
+    """The trajectory table and its (G, R, R) float64 distance tensor at equal progress (A8),
+    in memory: O(G R^2). ``stream_tensor`` writes the same bytes to a file instead and keeps
+    only what the analyses read.
 
     Equals ``build_trajectory_set`` followed by ``geometry.trajectory_distance_tensor`` (the
     same float32 trajectories, the same kernel), without the (R, G, N, C) set: grid points are
@@ -202,10 +210,74 @@ def trajectory_tensor(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame
     to a scratch ``.npy`` file in ``scratch_dir`` (default: the system's temporary directory)
     a block of trajectories at a time and the kernel reads it in blocks from there; the
     distances are the same, bit for bit, since the kernel plans its blocks from the shapes and
-    the budget alone. O(G R^2) memory for the tensor, which the analyses need whole, plus one
-    block; O(G R^2 N C) work, streamed by the kernel. `probs` may be a memory map or a
-    blockwise ``NpyFile`` (``lowdim.store.analysis_set.open_probs``).
+    the budget alone. O(G R^2 N C) work, streamed by the kernel. `probs` may be a memory map or
+    a blockwise ``NpyFile`` (``lowdim.store.analysis_set.open_probs``).
     """
+    table, points = tensor_points(index, probs, runs, index_values, grid, bc_floor=bc_floor,
+                                  max_block_bytes=max_block_bytes, device=device,
+                                  scratch_dir=scratch_dir, progress_bar=progress_bar)
+    tensor = np.empty((len(grid), len(table), len(table)))
+    for point, matrix in points:
+        tensor[point] = matrix
+    return table, tensor
+
+
+def stream_tensor(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,
+                  index_values: np.ndarray, grid: np.ndarray, path: str | Path | None = None,
+                  *, bc_floor: float = BC_FLOOR, max_block_bytes: int = BLOCK_BYTES,
+                  device: str = "cpu", scratch_dir: str | Path | None = None,
+                  progress_bar: bool = False) -> tuple[pd.DataFrame, ReducedTensor]:
+    """The trajectory table and the ``ReducedTensor`` of its (G, R, R) distance tensor, the
+    tensor itself written to the ``.npy`` file `path` a grid point at a time.
+
+    The file holds the bytes ``np.save`` writes of ``trajectory_tensor``'s tensor. Each grid
+    point's (R, R) matrix is written as it comes and only the pairs the analyses read
+    (``trajectory_analyses.tensor_pairs``) are kept; the mean over progress is then read back
+    from the file a block of rows at a time (``mean_over_progress``, the bits of
+    ``tensor.mean(axis=0)``). Memory: O(R^2 + G R) plus one block, not O(G R^2); disk: the
+    file, G R^2 x 8 bytes (checked before writing). Without `path` the file is a temporary one
+    in ``scratch_dir``, removed once reduced. Other arguments as ``trajectory_tensor``.
+    """
+    table, points = tensor_points(index, probs, runs, index_values, grid, bc_floor=bc_floor,
+                                  max_block_bytes=max_block_bytes, device=device,
+                                  scratch_dir=scratch_dir, progress_bar=progress_bar)
+    if path is None:
+        with tempfile.TemporaryDirectory(prefix="lowdim-trajectory-tensor-",
+                                         dir=scratch_dir) as tmp:
+            return table, _write_and_reduce(Path(tmp) / "tensor.npy", table, points, len(grid),
+                                            max_block_bytes)
+    return table, _write_and_reduce(Path(path), table, points, len(grid), max_block_bytes)
+
+
+def _write_and_reduce(path: Path, table: pd.DataFrame, points, grid_points: int,
+                      max_block_bytes: int) -> ReducedTensor:
+    """Write each (grid point, matrix) to the (G, R, R) file at `path`, keep the analyses'
+    pairs, then read the mean over progress back from the file."""
+    count = len(table)
+    check_disk_space(grid_points * count * count * 8, path.parent,
+                     "the trajectory distance tensor", "free space there, or write the "
+                     "trajectories' outputs to a larger filesystem")
+    stored = NpyFile.create(path, (grid_points, count, count), np.float64)
+
+    def written():
+        for point, matrix in points:
+            stored.write_rows(point, matrix[None])
+            yield point, matrix
+
+    pairs = tensor_pairs(table)
+    values = gather_pairs(written(), grid_points, pairs)
+    return ReducedTensor(mean_over_progress(stored, max_block_bytes), pairs, values)
+
+
+def tensor_points(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,
+                  index_values: np.ndarray, grid: np.ndarray, *,
+                  bc_floor: float = BC_FLOOR, max_block_bytes: int = BLOCK_BYTES,
+                  device: str = "cpu", scratch_dir: str | Path | None = None,
+                  progress_bar: bool = False
+                  ) -> tuple[pd.DataFrame, Iterator[tuple[int, np.ndarray]]]:
+    """The trajectory table and an iterator of (grid point, (R, R) float64 distances), grid
+    points in order: what ``trajectory_tensor`` stacks and ``stream_tensor`` writes. The
+    iterator holds one chunk of grid points (or the scratch file) at a time."""
     table, trained, members = _trajectory_table(index, runs)
     grid = np.asarray(grid, dtype=np.float64)
     rows_of = index[index["kind"] == "run"].sort_values("checkpoint").groupby("run_id")["row"]
@@ -215,22 +287,26 @@ def trajectory_tensor(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame
     p0_row, p1_row = reference_rows(index)
     sources = _Sources(probs, run_rows, brackets, members,
                        np.asarray(probs[p0_row]), np.asarray(probs[p1_row]), grid)
-    count = len(table)
-    per_point = count * sources.point_bytes
     kernel = {"bc_floor": bc_floor, "device": device, "max_block_bytes": max_block_bytes}
-    tensor = np.empty((len(grid), count, count))
-    if per_point > max_block_bytes:
-        _tensor_from_scratch(tensor, sources, count, max_block_bytes, kernel, scratch_dir,
-                             progress_bar)
-        return table, tensor
-    chunk = int(min(len(grid), max_block_bytes // per_point))
-    for g0 in tqdm(range(0, len(grid), chunk), desc="trajectory distances",
+    if len(table) * sources.point_bytes > max_block_bytes:
+        points = _points_from_scratch(sources, len(table), max_block_bytes, kernel, scratch_dir,
+                                      progress_bar)
+    else:
+        points = _points_in_chunks(sources, len(table), max_block_bytes, kernel, progress_bar)
+    return table, points
+
+
+def _points_in_chunks(sources: _Sources, count: int, max_block_bytes: int, kernel: dict,
+                      progress_bar: bool) -> Iterator[tuple[int, np.ndarray]]:
+    """Grid points a chunk at a time: each chunk's (R, g, N, C) slab within the budget."""
+    grid_points = len(sources.grid)
+    chunk = int(min(grid_points, max_block_bytes // (count * sources.point_bytes)))
+    for g0 in tqdm(range(0, grid_points, chunk), desc="trajectory distances",
                    disable=not progress_bar):
-        points = np.arange(g0, min(g0 + chunk, len(grid)))
+        points = np.arange(g0, min(g0 + chunk, grid_points))
         slab = sources.slab(points, np.arange(count))
         for j, point in enumerate(points):
-            tensor[point] = bhattacharyya(slab[j], **kernel)
-    return table, tensor
+            yield int(point), bhattacharyya(slab[j], **kernel)
 
 
 @dataclass(frozen=True)
@@ -287,10 +363,10 @@ class _Sources:
         return out
 
 
-def _tensor_from_scratch(tensor: np.ndarray, sources: _Sources, count: int,
-                         max_block_bytes: int, kernel: dict, scratch_dir: str | Path | None,
-                         progress_bar: bool) -> None:
-    """Fill the (G, R, R) tensor one grid point at a time through a scratch (R, N, C) file.
+def _points_from_scratch(sources: _Sources, count: int, max_block_bytes: int, kernel: dict,
+                         scratch_dir: str | Path | None, progress_bar: bool
+                         ) -> Iterator[tuple[int, np.ndarray]]:
+    """Grid points one at a time through a scratch (R, N, C) file.
 
     Each grid point's trajectories are written in blocks of rows that fit ``max_block_bytes``
     (runs first, so that the averages read their seeds back from the file), then the kernel
@@ -303,12 +379,12 @@ def _tensor_from_scratch(tensor: np.ndarray, sources: _Sources, count: int,
                          "or pass a scratch_dir on a larger filesystem (the stage uses its "
                          "output directory's)")
         stored = NpyFile.create(path, (count, *sources.probs.shape[1:]), np.float32)
-        for point in tqdm(range(tensor.shape[0]), desc="trajectory distances",
+        for point in tqdm(range(len(sources.grid)), desc="trajectory distances",
                           disable=not progress_bar):
             for start in range(0, count, rows):
                 positions = np.arange(start, min(start + rows, count))
                 stored.write_rows(start, sources.slab(np.array([point]), positions, stored)[0])
-            tensor[point] = bhattacharyya(stored, **kernel)
+            yield point, bhattacharyya(stored, **kernel)
 
 
 def _reindexed_points(probs: np.ndarray, rows: np.ndarray,
@@ -336,25 +412,29 @@ def _reindexed_points(probs: np.ndarray, rows: np.ndarray,
 
 def analyse_space(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,
                   index_values: np.ndarray, grid: np.ndarray, *, bc_floor: float,
-                  importance_repeats: int, seed: int, max_block_bytes: int = BLOCK_BYTES,
-                  scratch_dir: str | Path | None = None,
-                  progress_bar: bool = False) -> dict[str, object]:
-    """Every trajectory-level product of one prediction space, keyed by product name.
+                  importance_repeats: int, seed: int, tensor_path: str | Path | None = None,
+                  max_block_bytes: int = BLOCK_BYTES, scratch_dir: str | Path | None = None,
+                  progress_bar: bool = False) -> tuple[dict[str, object], ReducedTensor]:
+    """Every trajectory-level product of one prediction space, keyed by product name, and the
+    ``ReducedTensor`` the analyses read (for ``summary_metrics``).
 
-    The distance tensor comes from ``trajectory_tensor`` (streamed; O(G R^2) memory; a scratch
-    file in ``scratch_dir`` when one grid point exceeds ``max_block_bytes``). The analyses on
-    it are O(G R^2) (tube width, distance to the geodesic: one (G, R) slice per run) or O(R^2)
-    (trajectory and configuration distances, clustering, importance, the trajectory embedding).
+    The (G, R, R) distance tensor goes to the ``.npy`` file `tensor_path` a grid point at a
+    time (``stream_tensor``; a temporary file without it), so it is not among the products;
+    a scratch file in ``scratch_dir`` holds a grid point's trajectories when one exceeds
+    ``max_block_bytes``. The analyses read its reductions: the (G, R) distances of the runs to
+    their averages and of every trajectory to the geodesic (tube width, distance to the
+    geodesic) and the (R, R) mean over progress (trajectory and configuration distances,
+    clustering, importance, the trajectory embedding). Memory O(R^2 + G R) plus one block.
     """
-    table, tensor = trajectory_tensor(index, probs, runs, index_values, grid, bc_floor=bc_floor,
-                                      max_block_bytes=max_block_bytes, scratch_dir=scratch_dir,
-                                      progress_bar=progress_bar)
-    distances = trajectory_distances(tensor)
-    configurations, config_distances = configuration_distances(tensor, table)
+    table, reduced = stream_tensor(index, probs, runs, index_values, grid, tensor_path,
+                                   bc_floor=bc_floor, max_block_bytes=max_block_bytes,
+                                   scratch_dir=scratch_dir, progress_bar=progress_bar)
+    distances = reduced.mean
+    configurations, config_distances = configuration_distances(reduced, table)
     products: dict[str, object] = {
-        "table": table, "tensor": tensor, "distances": distances,
-        "tube_width": tube_width(tensor, table, grid),
-        "to_geodesic": distance_to_geodesic(tensor, table, grid),
+        "table": table, "distances": distances,
+        "tube_width": tube_width(reduced, table, grid),
+        "to_geodesic": distance_to_geodesic(reduced, table, grid),
         "configurations": configurations, "configuration_distances": config_distances,
         "embedding": trajectory_embedding(distances),
     }
@@ -362,6 +442,6 @@ def analyse_space(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,
         products["linkage"] = cluster_configurations(config_distances)
         products["importance"] = feature_importance(
             config_distances, configurations,
-            to_geodesic=configuration_to_geodesic(tensor, table, configurations),
+            to_geodesic=configuration_to_geodesic(reduced, table, configurations),
             n_repeats=importance_repeats, seed=seed)
-    return products
+    return products, reduced

@@ -1,8 +1,9 @@
 """Trajectory-level analyses on the distance tensor at equal progress (docs/study.md A10-A13,
 A15, D9, D14).
 
-Inputs are the (G, R, R) tensor of ``lowdim.geometry.geodesic.trajectory_distance_tensor`` and a
-table with one row per trajectory in the tensor's order. Table columns:
+Inputs are the (G, R, R) tensor of ``lowdim.geometry.geodesic.trajectory_distance_tensor`` (or
+its ``ReducedTensor``: what the analyses read of it, gathered a grid point at a time) and a table
+with one row per trajectory in the tensor's order. Table columns:
 
 - ``kind``: "run" (one reindexed training run), "average" (the per-configuration mean of its
   seeds, A9) or "geodesic" (the reindexed ignorance -> truth geodesic);
@@ -21,7 +22,7 @@ Choices made here, each documented where it is made:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,126 @@ IMPORTANCE_FACTORS = ("arch", "optimizer", "batch_size", "augment", "weight_deca
 EPOCH_BINS = (0, 5, 10, 15, 25, 50, 75, 100, 150)
 # Relative tolerance for the symmetry of a distance matrix (as lowdim.geometry.inpca).
 SYM_RTOL = 1e-6
+
+
+# --- the tensor, whole or reduced ---
+
+
+class ReducedTensor:
+    """What the analyses of this module read of a (G, R, R) distance tensor, without the tensor.
+
+    - ``mean``: the (R, R) mean over the grid points (A8), the bits of ``tensor.mean(axis=0)``;
+    - ``pairs``: K (row, column) pairs and ``values``, (G, K): ``tensor[:, rows, columns]``.
+      ``tensor_pairs(table)`` lists those the analyses use: every trajectory to the geodesic
+      (A11, A13) and every run to its configuration's average (A10).
+
+    ``gather_pairs`` collects the values a grid point at a time and ``mean_over_progress`` the
+    mean from the tensor's file (``analysis.trajectories.stream_tensor`` does both); every
+    analysis here takes a reduced tensor in place of the tensor and gives the same bits
+    (tests/test_trajectories_streamed.py). A pair not gathered raises.
+    """
+
+    def __init__(self, mean: np.ndarray, pairs: np.ndarray, values: np.ndarray) -> None:
+        mean, pairs, values = np.asarray(mean), np.asarray(pairs), np.asarray(values)
+        r = mean.shape[0] if mean.ndim == 2 else -1
+        if mean.shape != (r, r) or r < 1:
+            raise ValueError(f"mean must be a square (R, R) matrix, got shape {mean.shape}")
+        if pairs.ndim != 2 or pairs.shape[1] != 2:
+            raise ValueError(f"pairs must be a (K, 2) array of (row, column), got {pairs.shape}")
+        if values.ndim != 2 or values.shape[1] != pairs.shape[0] or values.shape[0] < 1:
+            raise ValueError(f"values must be (G, {pairs.shape[0]}), one column per pair, got "
+                             f"shape {values.shape}")
+        self.mean, self.pairs, self.values = mean, pairs, values
+        self.shape = (values.shape[0], r, r)
+        self.ndim = 3
+        self._column = {(int(i), int(j)): k for k, (i, j) in enumerate(pairs)}
+
+    def take(self, rows: np.ndarray, columns: np.ndarray | int) -> np.ndarray:
+        """(G, n) distances of the pairs (rows[k], columns[k]): ``tensor[:, rows, columns]``."""
+        rows = np.asarray(rows)
+        columns = np.broadcast_to(np.asarray(columns), rows.shape)
+        try:
+            picked = [self._column[(int(i), int(j))] for i, j in zip(rows, columns, strict=True)]
+        except KeyError as missing:
+            raise ValueError(f"the reduced tensor holds no distances for the pair {missing}: "
+                             "list it in the pairs given to reduce_tensor") from None
+        return self.values[:, np.asarray(picked, dtype=np.int64)]
+
+
+def tensor_pairs(table: pd.DataFrame) -> np.ndarray:
+    """(K, 2) the (row, column) pairs the analyses read at every grid point: each trajectory to
+    the geodesic (when the table holds one geodesic row), then each run to its configuration's
+    average (when the configuration has exactly one)."""
+    table = table.reset_index(drop=True)
+    kind = table["kind"].to_numpy()
+    pairs = []
+    geodesic = np.flatnonzero(kind == "geodesic")
+    if geodesic.size == 1:
+        pairs += [(i, int(geodesic[0])) for i in range(len(table))]
+    averages = table.index[kind == "average"]
+    by_config = pd.Series(averages, index=table.loc[averages, "config"].to_numpy())
+    single = by_config[~by_config.index.duplicated(keep=False)]
+    for i in np.flatnonzero(kind == "run"):
+        config = table.at[int(i), "config"]
+        if config in single.index:
+            pairs.append((int(i), int(single[config])))
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def gather_pairs(points: Iterable[tuple[int, np.ndarray]], grid_points: int,
+                 pairs: np.ndarray) -> np.ndarray:
+    """(grid point, (R, R) distances) for each of `grid_points` points (any order) and K
+    (row, column) pairs -> (G, K) ``tensor[:, pairs[:, 0], pairs[:, 1]]``, the values of a
+    ``ReducedTensor``. Each matrix is checked as ``check_distance_tensor`` checks the tensor
+    (finite, real numbers) and only its K pairs are kept: O(G K) memory beside one matrix."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    values = np.empty((grid_points, len(pairs)))
+    seen = np.zeros(grid_points, dtype=bool)
+    for point, matrix in points:
+        matrix = check_distance_tensor(np.asarray(matrix)[None])[0]
+        if seen[point]:
+            raise ValueError(f"grid point {point} was given twice")
+        seen[point] = True
+        values[point] = matrix[pairs[:, 0], pairs[:, 1]]
+    if not seen.all():
+        raise ValueError(f"grid point(s) {np.flatnonzero(~seen)[:5].tolist()} were not given: "
+                         f"pass every one of the {grid_points}")
+    return values
+
+
+def mean_over_progress(tensor: np.ndarray, max_block_bytes: int) -> np.ndarray:
+    """(G, R, R) tensor (an array, a memory map or a ``lowdim.store.arrays.NpyFile``) -> its
+    (R, R) mean over the grid points (A8), read a block of rows at a time: each block's
+    ``mean(axis=0)`` sums the G values of an entry in the order the whole tensor's does (numpy
+    reduces a leading axis entry by entry, in order), so the bits are those of
+    ``tensor.mean(axis=0)`` (tested); memory: one (G, b, R) block within ``max_block_bytes``."""
+    g, r = tensor.shape[0], tensor.shape[1]
+    if tensor.ndim != 3 or tensor.shape[2] != r:
+        raise ValueError(f"tensor must have shape (G, R, R), got {tensor.shape}")
+    rows = max(1, int(max_block_bytes) // (g * r * 8))
+    out = np.empty((r, r))
+    for start in range(0, r, rows):
+        block = np.asarray(tensor[:, start:start + rows], dtype=np.float64)
+        out[start:start + rows] = block.mean(axis=0)
+    return out
+
+
+def _tensor(tensor: np.ndarray | ReducedTensor) -> np.ndarray | ReducedTensor:
+    """A reduced tensor as it is, else the validated float64 (G, R, R) array."""
+    return tensor if isinstance(tensor, ReducedTensor) else check_distance_tensor(tensor)
+
+
+def _take(tensor: np.ndarray | ReducedTensor, rows: np.ndarray,
+          columns: np.ndarray | int) -> np.ndarray:
+    """(G, n) ``tensor[:, rows, columns]`` of a tensor or a reduced one."""
+    if isinstance(tensor, ReducedTensor):
+        return tensor.take(rows, columns)
+    return tensor[:, rows, columns]
+
+
+def _mean(tensor: np.ndarray | ReducedTensor) -> np.ndarray:
+    """(R, R) mean over progress of a tensor or a reduced one."""
+    return tensor.mean if isinstance(tensor, ReducedTensor) else tensor.mean(axis=0)
 
 
 # --- validation and selection ---
@@ -154,7 +275,7 @@ def tube_width(tensor: np.ndarray, table: pd.DataFrame, grid: np.ndarray = PROGR
     (run_id, arch, optimizer, ..., seed, final_train_error), progress, distance. ``runs`` (a
     boolean mask over the table's rows) restricts the runs reported, e.g. ``trained(table)``.
     """
-    tensor = check_distance_tensor(tensor)
+    tensor = _tensor(tensor)
     table = _check_table(table, tensor.shape[1])
     grid = _check_grid_length(grid, tensor.shape[0])
     rows = _run_rows(table, runs)
@@ -169,7 +290,7 @@ def tube_width(tensor: np.ndarray, table: pd.DataFrame, grid: np.ndarray = PROGR
         raise ValueError(f"no average trajectory (kind 'average') for configuration(s) "
                          f"{absent[:3]}: add each configuration's average to the tensor")
     partners = by_config.loc[configs.to_numpy()].to_numpy()
-    return _long_format(tensor[:, rows, partners], rows, table, grid)
+    return _long_format(_take(tensor, rows, partners), rows, table, grid)
 
 
 def distance_to_geodesic(tensor: np.ndarray, table: pd.DataFrame,
@@ -180,12 +301,12 @@ def distance_to_geodesic(tensor: np.ndarray, table: pd.DataFrame,
 
     Columns as ``tube_width``; ``runs`` restricts the runs reported.
     """
-    tensor = check_distance_tensor(tensor)
+    tensor = _tensor(tensor)
     table = _check_table(table, tensor.shape[1])
     grid = _check_grid_length(grid, tensor.shape[0])
     rows = _run_rows(table, runs)
     geo = _single_row(table, "geodesic")
-    return _long_format(tensor[:, rows, geo], rows, table, grid)
+    return _long_format(_take(tensor, rows, geo), rows, table, grid)
 
 
 # --- A12: configurations and their clustering ---
@@ -220,7 +341,7 @@ def configuration_distances(tensor: np.ndarray, table: pd.DataFrame, *,
     restricted by ``runs``. The configurations table has config, the factor columns present,
     n_runs and mean_final_train_error (when the table has final_train_error).
     """
-    tensor = check_distance_tensor(tensor)
+    tensor = _tensor(tensor)
     table = _check_table(table, tensor.shape[1])
     rows = _run_rows(table, runs)
     if rows.size == 0:
@@ -231,7 +352,7 @@ def configuration_distances(tensor: np.ndarray, table: pd.DataFrame, *,
     member = np.zeros((rows.size, len(configurations)))
     member[np.arange(rows.size), codes] = 1.0
     member /= member.sum(axis=0, keepdims=True)  # column a averages over a's runs
-    traj = tensor.mean(axis=0)[np.ix_(rows, rows)]
+    traj = _mean(tensor)[np.ix_(rows, rows)]
     d = member.T @ traj @ member
     d = 0.5 * (d + d.T)
     np.fill_diagonal(d, 0.0)
@@ -243,11 +364,11 @@ def configuration_to_geodesic(tensor: np.ndarray, table: pd.DataFrame,
                               runs: np.ndarray | None = None) -> np.ndarray:
     """(G, R, R) tensor, table, K configurations -> (K,) mean over runs and progress of the
     distance to the geodesic row: A13's d2geod, in the configurations' order."""
-    tensor = check_distance_tensor(tensor)
+    tensor = _tensor(tensor)
     table = _check_table(table, tensor.shape[1])
     rows = _run_rows(table, runs)
     geo = _single_row(table, "geodesic")
-    per_run = pd.Series(tensor[:, rows, geo].mean(axis=0), index=rows)
+    per_run = pd.Series(_take(tensor, rows, geo).mean(axis=0), index=rows)
     means = per_run.groupby(table.loc[rows, "config"].to_numpy()).mean()
     absent = sorted(set(configurations["config"]) - set(means.index))
     if absent:
@@ -430,14 +551,14 @@ def summary_metrics(tensor: np.ndarray, table: pd.DataFrame, grid: np.ndarray = 
     """(G, R, R) tensor, table -> {"tube_width_median_at_0.5", "between_within_arch_ratio"}:
     ``median_tube_width`` of the tensor and ``between_within_ratio`` of the selected runs'
     trajectory distances (A8, the tensor's mean over progress)."""
-    tensor = check_distance_tensor(tensor)
+    tensor = _tensor(tensor)
     table = _check_table(table, tensor.shape[1], ("arch",))
     grid = _check_grid_length(grid, tensor.shape[0])
     rows = _run_rows(table, runs)
     run_ids = table.loc[rows, "run_id"].to_numpy() if "run_id" in table.columns else None
     return {"tube_width_median_at_0.5": median_tube_width(tensor, table, grid, runs=runs),
             "between_within_arch_ratio": between_within_ratio(
-                tensor.mean(axis=0)[np.ix_(rows, rows)],
+                _mean(tensor)[np.ix_(rows, rows)],
                 table.loc[rows, "arch"].astype(str).to_numpy(), run_ids)}
 
 
@@ -447,7 +568,7 @@ def median_tube_width(tensor: np.ndarray, table: pd.DataFrame,
     """(G, R, R) tensor, table -> median over the selected runs of the tube width (A10) at the
     grid point nearest 0.5; NaN without runs. Only that grid point is read: a (1, R, R) tensor
     at it gives the same number."""
-    tensor = check_distance_tensor(tensor)
+    tensor = _tensor(tensor)
     grid = _check_grid_length(grid, tensor.shape[0])
     mid = float(grid[np.argmin(np.abs(grid - 0.5))])
     widths = tube_width(tensor, table, grid, runs=runs)
