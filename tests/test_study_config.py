@@ -75,7 +75,7 @@ def test_the_corners_stage_checks_its_section_against_the_grid_and_the_data(root
     study, grid, data = from_dict(raw, CornersConfig, GridConfig, DataConfig)  # each on its own
     with pytest.raises(ConfigError, match=r"studies\.corners\.subsample_size = 205: a "
                                           r"balanced subset needs a multiple of the 10 classes"):
-        corners.check_with(study, grid, data)
+        corners.check_with(study, grid, data, 200)
 
 
 @pytest.mark.parametrize("profile", ["quick", "tiny", "fashion-mnist", "cifar10-paper"])

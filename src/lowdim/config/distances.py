@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from lowdim.config.cluster import Address, Resource, Retries
-from lowdim.config.load import ConfigError, Positive, Range
+from lowdim.config.load import Check, ConfigError, Positive, Range
+
+Landmarks = Check(lambda v: v >= 2, "must be null (the whole M x M matrix) or at least 2")
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,21 @@ class DistancesConfig:
     # (lowdim.cluster.distance_tiles, docs/cluster.md); the matrices' bytes are the same
     backend: Literal["local", "ray"] = "local"
     ray: DistancesRayConfig = field(default_factory=DistancesRayConfig)
+    # null: the whole M x M matrix | L: only the distances of every point to L evenly spaced
+    # landmark points (an (M, L) matrix, about M / (2 L) times less work), for the landmark
+    # embedding; embedding.landmarks must then be the same L (docs/performance.md)
+    landmarks: Annotated[int, Landmarks] | None = None
+    # with landmarks: held-out non-landmark points whose V x V distances estimate the stress
+    # the embedding's coordinates achieve (lowdim.geometry.inpca.achieved_stress)
+    landmark_holdout: Annotated[int, Landmarks] = 1000
 
     def check(self) -> None:
         """On Ray, the tasks write their blocks into the block cache, which the reference
-        method never uses (its bits depend on the blocks)."""
+        method never uses (its bits depend on the blocks); landmark rows are computed here."""
+        if self.backend == "ray" and self.landmarks is not None:
+            raise ConfigError("distances.backend = 'ray' with distances.landmarks set: the Ray "
+                              "tasks compute the whole matrix; set distances.backend: local "
+                              "for the landmark rows, or distances.landmarks: null")
         if self.backend != "ray":
             return
         if not self.cache:

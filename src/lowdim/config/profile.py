@@ -17,6 +17,7 @@ from lowdim.config import trajectories
 from lowdim.config.data import DataConfig
 from lowdim.config.distances import DistancesConfig
 from lowdim.config.embedding import EmbeddingConfig
+from lowdim.config.embedding import check_with as check_embedding_with
 from lowdim.config.figures import FiguresConfig
 from lowdim.config.grid import GridConfig
 from lowdim.config.intervals import IntervalsConfig
@@ -86,7 +87,9 @@ def check_across(config: Config) -> None:
     other); a stage that loads both sections runs the same check."""
     trajectories.check_with(config.trajectories, config.grid)
     check_train_with(config.train, config.grid)
-    corners.check_with(config.studies.corners, config.grid, config.data)
+    check_embedding_with(config.embedding, config.distances)
+    corners.check_with(config.studies.corners, config.grid, config.data,
+                       config.train.lr_reference_batch_size)
     averaging.check_with(config.studies.averaging, config.grid,
                          config.train.lr_reference_batch_size)
     tangents.check_with(config.studies.tangents, config.grid,

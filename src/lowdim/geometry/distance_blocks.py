@@ -25,6 +25,11 @@ beside it. Every entry is written exactly once: cached blocks of unit pairs that
 computation covers anyway are not read (a damaged cached block is found from its header,
 before anything is written). ``plan_distances`` states the disk and memory needed up front and
 ``check_distances_disk`` stops the stage when the disk cannot hold the matrices.
+
+Landmark distances (``distances.landmarks: L``, ``write_landmark_distances``): only the
+distances of every row to L landmark rows, D[:, landmarks] (M, L), and those among V held-out
+rows (V, V), with the same kernel: L M + V^2 / 2 pairs instead of M^2 / 2, about M / (2 L)
+times less work and disk. No block cache there (a landmark set cuts across the units).
 """
 
 from __future__ import annotations
@@ -53,7 +58,13 @@ from lowdim.geometry.eigen import CentringAccumulator
 from lowdim.store.arrays import NpyFile, as_slice, check_disk_space, existing_ancestor, human_bytes
 from lowdim.store.atomic import atomic_directory
 from lowdim.store.block_cache import BlockCache
-from lowdim.store.distance_matrices import CENTRING_SUFFIX, save_centring
+from lowdim.store.distance_matrices import (
+    CENTRING_SUFFIX,
+    HOLDOUT_SUFFIX,
+    LANDMARKS_SUFFIX,
+    save_centring,
+    save_landmark_index,
+)
 from lowdim.store.products import REFERENCE
 
 log = logging.getLogger(__name__)
@@ -583,11 +594,16 @@ class DistancesPlan:
     cache_bytes: int               # disk: a cold block cache (blocks of every unit pair)
     ram_bytes: int                 # memory: kernel block, tiles and O(M) bookkeeping
     pair_samples: int              # M (M + 1) / 2 x samples, summed over spaces
+    landmarks: int | None = None   # L: only the (M, L) landmark columns (and V x V held out)
+    holdout: int = 0               # V
 
     def describe(self) -> str:
         spaces = ", ".join(f"{s} N = {n}" for s, n in self.samples.items())
+        shape = (f"{self.points} x {self.points}" if self.landmarks is None else
+                 f"{self.points} x {self.landmarks} (landmark columns) and "
+                 f"{self.holdout} x {self.holdout} (held out)")
         text = (f"distances: M = {self.points} points, {spaces}, C = {self.classes}; "
-                f"{len(self.samples)} matrices of {self.points} x {self.points} {self.dtype}: "
+                f"{len(self.samples)} matrices of {shape} {self.dtype}: "
                 f"disk {human_bytes(self.matrix_bytes)}")
         if self.cache:
             text += f" + block cache up to {human_bytes(self.cache_bytes)} (cold)"
@@ -597,9 +613,14 @@ class DistancesPlan:
 
 def plan_distances(points: int, samples: dict[str, int], classes: int, *, dtype: str = "float64",
                    cache: bool = True, max_block_bytes: int = 256 * 2**20, units: int = 1,
-                   method: str = "auto", device: str | torch.device = "cpu") -> DistancesPlan:
-    """The disk and memory the distances stage needs for M points and these sample counts."""
+                   method: str = "auto", device: str | torch.device = "cpu",
+                   landmarks: int | None = None, holdout: int = 0) -> DistancesPlan:
+    """The disk and memory the distances stage needs for M points and these sample counts
+    (``landmarks``: L, with ``holdout`` V: only the landmark columns and the held-out block)."""
     dtype = _check_dtype(dtype)
+    if landmarks is not None:
+        return _plan_landmarks(points, samples, classes, dtype, max_block_bytes, method, device,
+                               min(int(landmarks), points), min(int(holdout), points))
     engine = resolve_engine(method, device)
     dev = torch.device(device)
     target = engine.cpu_target_bytes if dev.type == "cpu" else None
@@ -624,6 +645,27 @@ def plan_distances(points: int, samples: dict[str, int], classes: int, *, dtype:
     )
 
 
+def _plan_landmarks(points: int, samples: dict[str, int], classes: int, dtype: np.dtype,
+                    max_block_bytes: int, method: str, device: str | torch.device,
+                    count: int, holdout: int) -> DistancesPlan:
+    """``plan_distances`` of landmark distances: (M, L) columns and a (V, V) held-out block."""
+    engine = resolve_engine(method, device)
+    target = engine.cpu_target_bytes if torch.device(device).type == "cpu" else None
+    ram = 0
+    for n_used in samples.values():
+        bi, bj, s = plan_blocks(points, count, n_used, classes, None, None, max_block_bytes,
+                                 target, engine.block_bytes)
+        ram = max(ram, engine.block_bytes(bi, bj, s, classes) + 3 * 8 * bi * bj)
+    ram += 8 * holdout * holdout + 4 * 8 * points
+    per_space = points * count * dtype.itemsize + holdout * holdout * 8 + 8192
+    return DistancesPlan(
+        points=points, samples=dict(samples), classes=classes, dtype=dtype.name, cache=False,
+        matrix_bytes=len(samples) * per_space + 16 * (count + holdout), cache_bytes=0,
+        ram_bytes=int(ram),
+        pair_samples=(points * count + holdout * (holdout + 1) // 2) * sum(samples.values()),
+        landmarks=count, holdout=holdout)
+
+
 def check_distances_disk(plan: DistancesPlan, directory: str | Path,
                          cache_dir: str | Path | None) -> bool:
     """Stop (OSError) when the matrices do not fit; return whether the cache fits beside them.
@@ -632,8 +674,9 @@ def check_distances_disk(plan: DistancesPlan, directory: str | Path,
     full size free. A cold block cache needs as much again; when it does not fit the
     stage runs without it (logged) rather than fail after the computation.
     """
+    side = plan.points if plan.landmarks is None else plan.landmarks
     free = check_disk_space(
-        plan.matrix_bytes, directory, f"the distances stage ({plan.points} x {plan.points} "
+        plan.matrix_bytes, directory, f"the distances stage ({plan.points} x {side} "
         f"{plan.dtype} matrices for {len(plan.samples)} spaces)",
         "or make the matrices smaller: store them as float32 (distances.dtype: float32 halves "
         "them), or use fewer points (fewer runs or checkpoints per run); raising "
@@ -679,3 +722,62 @@ def write_distances(
             save_centring(sums, tmp / f"{space}{CENTRING_SUFFIX}")
         reference.to_parquet(tmp / REFERENCE, index=False)
     return done
+
+
+def write_landmark_distances(
+    probs: dict[str, np.ndarray],
+    landmarks: np.ndarray,
+    holdout: np.ndarray,
+    directory: str | Path,
+    reference: pd.DataFrame,
+    *,
+    settings: DistanceSettings | None = None,
+    dtype: str = "float64",
+    progress: bool = False,
+) -> dict[str, int]:
+    """The distances stage's product under ``distances.landmarks``, written atomically into
+    `directory` (``lowdim.store.distance_matrices`` names the files):
+
+    ``<space>_landmarks.npy``: (M, L) D[:, landmarks] in ``dtype``, tile by tile (each entry the
+    bits the whole matrix would hold: the fused kernel's value of a pair does not depend on its
+    order or the block, and a landmark's distance to itself is exactly 0);
+    ``<space>_holdout.npy``: (V, V) float64 distances among the `holdout` rows; ``landmarks.npz``
+    (both index sets) and the `reference` table. Returns the row pairs computed per space.
+    Memory: one tile, the (V, V) block and O(M).
+    """
+    settings = DistanceSettings() if settings is None else settings
+    dtype = _check_dtype(dtype)
+    done = {}
+    with atomic_directory(directory) as tmp:
+        for space, p in probs.items():
+            p, _ = check_inputs(p, None, settings.sample_step, settings.bc_floor)
+            m = len(p)
+            rows = _check_index(landmarks, m, "landmarks")
+            held = _check_index(holdout, m, "holdout")
+            engine = resolve_engine(settings.method, settings.device, settings.bc_floor)
+            kw = {"sample_step": settings.sample_step, "bc_floor": settings.bc_floor,
+                  "engine": engine, "device": settings.device,
+                  "max_block_bytes": settings.max_block_bytes, "progress": progress,
+                  "check": False}
+            out = NpyFile.create(tmp / f"{space}{LANDMARKS_SUFFIX}", (m, len(rows)), dtype)
+            for ri, rj, block in distance_blocks(p, np.arange(m), rows, **kw):
+                block[ri[:, None] == rj[None, :]] = 0.0  # a landmark to itself
+                out.write(as_slice(ri), as_slice(np.searchsorted(rows, rj)),
+                          block.astype(dtype, copy=False))
+            square = np.zeros((len(held), len(held)))
+            for ri, rj, block in distance_blocks(p, held, **kw):
+                _put(square, np.searchsorted(held, ri), np.searchsorted(held, rj), block)
+            np.save(tmp / f"{space}{HOLDOUT_SUFFIX}", square)
+            done[space] = m * len(rows) + len(held) * (len(held) + 1) // 2
+        save_landmark_index(landmarks, holdout, tmp)
+        reference.to_parquet(tmp / REFERENCE, index=False)
+    return done
+
+
+def _check_index(rows: np.ndarray, m: int, name: str) -> np.ndarray:
+    """Sorted, unique row indices (at least 2) into M rows."""
+    rows = np.asarray(rows)
+    if (rows.ndim != 1 or rows.size < 2 or not np.issubdtype(rows.dtype, np.integer)
+            or rows[0] < 0 or rows[-1] >= m or np.any(np.diff(rows) <= 0)):
+        raise ValueError(f"{name} must be at least 2 sorted, unique row indices in [0, {m - 1}]")
+    return rows.astype(np.int64)

@@ -52,11 +52,15 @@ def euclidean_distances(
     squared: bool = False,
     max_block_bytes: int = 64 * 2**20,
     progress: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """(M1, N, C), (M2, N, C) or None (= p) -> (M1, M2) float64 mean per-sample Euclidean distance.
 
     Symmetric case (q None or q is p): blocks on or above the diagonal only, mirrored. Blocks of
     rows and samples keep the working set under ``max_block_bytes``, whatever M and N.
+    ``out``: where to write the result, an (M1, M2) float64 array or a 2-D float64
+    ``lowdim.store.arrays.NpyFile`` (each block written as it is done, so the matrix need not fit
+    in memory); returned. Default: a new array.
     """
     step = _check_step(sample_step)
     symmetric = q is None or q is p
@@ -82,7 +86,17 @@ def euclidean_distances(
     chunks = [slice(k * step, min((k + s) * step, n), step) for k in range(0, n_used, s)]
     pairs = [(a, bb) for a in range(len(rows_i)) for bb in range(len(rows_j))
              if not symmetric or bb >= a]
-    out = np.empty((m1, m2))
+    if out is None:
+        out = np.empty((m1, m2))
+    elif tuple(out.shape) != (m1, m2) or out.dtype != np.float64:
+        raise ValueError(f"out must be ({m1}, {m2}) float64, got {tuple(out.shape)} {out.dtype}")
+    tiles = out.write if hasattr(out, "write") else None  # an NpyFile writes its tiles to disk
+
+    def put(rows: slice, cols: slice, block: np.ndarray) -> None:
+        if tiles is None:
+            out[rows, cols] = block
+        else:
+            tiles(rows, cols, block)
     for a, bb in tqdm(pairs, desc="Euclidean blocks", disable=not progress):
         ri, rj = rows_i[a], rows_j[bb]
         acc = np.zeros((ri.stop - ri.start, rj.stop - rj.start))
@@ -99,7 +113,7 @@ def euclidean_distances(
         if symmetric and a == bb:
             blk = np.triu(blk) + np.triu(blk, 1).T
             np.fill_diagonal(blk, 0.0)
-        out[ri, rj] = blk
+        put(ri, rj, blk)
         if symmetric and a != bb:
-            out[rj, ri] = blk.T
+            put(rj, ri, blk.T)
     return out

@@ -33,7 +33,11 @@ Numerical choices:
   (``project``, the Gower / Nystrom extension of classical MDS with InPCA's signed scaling).
   Landmark points keep their own coordinates exactly. Eigenvalues, explained stress, column
   means and eigenvectors are then those of the landmark matrix (eigenvalues scale with L, not M;
-  the stress is the landmark matrix's, an estimate of the whole one's).
+  the stress is the landmark matrix's, which overstates what the coordinates achieve).
+  ``landmark_inpca`` builds the same embedding from the (M, L) distances to the landmarks alone
+  (``distances.landmarks``: the whole matrix is never computed), and ``achieved_stress`` gives
+  the stress the coordinates achieve, exactly from the whole D or estimated from the distances
+  among held-out points (``holdout_rows``).
 """
 
 from __future__ import annotations
@@ -222,18 +226,120 @@ def _landmark_inpca(d: np.ndarray, rows: np.ndarray, n_components: int, *, solve
     for start in range(0, count, step):
         part = slice(start, min(start + step, count))
         sub[part] = np.asarray(d[rows[part]], dtype=np.float64)[:, rows]
-    base = inpca(sub, n_components, solver=solver, n_eigenvalues=n_eigenvalues, tol=tol,
-                 block_bytes=block_bytes, device=device, block_size=block_size)
+    columns = ((part, np.asarray(d[part], dtype=np.float64)[:, rows])
+               for part in slabs(m, block_bytes))
+    return _landmark_embedding(sub, columns, m, rows, n_components, solver=solver,
+                               n_eigenvalues=n_eigenvalues, tol=tol, block_bytes=block_bytes,
+                               device=device, block_size=block_size)
+
+
+def _landmark_embedding(sub: np.ndarray, columns, m: int, rows: np.ndarray, n_components: int,
+                        **options) -> Embedding:
+    """InPCA of the (L, L) landmark matrix `sub`, then the points of each (part, (R, L) distances
+    to the landmarks) of `columns` projected; the landmarks keep their own coordinates."""
+    base = inpca(sub, n_components, **options)
     del sub
     coords = np.empty((m, base.coords.shape[1]))
-    for part in slabs(m, block_bytes):
-        slab = np.asarray(d[part], dtype=np.float64)
-        coords[part] = project(slab[:, rows], base)
+    for part, block in columns:
+        coords[part] = project(block, base)
     coords[rows] = base.coords  # exactly their own coordinates, not the projection's rounding
     return Embedding(eigenvalues=base.eigenvalues, coords=coords,
                      explained_stress=base.explained_stress, frobenius_sq=base.frobenius_sq,
                      column_means=base.column_means, grand_mean=base.grand_mean,
                      eigenvectors=base.eigenvectors, landmarks=rows)
+
+
+def landmark_inpca(columns: np.ndarray, rows: np.ndarray, n_components: int = 50, *,
+                   solver: str = "auto", n_eigenvalues: int | None = None,
+                   tol: float = DEFAULT_TOL, block_bytes: int = DEFAULT_BLOCK_BYTES,
+                   device: str | None = None, block_size: int | None = None) -> Embedding:
+    """(M, L) distances of every point to L landmarks, (L,) their sorted rows -> Embedding.
+
+    ``columns`` is D[:, rows] (by symmetry the landmark rows of D, transposed: what the
+    distances stage writes under ``distances.landmarks``); it may be an ``NpyFile`` or
+    memory-mapped. InPCA of the (L, L) block columns[rows], then every point projected from
+    its row of `columns`: the same embedding as ``inpca(D, landmarks=rows)`` without the
+    M x M matrix. Reads the L landmark rows, then every row once, in slabs of ``block_bytes``;
+    memory: the (L, L) block, one slab and the (M, k) coordinates. The stress of the result
+    is the landmark matrix's: ``achieved_stress`` measures what the coordinates achieve.
+    """
+    shape = np.shape(columns)
+    rows = np.asarray(rows)
+    if len(shape) != 2 or shape[0] < 2 or shape[1] < 2:
+        raise ValueError(f"columns must be an (M, L) matrix of distances to L >= 2 landmarks, "
+                         f"got shape {shape}")
+    m, count = shape
+    if rows.shape != (count,):
+        raise ValueError(f"rows must give the {count} landmark rows of the {count} columns, got "
+                         f"shape {rows.shape}")
+    rows = landmark_rows(m, rows)  # sorted, unique, in range
+    sub = np.asarray(columns[rows], dtype=np.float64)
+    if np.any(np.diag(sub) != 0):
+        raise ValueError("columns[rows] must have a zero diagonal (a landmark's distance to "
+                         "itself): pass D[:, rows] with the rows it was computed for")
+    step = max(1, block_bytes // (8 * count))
+    parts = (slice(i, min(i + step, m)) for i in range(0, m, step))
+    blocks = ((part, np.asarray(columns[part], dtype=np.float64)) for part in parts)
+    return _landmark_embedding(sub, blocks, m, rows, n_components, solver=solver,
+                               n_eigenvalues=n_eigenvalues, tol=tol, block_bytes=block_bytes,
+                               device=_product_device(device), block_size=block_size)
+
+
+def holdout_rows(m: int, landmarks: np.ndarray, count: int) -> np.ndarray:
+    """(V,) sorted rows of `count` points evenly spaced among the M - L non-landmark rows (all
+    of them when fewer): the held-out points of ``achieved_stress``."""
+    rest = np.setdiff1d(np.arange(m), np.asarray(landmarks))
+    if count < 2 or rest.size < 2:
+        raise ValueError(f"need at least 2 held-out points: count = {count}, {rest.size} "
+                         "points are not landmarks; lower the landmarks or raise the count")
+    if count >= rest.size:
+        return rest.astype(np.int64)
+    return rest[np.unique(np.rint(np.linspace(0, rest.size - 1, count)).astype(np.int64))]
+
+
+def achieved_stress(d: np.ndarray, coords: np.ndarray, signs: np.ndarray,
+                    block_bytes: int = DEFAULT_BLOCK_BYTES,
+                    stats: CentringStats | None = None) -> np.ndarray:
+    """(P, P) distances among P points, their (P, k) coordinates, (k,) axis signs -> (k,) chi.
+
+    The explained stress the coordinates achieve, cumulatively over the first k axes:
+    chi_k = 1 - ||W - G_k||_F / ||W||_F with W = -1/2 J D J (J centres over these P points)
+    and G_k = X_k S_k X_k^T the signed Gram matrix of the first k centred coordinates (the
+    double centring of their Minkowski distances). For the exact InPCA of D it equals
+    ``explained_stress``; for a landmark embedding it is lower than the landmark matrix's.
+    Pass the whole M x M D for the exact value, or the (V, V) distances among held-out points
+    (``holdout_rows``) and their coordinates for an estimate that never needs the whole D.
+
+    One pass over D in row slabs (D may be an ``NpyFile`` or memory-mapped), and one more for
+    its centring statistics unless ``stats`` gives them: with T = X^T W X and Q = X^T X,
+    ||W - G_k||^2 = ||W||^2 - 2 sum_{a<=k} s_a T_aa + sum_{a,b<=k} s_a s_b Q_ab^2; memory O(P k).
+    """
+    check_matrix(d)
+    x = np.asarray(coords, dtype=np.float64)
+    s = np.asarray(signs, dtype=np.float64)
+    p = d.shape[0]
+    if x.ndim != 2 or x.shape[0] != p or s.shape != (x.shape[1],):
+        raise ValueError(f"coords must be ({p}, k) for the {p} points of d and signs (k,), got "
+                         f"{x.shape} and {s.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("coords contains NaN or infinite values")
+    if stats is None:
+        stats = streaming_stats(d, block_bytes)
+    elif np.shape(stats.row_means) != (p,):
+        raise ValueError(f"stats describe {np.shape(stats.row_means)[0]} points, d has {p}")
+    x = x - x.mean(axis=0)
+    dx = np.empty_like(x)  # D X, slab by slab
+    for part in slabs(p, block_bytes):
+        dx[part] = np.asarray(d[part], dtype=np.float64) @ x
+    # W X = -1/2 (D X - 1 r^T X) for centred X (the other centring terms vanish)
+    wx = -0.5 * (dx - stats.row_means @ x)
+    trace = np.cumsum(s * np.einsum("ia,ia->a", x, wx))
+    q = (x.T @ x) ** 2 * np.outer(s, s)
+    gram = np.diagonal(np.cumsum(np.cumsum(q, axis=0), axis=1))
+    if stats.frobenius_sq == 0:
+        return np.ones(x.shape[1])
+    left = np.clip(stats.frobenius_sq - 2 * trace + gram, 0.0, None)
+    return 1.0 - np.sqrt(left / stats.frobenius_sq)
 
 
 def _check_options(d: np.ndarray, n_components: int, solver: str,
@@ -344,3 +450,30 @@ def stress_metrics(emb: Embedding, dims: Sequence[int]) -> dict[str, float]:
     available = len(emb.explained_stress)
     return {f"explained_stress_{k}": round(float(emb.explained_stress[k - 1]), 6)
             for k in dims if k <= available}
+
+
+def check_stored_landmarks(stored: np.ndarray, m: int, landmarks: int | None) -> None:
+    """Stop unless the landmark rows the distances stage stored are those ``embedding.landmarks``
+    names (``landmark_rows(m, landmarks)``): the two settings must agree."""
+    stored = np.asarray(stored)
+    if landmarks is not None and np.array_equal(stored, landmark_rows(m, landmarks)):
+        return
+    raise ValueError(
+        f"the distances hold the distances to {stored.size} landmarks only "
+        f"(distances.landmarks = {stored.size}) but embedding.landmarks = {landmarks}: set "
+        f"embedding.landmarks: {stored.size} (the same rows), or distances.landmarks: null and "
+        "run the distances stage again for the whole matrix")
+
+
+def landmark_metrics(emb: Embedding, achieved: np.ndarray, dims: Sequence[int],
+                     holdout: int) -> dict[str, float]:
+    """The metrics-file entry of a landmark embedding: ``explained_stress_<k>`` is the stress
+    its coordinates achieve (`achieved`: exact from the whole matrix when ``holdout`` is 0,
+    else estimated on that many held-out points), ``landmark_matrix_stress_<k>`` the landmark
+    matrix's own (optimistic), ``landmarks`` L and ``stress_holdout_points`` V (0: exact)."""
+    out = {f"explained_stress_{k}": round(float(achieved[k - 1]), 6)
+           for k in dims if k <= len(achieved)}
+    out |= {f"landmark_matrix_stress_{k}": value
+            for k, value in ((int(key.rsplit("_", 1)[1]), v)
+                             for key, v in stress_metrics(emb, dims).items())}
+    return out | {"landmarks": int(emb.landmarks.size), "stress_holdout_points": int(holdout)}

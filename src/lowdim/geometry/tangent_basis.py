@@ -115,9 +115,11 @@ def explained_distance_l1(
     """(M, M) D, (M, K) coordinates, (K,) signs -> 1 - sum|D_k - D| / sum D over pairs i < j.
 
     D_k(i, j) = sum_{l <= k} sign_l (x_il - x_jl)^2, the signed squared distance on the first k
-    axes. 1 means the k axes reproduce every distance. Row blocks keep memory at O(M) per row.
+    axes. 1 means the k axes reproduce every distance. Row blocks keep memory at O(M) per row;
+    D may be blockwise (read by those row blocks, never whole).
     """
-    d = np.asarray(d_true, dtype=np.float64)
+    # a blockwise D (lowdim.studies.common.Submatrix) is read by the row blocks below
+    d = d_true if getattr(d_true, "blockwise", False) else np.asarray(d_true, dtype=np.float64)
     x = np.asarray(coords, dtype=np.float64)
     s = np.asarray(signs, dtype=np.float64)
     m = d.shape[0] if d.ndim == 2 else -1
@@ -129,7 +131,7 @@ def explained_distance_l1(
         raise ValueError(f"signs must be ({x.shape[1]},) values in {{-1, 0, +1}}, got {s}")
     if isinstance(k, bool) or int(k) != k or not 1 <= k <= x.shape[1]:
         raise ValueError(f"k must be an integer in 1..{x.shape[1]} (the axes given), got {k!r}")
-    if not (np.isfinite(d).all() and np.isfinite(x).all()):
+    if not np.isfinite(x).all() or (isinstance(d, np.ndarray) and not np.isfinite(d).all()):
         raise ValueError("d_true and coords must be finite")
     x, s = x[:, : int(k)], s[: int(k)]
     norms = (x * x * s).sum(axis=1)
@@ -140,8 +142,11 @@ def explained_distance_l1(
         rows = slice(start, min(start + block, m))
         d_k = norms[rows, None] + norms[None, :] - 2.0 * (x[rows] * s) @ x.T
         upper = np.arange(m)[None, :] > np.arange(rows.start, rows.stop)[:, None]
-        error += np.abs(d_k - d[rows])[upper].sum()
-        total += d[rows][upper].sum()
+        d_rows = np.asarray(d[rows], dtype=np.float64)
+        if not np.isfinite(d_rows).all():
+            raise ValueError("d_true and coords must be finite")
+        error += np.abs(d_k - d_rows)[upper].sum()
+        total += d_rows[upper].sum()
     if total <= 0:
         raise ValueError("d_true has no positive distance between distinct points")
     return 1.0 - error / total

@@ -14,6 +14,12 @@ run matrix of the distances stage is reused and only the averages' rows are comp
 `distances` settings; InPCA of the joint matrix with the `embedding` settings. For each average,
 its progress (A6 'mean' mode, closed form) and its accuracy (the mean probability of the true
 class, as the authors) at every checkpoint.
+
+**Scale.** The joint matrix is a `common.JointMatrix`: the base rows' block of the stored D read
+by slabs (`common.Submatrix`), and the 6 K rows of the averages, (6 K, M) floats, in memory; the
+base rows' probabilities are read by blocks (`common.Rows`) for the distances to the averages.
+Memory: O(6 K M + S K N C) plus one slab. With the dense solver (``auto`` at M + 6 K <= 2,000)
+the joint matrix is formed whole: ``8 (M + 6 K)^2`` bytes.
 """
 
 from __future__ import annotations
@@ -39,11 +45,13 @@ from lowdim.geometry.distances import bhattacharyya, check_probabilities
 from lowdim.geometry.geodesic import progress_closed_form
 from lowdim.store.records import OPTIONAL_DEFAULTS, SPACES
 from lowdim.studies.common import (
+    JointMatrix,
+    Rows,
     StudyResult,
+    Submatrix,
     check_spaces,
     distance_options,
     embed,
-    joint_distance_matrix,
 )
 
 
@@ -236,9 +244,9 @@ def run_averaging(study: AveragingConfig, distance_settings: DistancesConfig,
             trajectories, bhattacharyya_iterations=study.bhattacharyya_iterations)
         tables.append(curves_table(space, averages, trajectories, run_ids, p0, p1))
         stacked = np.concatenate(list(averages.values()))  # (6 K, N, C), methods in order
-        d_base = np.asarray(distances[space][np.ix_(base_rows, base_rows)])
-        cross = bhattacharyya(stacked, np.asarray(probs[space][base_rows]), **options)
-        joint = joint_distance_matrix(d_base, cross, bhattacharyya(stacked, **options))
+        d_base = Submatrix(distances[space], base_rows)  # read by slabs, never whole
+        cross = bhattacharyya(stacked, Rows(probs[space], base_rows), **options)
+        joint = JointMatrix(d_base, cross, bhattacharyya(stacked, **options))
         products[f"{space}_embedding"] = embed(joint, embedding_settings,
                                                embedding_settings.n_components)
     methods = list(AVERAGING_METHODS)

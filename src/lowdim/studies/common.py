@@ -1,5 +1,15 @@
-"""What the special studies share: their result, the configured distance and InPCA settings, and
-the joint matrix of a base set plus new points.
+"""What the special studies share: their result, the configured distance and InPCA settings, the
+joint matrix of a base set plus new points, and the run selection of a study.
+
+**Scale.** The studies embed matrices of M points, and M x M float64 is 180 GB at M = 150,000.
+So the matrices they embed are *lazy* (`LazyMatrix`: `Submatrix` of a stored D, `WeightedSum` of
+stored matrices, `JointMatrix` of a stored base and a few new rows): blockwise objects that
+`lowdim.geometry.inpca` reads slab by slab (the iterative solvers), each block assembled on demand
+from memory-mapped or `NpyFile` slices of the stored matrices, with exactly the values (and bytes)
+the in-memory matrix would hold. Memory: one slab (``eigen.DEFAULT_BLOCK_BYTES``) plus what they
+keep in memory (a `JointMatrix`'s R x M new rows). The dense solver (``embedding.solver: dense``,
+or ``auto`` at M <= ``inpca.AUTO_DENSE_MAX``) forms the whole M x M matrix: ``8 M^2`` bytes, and a
+few times that while it centres and decomposes it.
 
 Every study computes its distances and embeddings with the settings of the `distances` and
 `embedding` sections (method, bc_floor, sample_step, max_block_mib; solver, n_components), so a
@@ -18,8 +28,11 @@ import pandas as pd
 
 from lowdim.config.distances import DistancesConfig
 from lowdim.config.embedding import EmbeddingConfig
+from lowdim.config.load import ConfigError
+from lowdim.config.studies.runs import RunSelection, check_selection
 from lowdim.geometry.distances import DistanceSettings
 from lowdim.geometry.inpca import inpca
+from lowdim.store.arrays import as_slice
 from lowdim.store.records import Embedding
 
 
@@ -66,6 +79,156 @@ def embed(d: np.ndarray, settings: EmbeddingConfig, n_components: int | None = N
     return inpca(d, n_components, solver=settings.solver)
 
 
+class LazyMatrix:
+    """An (M, M) float64 matrix whose blocks are assembled on demand (`block`), never all at once:
+    ``d[rows]`` and ``d[rows, cols]`` (slices of step 1) return a new array; ``np.asarray(d)``
+    assembles everything. Passes for a read-only matrix in `lowdim.geometry.inpca` (``blockwise``).
+    """
+
+    blockwise = True
+    ndim = 2
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, m: int) -> None:
+        self.shape = (int(m), int(m))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def block(self, rows: slice, cols: slice) -> np.ndarray:
+        """The (rows, cols) block as a new float64 array (`rows`, `cols`: normalized slices)."""
+        raise NotImplementedError
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        if not (isinstance(rows, slice) and isinstance(cols, slice)):
+            raise TypeError(f"{type(self).__name__} is read by slices, got {key!r}")
+        rows, cols = (slice(*s.indices(self.shape[0])) for s in (rows, cols))
+        if rows.step != 1 or cols.step != 1:
+            raise TypeError(f"{type(self).__name__} is read by slices of step 1, got {key!r}")
+        out = self.block(rows, cols)
+        if cols.stop - cols.start == self.shape[1]:
+            return out
+        # A tile of an in-memory matrix is a view whose rows are not adjacent, and numpy sums
+        # such a view row by row, not as one run: lay the tile out alike, so that reductions
+        # over it (the solver's centring) give the in-memory matrix's bytes.
+        padded = np.empty((out.shape[0], out.shape[1] + 1))
+        padded[:, :-1] = out
+        return padded[:, :-1]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self.block(slice(0, self.shape[0], 1), slice(0, self.shape[1], 1))
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+
+def _read(source: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """source[rows][:, cols] as float64, reading only the rows (and, when both are contiguous
+    ranges, only the tile) of an (M, M) ndarray, memory map or `NpyFile`."""
+    r, c = as_slice(rows), as_slice(cols)
+    if isinstance(r, slice) and isinstance(c, slice):
+        return np.asarray(source[r, c], dtype=np.float64)
+    return np.asarray(source[r], dtype=np.float64)[:, cols]
+
+
+class Submatrix(LazyMatrix):
+    """The `rows` x `rows` submatrix of a stored (M, M) matrix (ndarray, memory map or
+    `NpyFile`), read block by block: ``Submatrix(d, rows)`` holds ``d[np.ix_(rows, rows)]``;
+    `rows` None: all of D (its blocks laid out as those of D in memory)."""
+
+    def __init__(self, source: Any, rows: np.ndarray | None = None) -> None:
+        self.source = source
+        self.rows = np.arange(np.shape(source)[0]) if rows is None else np.asarray(rows)
+        super().__init__(len(self.rows))
+
+    def block(self, rows: slice, cols: slice) -> np.ndarray:
+        return _read(self.source, self.rows[rows], self.rows[cols])
+
+
+class WeightedSum(LazyMatrix):
+    """sum_s w_s D_s with w_s = n_s / sum_s n_s, of stored (M, M) matrices {space: D_s} and
+    counts {space: n_s}, block by block (the same sum, in the same order, as in memory)."""
+
+    def __init__(self, matrices: Mapping[str, Any], counts: Mapping[str, int]) -> None:
+        shapes = {tuple(np.shape(d)) for d in matrices.values()}
+        if len(shapes) != 1:
+            raise ValueError(f"the spaces' matrices must share one shape (the same models), got "
+                             f"{sorted(shapes)}")
+        self.matrices, self.counts = matrices, counts
+        super().__init__(shapes.pop()[0])
+
+    def block(self, rows: slice, cols: slice) -> np.ndarray:
+        total = sum(self.counts.values())
+        return sum(np.asarray(self.matrices[s][rows, cols], dtype=np.float64)
+                   * (self.counts[s] / total) for s in self.matrices)
+
+
+class JointMatrix(LazyMatrix):
+    """[[base, cross^T], [cross, new]]: an (M, M) base read block by block (any matrix or
+    `LazyMatrix`), with (R, M) `cross` and (R, R) `new` in memory: `joint_distance_matrix`,
+    assembled on demand."""
+
+    def __init__(self, base: Any, cross: np.ndarray, new: np.ndarray) -> None:
+        self.base = base
+        self.cross = np.asarray(cross, dtype=np.float64)
+        self.new = np.asarray(new, dtype=np.float64)
+        m, r = np.shape(base)[0], self.new.shape[0]
+        if (tuple(np.shape(base)) != (m, m) or self.new.shape != (r, r)
+                or self.cross.shape != (r, m)):
+            raise ValueError(f"need base (M, M), cross (R, M), new (R, R); got {np.shape(base)}, "
+                             f"{self.cross.shape}, {self.new.shape}")
+        self.m = m
+        super().__init__(m + r)
+
+    def block(self, rows: slice, cols: slice) -> np.ndarray:
+        (r_base, r_new), (c_base, c_new) = _split(rows, self.m), _split(cols, self.m)
+        nr, nc = r_base.stop - r_base.start, c_base.stop - c_base.start
+        out = np.empty((rows.stop - rows.start, cols.stop - cols.start))
+        if nr and nc:
+            out[:nr, :nc] = self.base[r_base, c_base]
+        out[:nr, nc:] = self.cross[c_new, r_base].T
+        out[nr:, :nc] = self.cross[r_new, c_base]
+        out[nr:, nc:] = self.new[r_new, c_new]
+        return out
+
+
+def _split(positions: slice, m: int) -> tuple[slice, slice]:
+    """A slice of the joint matrix's rows -> its part among the M base rows, and among the new
+    rows (counted from 0)."""
+    start, stop = positions.start, positions.stop
+    return slice(min(start, m), min(stop, m)), slice(max(start, m) - m, max(stop, m) - m)
+
+
+class Rows:
+    """Some rows of a stored (M, ...) array (ndarray, memory map or `NpyFile`), read on demand:
+    ``Rows(x, rows)[key]`` is ``x[rows][key]`` for an int, a slice or a (slice, ...) key, and
+    only those rows are read (the whole `rows` by ``np.asarray``). Passes for a blockwise array
+    of probabilities in `lowdim.geometry.distances` and `lowdim.geometry.tangent_basis`."""
+
+    blockwise = True
+
+    def __init__(self, source: Any, rows: np.ndarray) -> None:
+        self.source, self.rows = source, np.asarray(rows)
+        self.shape = (len(self.rows), *tuple(source.shape)[1:])
+        self.dtype = np.dtype(source.dtype)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if isinstance(first, (int, np.integer)):
+            return np.asarray(self.source[(int(self.rows[first]), *rest)])
+        if not isinstance(first, slice):
+            raise TypeError(f"Rows is read by an int or a slice of rows, got {key!r}")
+        return np.asarray(self.source[(as_slice(self.rows[first]), *rest)])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+
 def joint_distance_matrix(d_base: np.ndarray, cross: np.ndarray, d_new: np.ndarray) -> np.ndarray:
     """(M, M) base, (R, M) new-to-base, (R, R) new -> (M + R, M + R), base rows first."""
     d_base, cross, d_new = (np.asarray(x, dtype=np.float64) for x in (d_base, cross, d_new))
@@ -81,3 +244,21 @@ def check_spaces(name: str, values: Mapping[str, Any], spaces: tuple[str, ...]) 
     if set(values) != set(spaces):
         raise ValueError(f"{name} must hold one entry per prediction space "
                          f"({', '.join(spaces)}), got {sorted(values)}")
+
+
+def selection_mask(index: pd.DataFrame, selection: RunSelection, where: str) -> np.ndarray:
+    """(len(index),) bool: the run rows (every checkpoint) of the runs of `index` that
+    `selection` keeps (`where`: its key, for the messages). ConfigError when the analysis set
+    lacks an axis, a listed value is on none of its runs, or no run is kept."""
+    runs = index[index["kind"] == "run"]
+    axes = selection.axes
+    missing = [axis for axis in axes if axis not in runs.columns]
+    if missing:
+        raise ConfigError(f"{where} names {', '.join(missing)}, which the analysis set does not "
+                          "record: rebuild it with the predictions stage, or select on its "
+                          "columns")
+    per_run = runs.drop_duplicates("run_id")[["run_id", *axes]]
+    kept = check_selection(per_run[axes].to_dict("records"), selection, where,
+                           "the analysis set")
+    chosen = per_run["run_id"].to_numpy()[np.asarray(kept, dtype=bool)]
+    return ((index["kind"] == "run") & index["run_id"].isin(chosen)).to_numpy()

@@ -19,7 +19,9 @@ split gets its own draw from the same RandomState, after the training draw.
 
 The runs are given per setup (`studies.corners.named_setups`): an architecture, a kind and, for
 `subsample`, the subset's size. The setups of one architecture are embedded together with that
-architecture's normal runs, and their phase-2 runs are compared with those normal runs; with
+architecture's normal runs (all of them, or those `studies.corners.normal` selects: the authors
+used only the runs of the corners' own training settings), and their phase-2 runs are compared
+with those normal runs; with
 several architectures each gets its own joint set, embedding and comparison (products prefixed
 `<arch>_`, metrics under `by_arch`).
 
@@ -27,6 +29,16 @@ Only the "train" prediction space is analysed here. Loss and error columns of th
 always taken against the true labels. `run_corners` is the whole study (notebook 70): training
 on `train.device`, the joint set's distances and InPCA with the `distances` and `embedding`
 settings, and the convergence analysis.
+
+**Scale.** The study holds one architecture's joint set whole: its M_j rows (the selected normal
+runs' checkpoints, the corner runs' checkpoints of both phases, the references) as
+``4 M_j N C`` bytes of float32 probabilities, its M_j x M_j distances (``8 M_j^2`` bytes, a few
+times that in a dense InPCA), the (R, G, N, C) float32 reindexed runs (``4 R G N C``) and the
+(G, R, R) tensor of the convergence analysis (``8 G R^2``), with R the normal and phase-2 corner
+runs and G = `grid_points`. So memory grows with the number of normal runs compared: every run
+of an architecture on the authors' grid (about 1,140 AllCNN runs and their checkpoints) does not
+fit, while the corners' own settings (`studies.corners.normal`, set so in the cifar10 profiles:
+10 to 20 runs) keep M_j to a few thousand. The main analysis set is read only at the rows kept.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ from lowdim.config.distances import DistancesConfig
 from lowdim.config.embedding import EmbeddingConfig
 from lowdim.config.models import ModelsConfig
 from lowdim.config.studies.corners import CornersConfig, CornerSetup
+from lowdim.config.studies.runs import RunSelection
 from lowdim.config.train import TrainConfig
 from lowdim.data import Prepared
 from lowdim.device import resolve_device
@@ -55,7 +68,7 @@ from lowdim.geometry.distances import DistanceSettings, bhattacharyya, truth_poi
 from lowdim.geometry.geodesic import geodesic, reindex, trajectory_distance_tensor
 from lowdim.geometry.inpca import stress_metrics
 from lowdim.store.records import RunSpec
-from lowdim.studies.common import StudyResult, distance_options, embed
+from lowdim.studies.common import StudyResult, distance_options, embed, selection_mask
 from lowdim.training.grid import scaled_lr
 from lowdim.training.run import DeviceData, RunResult, train_run
 
@@ -185,16 +198,23 @@ def reference_block(p0: np.ndarray, labels: np.ndarray, num_classes: int, points
 
 def joint_set(corner_parts: Sequence[tuple[pd.DataFrame, np.ndarray]], main_index: pd.DataFrame,
               main_probs: np.ndarray, arch: str, corner_labels: Mapping[str, np.ndarray],
-              num_classes: int, geodesic_points: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """Corner runs (of `arch`), the normal runs of `arch`, ignorance, truth and the main geodesic
-    from the main analysis set, and one truth point and geodesic per relabelled corner.
+              num_classes: int, geodesic_points: int, normal: RunSelection | None = None
+              ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Corner runs (of `arch`), the normal runs of `arch` (those `normal` selects, when given),
+    ignorance, truth and the main geodesic from the main analysis set, and one truth point and
+    geodesic per relabelled corner.
 
     Returns the joint index (column `row` = position) and (M, N, C) float32 probabilities.
     """
-    keep = ((main_index["kind"] == "run") & (main_index["arch"] == arch)
-            | main_index["kind"].isin(["ignorance", "truth", "geodesic"]))
-    main_rows = main_index[keep]
+    runs = (main_index["kind"] == "run") & (main_index["arch"] == arch)
+    if normal is not None:
+        runs &= selection_mask(main_index, normal, "studies.corners.normal")
+    main_rows = main_index[runs | main_index["kind"].isin(["ignorance", "truth", "geodesic"])]
     if not (main_rows["kind"] == "run").any():
+        if normal is not None:
+            raise ValueError(f"studies.corners.normal keeps no run of {arch!r} of the main "
+                             "analysis set: widen its select or narrow its exclude (or check "
+                             "which runs diverged)")
         raise ValueError(f"the main analysis set holds no run of {arch!r}: studies.corners.arch "
                          "must be trained by the main grid")
     p0 = np.asarray(main_probs[main_rows.index[main_rows["kind"] == "ignorance"][0]])
@@ -351,7 +371,7 @@ def compare_arch(parts: Sequence[tuple[pd.DataFrame, np.ndarray]], arch: str,
     explained stress; `corners`: `convergence_metrics`)."""
     index, probs = joint_set(parts, main_index, main_probs, arch,
                              corner_truths(prepared, cfg, arch), prepared.num_classes,
-                             cfg.geodesic_points)
+                             cfg.geodesic_points, cfg.normal)
     d = bhattacharyya(probs, **distance_settings.kwargs())
     embedding = embed(d, embedding_settings)
     table = convergence(index, probs, progress_grid(cfg.grid_points), all_samples)

@@ -13,11 +13,21 @@ with n the numbers of samples each stored matrix actually used (every `sample_st
 **Euclidean comparison.** The same embeddings built from the mean per-sample Euclidean distance
 of the probability vectors (`lowdim.geometry.euclidean`, fed to InPCA as the authors did) on the
 same sample subset, for each space and jointly. Every InPCA uses the `embedding` settings.
+
+**Scale.** Nothing of size M x M is held in memory: the joint Bhattacharyya matrix is a
+`WeightedSum` of the stored matrices, read slab by slab by the solver; each Euclidean matrix is
+written block by block into a scratch `.npy` (``8 M^2`` bytes of disk per space, in a temporary
+directory under `scratch`, default the system's: set TMPDIR to a disk with room) and its joint
+matrix is again a `WeightedSum`. Memory: the solver's slab and its M x basis vectors, and one
+block of the Euclidean computation. The dense solver (small M) forms each matrix whole
+(`lowdim.studies.common`).
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,8 +37,9 @@ from lowdim.config.embedding import EmbeddingConfig
 from lowdim.config.studies.joint import JointConfig
 from lowdim.geometry.euclidean import euclidean_distances
 from lowdim.geometry.inpca import stress_metrics
+from lowdim.store.arrays import NpyFile
 from lowdim.store.records import SPACES, Embedding
-from lowdim.studies.common import StudyResult, check_spaces, embed
+from lowdim.studies.common import StudyResult, Submatrix, WeightedSum, check_spaces, embed
 
 
 def samples_used(num_samples: int, sample_step: int) -> int:
@@ -40,28 +51,27 @@ def samples_used(num_samples: int, sample_step: int) -> int:
 
 
 def sample_weighted_distances(matrices: Mapping[str, np.ndarray],
-                              samples: Mapping[str, int]) -> np.ndarray:
+                              samples: Mapping[str, int]) -> WeightedSum:
     """{space: (M, M)}, {space: n} -> (M, M) sum_s n_s D_s / sum_s n_s: the distance on the union
-    of the spaces' samples (see the module docstring)."""
+    of the spaces' samples (see the module docstring), a `WeightedSum` read block by block
+    (``np.asarray`` of it: the whole matrix)."""
     if set(matrices) != set(samples) or not matrices:
         raise ValueError(f"matrices and samples must name the same spaces, got {sorted(matrices)} "
                          f"and {sorted(samples)}")
-    shapes = {np.shape(d) for d in matrices.values()}
-    if len(shapes) != 1:
-        raise ValueError(f"the spaces' matrices must share one shape (the same models), got "
-                         f"{sorted(shapes)}")
     if any(n < 1 for n in samples.values()):
         raise ValueError(f"sample counts must be >= 1, got {dict(samples)}")
-    total = sum(samples.values())
-    return sum(np.asarray(matrices[s], dtype=np.float64) * (samples[s] / total) for s in matrices)
+    return WeightedSum(matrices, samples)
 
 
 def run_joint(study: JointConfig, distance_settings: DistancesConfig,
               embedding_settings: EmbeddingConfig, probs: Mapping[str, np.ndarray],
               distances: Mapping[str, np.ndarray],
-              embeddings: Mapping[str, Embedding]) -> StudyResult:
+              embeddings: Mapping[str, Embedding], *,
+              scratch: str | Path | None = None) -> StudyResult:
     """The joint and Euclidean embeddings from per space (M, N, C) `probs`, the distances stage's
-    (M, M) matrices and the embedding stage's `embeddings` (compared in the metrics).
+    (M, M) matrices (arrays, memory maps or `NpyFile`s) and the embedding stage's `embeddings`
+    (compared in the metrics). `scratch`: where the Euclidean matrices are written meanwhile (a
+    temporary directory made there and removed; None: the system's temporary directory).
 
     With `studies.joint.enabled` false nothing is computed or read (pass empty mappings): no
     products, metrics {"enabled": false}. Products: `bhattacharyya_joint`, `euclidean_joint`,
@@ -76,12 +86,18 @@ def run_joint(study: JointConfig, distance_settings: DistancesConfig,
         check_spaces(name, values, SPACES)
     step = distance_settings.sample_step
     used = {s: samples_used(probs[s].shape[1], step) for s in SPACES}
-    euclidean = {s: euclidean_distances(probs[s], sample_step=step) for s in SPACES}
-    products = {
-        "bhattacharyya_joint": embed(sample_weighted_distances(distances, used),
+    with tempfile.TemporaryDirectory(prefix="lowdim-joint-", dir=scratch) as tmp:
+        euclidean = {}
+        for s in SPACES:
+            m = probs[s].shape[0]
+            stored = NpyFile.create(Path(tmp) / f"euclidean_{s}.npy", (m, m), np.float64)
+            euclidean[s] = Submatrix(euclidean_distances(probs[s], sample_step=step, out=stored))
+        products = {
+            "bhattacharyya_joint": embed(sample_weighted_distances(distances, used),
+                                         embedding_settings),
+            "euclidean_joint": embed(sample_weighted_distances(euclidean, used),
                                      embedding_settings),
-        "euclidean_joint": embed(sample_weighted_distances(euclidean, used), embedding_settings),
-        **{f"euclidean_{s}": embed(euclidean[s], embedding_settings) for s in SPACES}}
+            **{f"euclidean_{s}": embed(euclidean[s], embedding_settings) for s in SPACES}}
     compare = {f"bhattacharyya_{s}": embeddings[s] for s in SPACES} | products
     metrics["samples"] = used
     metrics["explained_stress"] = {name: stress_metrics(emb, embedding_settings.stress_dims)

@@ -13,6 +13,13 @@ sample. The explained distance (L1, A5) on the first k axes is compared with the
 `studies.tangents.subset` adds a second basis built the same way over some of the runs only (the
 authors' table: AllCNN runs without augmentation, batch 200, wd 0, lr other than 0.001, centres
 0.3 and 0.7); the basis over every run is kept, as the paper shows both.
+
+**Scale.** The probabilities are read by blocks of rows (`common.Rows`: the kernel averages and
+the projections onto the basis) and the kept checkpoints' distances by slabs of the stored D
+(`common.Submatrix`: the true InPCA with an iterative solver, and the explained distances, one
+pass over the K x K block per k and method). Memory: one block, plus O(K) per axis. The true
+InPCA of the K kept checkpoints with the dense solver (``auto`` at K <= 2,000) forms the K x K
+matrix: ``8 K^2`` bytes.
 """
 
 from __future__ import annotations
@@ -25,8 +32,7 @@ import pandas as pd
 from lowdim.analysis.trajectories import reference_rows
 from lowdim.config.distances import DistancesConfig
 from lowdim.config.embedding import EmbeddingConfig
-from lowdim.config.load import ConfigError
-from lowdim.config.studies.tangents import TangentsConfig, TangentSubset, check_subset
+from lowdim.config.studies.tangents import TangentsConfig, TangentSubset
 from lowdim.geometry.tangent_basis import (
     direction_cosine,
     explained_distance_l1,
@@ -36,7 +42,15 @@ from lowdim.geometry.tangent_basis import (
     tangent_embedding,
 )
 from lowdim.store.records import SPACES
-from lowdim.studies.common import StudyResult, check_spaces, distance_options, embed
+from lowdim.studies.common import (
+    Rows,
+    StudyResult,
+    Submatrix,
+    check_spaces,
+    distance_options,
+    embed,
+    selection_mask,
+)
 
 
 def tangent_rows(index: pd.DataFrame, loss_cut: float, runs: np.ndarray | None = None,
@@ -83,20 +97,9 @@ def explained_metrics(explained: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def subset_mask(index: pd.DataFrame, subset: TangentSubset) -> np.ndarray:
-    """(M,) bool: the run rows (every checkpoint) of the runs `subset` keeps. ConfigError when
-    the analysis set lacks an axis, a listed value is on none of its runs, or no run is kept."""
-    runs = index[index["kind"] == "run"]
-    axes = list(dict.fromkeys([*subset.select, *(subset.exclude or {})]))
-    missing = [axis for axis in axes if axis not in runs.columns]
-    if missing:
-        raise ConfigError(f"studies.tangents.subset names {', '.join(missing)}, which the "
-                          "analysis set does not record: rebuild it with the predictions stage, "
-                          "or select on its columns")
-    per_run = runs.drop_duplicates("run_id")[["run_id", *axes]]
-    kept = check_subset(per_run[axes].to_dict("records"), subset, "studies.tangents.subset",
-                        "the analysis set")
-    chosen = per_run["run_id"].to_numpy()[np.asarray(kept, dtype=bool)]
-    return ((index["kind"] == "run") & index["run_id"].isin(chosen)).to_numpy()
+    """(M,) bool: the run rows (every checkpoint) of the runs `subset` keeps
+    (`common.selection_mask`)."""
+    return selection_mask(index, subset, "studies.tangents.subset")
 
 
 def basis_analysis(index: pd.DataFrame, probs: Mapping[str, np.ndarray],
@@ -113,14 +116,13 @@ def basis_analysis(index: pd.DataFrame, probs: Mapping[str, np.ndarray],
     products, tables, metrics = {}, [], {}
     for space in SPACES:
         lam = progress.loc[kept, f"{space}_progress"].to_numpy()
-        models = np.asarray(probs[space][kept])
+        models = Rows(probs[space], kept)  # read block by block
         start, end = (kernel_average(models, lam, c, width) for c in centres)
         p0, p1 = np.asarray(probs[space][p0_row]), np.asarray(probs[space][p1_row])
         basis = tangent_basis(p0, p1, start, end)
         basis_emb = tangent_embedding(basis, **options)
-        coords = project_onto_basis(np.asarray(probs[space][run_rows]), basis, basis_emb,
-                                    **options)
-        d_kept = np.asarray(distances[space][np.ix_(kept, kept)])
+        coords = project_onto_basis(Rows(probs[space], run_rows), basis, basis_emb, **options)
+        d_kept = Submatrix(distances[space], kept)
         true = embed(d_kept, embedding_settings, dims)
         tables.append(explained_table(space, "true InPCA", d_kept, true.coords, true.signs,
                                       dims))

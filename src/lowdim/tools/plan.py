@@ -425,7 +425,9 @@ def make_bill(params: str | Path, *, device: str = "cpu", calibration: str | Pat
     dist = plan_distances(work.points, work.used, work.classes, dtype=config.distances.dtype,
                           cache=config.distances.cache,
                           max_block_bytes=config.distances.max_block_mib * 2**20,
-                          units=work.units, method=config.distances.method, device="cpu")
+                          units=work.units, method=config.distances.method, device="cpu",
+                          landmarks=config.distances.landmarks,
+                          holdout=config.distances.landmark_holdout)
     items = products(config, work, pred, dist)
     peaks = memory(config, work, pred, dist, workers)
     cache_type = dvc_cache_type(root)

@@ -3,7 +3,10 @@
 The corner runs are given either by the flat keys (`arch`, `kinds`, `subsample_size`: every kind
 on one architecture), or by `setups`, a list of (architecture, kind, subset size) triples: the
 authors paired AllCNN with a 200-image subset, FC with a 2,000-image subset and WRN-10-4-8 with
-random labels. Each setup is compared with the normal runs of its own architecture.
+random labels. Each setup is compared with the normal runs of its own architecture: all of them,
+or with `normal` (a `lowdim.config.studies.runs.RunSelection`) only those it selects; the authors
+compared each corner setup with the normal runs of its own training settings (SGD-Nesterov, batch
+200, lr 0.1, wd 0, no augmentation).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from lowdim.config.load import (
     Unique,
     check_in_grid,
 )
+from lowdim.config.studies.runs import RunSelection, check_selection, grid_runs, selected
 
 if TYPE_CHECKING:  # only annotations: the modules run only in stages that load those sections
     from lowdim.config.data import DataConfig
@@ -81,6 +85,9 @@ class CornersConfig:
     grid_points: Annotated[int, Positive] = 50
     # (arch, kind, subsample_size) per setup, in place of arch, kinds and subsample_size
     setups: tuple[CornerSetup, ...] | None = None
+    # the normal runs each architecture's corners are compared with: select / exclude per grid
+    # axis (null: every normal run of the architecture)
+    normal: RunSelection | None = None
 
     def check(self) -> None:
         """`setups` replaces the flat keys, so they keep their defaults beside it; no setup is
@@ -118,9 +125,26 @@ class CornersConfig:
         return tuple(dict.fromkeys(setup.arch for _, setup in self.named_setups()))
 
 
-def check_with(corners: CornersConfig, grid: GridConfig, data: DataConfig) -> None:
-    """The corner runs are compared with the grid's runs of their architecture, and each balanced
-    subset holds the same count of each of the dataset's classes."""
+def check_with(corners: CornersConfig, grid: GridConfig, data: DataConfig,
+               reference_batch_size: int) -> None:
+    """The corner runs are compared with the grid's runs of their architecture (those of
+    `normal` when given: its values on the grid, at least one run kept per architecture), and
+    each balanced subset holds the same count of each of the dataset's classes."""
+    check_setups(corners, grid, data)
+    if corners.normal is None:
+        return
+    runs = grid_runs(grid, reference_batch_size)
+    check_selection(runs, corners.normal, "studies.corners.normal", "the grid")
+    for arch in corners.archs:
+        if not any(selected(run, corners.normal) for run in runs if run["arch"] == arch):
+            raise ConfigError(f"studies.corners.normal keeps none of the grid's {arch} runs, so "
+                              f"the {arch} corners would have no normal runs to be compared "
+                              "with: widen its select or narrow its exclude")
+
+
+def check_setups(corners: CornersConfig, grid: GridConfig, data: DataConfig) -> None:
+    """Each setup's architecture is on the grid and each balanced subset holds the same count of
+    each of the dataset's classes."""
     if corners.setups is None:
         check_in_grid(corners.arch, grid.arch, "studies.corners.arch", "grid.arch",
                       "the corner runs are compared with the normal runs of that architecture, "

@@ -8,45 +8,34 @@ axis of `select` is one of the values listed there, and on no axis of `exclude` 
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
-from lowdim.config.load import Check, ConfigError, OneOf, Positive
+from lowdim.config.load import Check, Positive
+from lowdim.config.studies.runs import (  # noqa: F401 - listed, same_value: re-exported
+    SELECTION_AXES,
+    RunSelection,
+    check_selection,
+    grid_runs,
+    listed,
+    same_value,
+    selected,
+)
 
 if TYPE_CHECKING:  # only annotations: the stage itself does not load the grid
     from lowdim.config.grid import GridConfig
 
 Centres = Check(lambda c: len(c) == 2 and 0.0 <= c[0] < c[1] <= 1.0,
                 "give two progress values [start, end] with 0 <= start < end <= 1, e.g. [0.2, 0.8]")
-# The grid axes a subset can name: the columns every run row of the analysis set holds.
-SUBSET_AXES = ("arch", "optimizer", "batch_size", "lr", "base_lr", "weight_decay", "augment",
-               "init", "epochs", "seed")
-Axis = Annotated[str, OneOf(SUBSET_AXES)]
-Values = dict[Axis, tuple[Any, ...]]
+SUBSET_AXES = SELECTION_AXES  # the grid axes a subset can name (lowdim.config.studies.runs)
 
 
 @dataclass(frozen=True)
-class TangentSubset:
-    """A second basis over the runs that `select` keeps and `exclude` does not drop."""
+class TangentSubset(RunSelection):
+    """A second basis over the runs that `select` keeps and `exclude` does not drop
+    (`lowdim.config.studies.runs.RunSelection`), at its own centres."""
 
-    select: Values  # axis -> the values a run may have on it, e.g. {arch: [allcnn]}
-    exclude: Values | None = None  # axis -> values that drop a run, e.g. {lr: [0.001]}
     centres: Annotated[tuple[float, ...], Centres] = (0.3, 0.7)  # the authors' for AllCNN
-
-    def check(self, where: str) -> None:
-        """Plain values (numbers, names), each listed once per axis."""
-        for part in ("select", "exclude"):
-            for axis, values in (getattr(self, part) or {}).items():
-                key = f"{where}.{part}.{axis}"
-                for value in values:
-                    if not isinstance(value, str | numbers.Real) or isinstance(value, bool):
-                        raise ConfigError(f"{key} = {list(values)}: list plain values of the "
-                                          f"run's {axis}, e.g. [{_example(axis)}]")
-                if len(set(values)) != len(values):
-                    raise ConfigError(f"{key} = {list(values)} repeats a value: list each once")
 
 
 @dataclass(frozen=True)
@@ -64,67 +53,9 @@ class TangentsConfig:
     subset: TangentSubset | None = None
 
 
-def _example(axis: str) -> str:
-    return {"arch": "allcnn", "optimizer": "sgdn", "augment": "none", "init": "default"}.get(
-        axis, "200" if axis in ("batch_size", "epochs", "seed") else "0.1")
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Whether a run's value `a` is the listed value `b`: numbers within 1e-9 relative (a scaled
-    lr is a product of floats), anything else equal."""
-    if isinstance(a, numbers.Real) and isinstance(b, numbers.Real):
-        return math.isclose(float(a), float(b), rel_tol=1e-9)
-    return a == b
-
-
-def listed(value: Any, values: Iterable[Any]) -> bool:
-    """Whether `value` is one of `values` (`same_value`)."""
-    return any(same_value(value, v) for v in values)
-
-
-def in_subset(run: Mapping[str, Any], subset: TangentSubset) -> bool:
-    """Whether a run (axis -> value) has a selected value on every axis of `select` and no
-    excluded value on any axis of `exclude`."""
-    return (all(listed(run[axis], values) for axis, values in subset.select.items())
-            and not any(listed(run[axis], values)
-                        for axis, values in (subset.exclude or {}).items()))
-
-
-def check_subset(runs: list[Mapping[str, Any]], subset: TangentSubset, where: str,
-                 source: str) -> list[bool]:
-    """Which of `runs` (each axis -> value) the subset keeps; ConfigError when a listed value is
-    on none of them (a typo selects or drops nothing) or when the subset keeps no run. `where`:
-    the subset's key; `source`: what `runs` are, for the messages ('the grid's runs')."""
-    for part in ("select", "exclude"):
-        for axis, values in (getattr(subset, part) or {}).items():
-            present = list(dict.fromkeys(run[axis] for run in runs))
-            for value in values:
-                if not listed(value, present):
-                    shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v)
-                                      for v in present)
-                    raise ConfigError(f"{where}.{part}.{axis} lists {value!r}, which no run of "
-                                      f"{source} has ({axis}: {shown}): fix the value or drop it")
-    kept = [in_subset(run, subset) for run in runs]
-    if not any(kept):
-        raise ConfigError(f"{where} keeps none of {source}: no run has all the selected values "
-                          "(and none of the excluded ones); widen select or narrow exclude")
-    return kept
-
-
-def grid_runs(grid: GridConfig, reference_batch_size: int) -> list[dict[str, Any]]:
-    """Every run of the grid as axis -> value for the `SUBSET_AXES`, with both its lr and its
-    base_lr (as lowdim.training.grid gives them)."""
-    runs = []
-    for block in grid.blocks:
-        for run in block.runs():
-            size = run["batch_size"]
-            if "lr" in run:
-                lr, base_lr = run["lr"], run["lr"] * reference_batch_size / size
-            else:
-                base_lr, lr = run["base_lr"], run["base_lr"] * size / reference_batch_size
-            runs.append({**{a: run[a] for a in SUBSET_AXES if a in run}, "lr": lr,
-                         "base_lr": base_lr})
-    return runs
+# the subset's membership and its check, under the names the tangents study uses
+in_subset = selected
+check_subset = check_selection
 
 
 def check_with(tangents: TangentsConfig, grid: GridConfig, reference_batch_size: int) -> None:
