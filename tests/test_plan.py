@@ -219,3 +219,19 @@ def test_calibrating_on_cuda_needs_a_gpu(capsys):
         pytest.skip("this machine has a GPU")
     assert plan.main(["--calibrate", str(TINY), "--device", "cuda"]) == 1
     assert "this machine has no CUDA device" in capsys.readouterr().err
+
+
+def test_the_corner_study_is_billed_per_setup_phase_and_seed():
+    # the authors' three setups x 3 iseeds x 10 seeds, each run in two phases; a subsample phase
+    # trains on its subset only, so it costs less than the same network's phase 2
+    config = load_profile(ROOT / "profiles" / "cifar10-authors.yaml")
+    specs = plan.corner_specs(config, 50_000)
+    assert len(specs) == 2 * 3 * 3 * 10
+    images = {(spec.arch, spec.epochs, n) for spec, n in specs}
+    assert images == {("allcnn", 200, 200), ("allcnn", 200, 50_000), ("fc", 200, 2_000),
+                      ("fc", 200, 50_000), ("wr-10-4-8", 200, 50_000)}
+    bill = plan.make_bill(ROOT / "profiles" / "cifar10-authors.yaml")
+    corners, synthetic = bill.studies
+    assert (corners.study, corners.runs) == ("corners", 90) and corners.seconds > 0
+    assert (synthetic.runs, synthetic.seconds) == (3 * 2 * 2 * 2 * 50, None)
+    assert "+ studies.corners        90 runs" in plan.render(bill)

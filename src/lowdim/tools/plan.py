@@ -201,6 +201,56 @@ def training_time(work: Workload, table: Mapping[str, Any], threads: int | None,
     return [ArchTime(a, runs[a], s) for a, s in seconds.items()], list(notes)
 
 
+@dataclass(frozen=True)
+class StudyTime:
+    """The special studies' own training: runs and estimated seconds (None: not priced)."""
+
+    study: str
+    runs: int
+    seconds: float | None
+    what: str
+
+
+def corner_specs(config: Config, n_train: int) -> list[tuple[RunSpec, int]]:
+    """Every corner run's two phases as (spec, training images): phase 1 on the setup's balanced
+    subset (subsample) or the whole relabelled split (uniform), phase 2 on the whole split."""
+    from lowdim.studies.corners import phase_specs
+
+    cfg = config.studies.corners
+    out = []
+    for _, setup in cfg.named_setups():
+        for seed in cfg.seeds:
+            first, second = phase_specs(cfg, setup.arch, seed, config.models.get(setup.arch, {}),
+                                        config.train.lr_reference_batch_size)
+            images = setup.subsample_size if setup.kind == "subsample" else n_train
+            out += [(first, images), (second, n_train)] * len(cfg.iseeds)
+    return out
+
+
+def study_times(config: Config, work: Workload, table: Mapping[str, Any], threads: int | None,
+                source: str) -> list[StudyTime]:
+    """The corner study priced with the grid's calibration (its runs train on the dataset);
+    the synthetic students counted (fc students on a few thousand synthetic vectors: not in the
+    calibration, and small beside the grid)."""
+    seconds = 0.0
+    specs = corner_specs(config, work.n_train)
+    for spec, images in specs:
+        rate = lookup(table, spec.arch, spec.model_size, work.input_shape, work.classes,
+                      spec.batch_size, spec.precision, threads, source)
+        seconds += run_seconds(rate, spec, images, len(checkpoint_steps(
+            spec.epochs, iterations_per_epoch(images, spec.batch_size))), work.samples)
+    syn = config.studies.synthetic
+    students = len(syn.students) if syn.students else 1
+    groups = 2 if syn.ncorners else 1
+    synthetic = len(syn.c) * students * groups * len(syn.optimizers) * len(syn.seeds)
+    archs = ", ".join(config.studies.corners.archs)
+    return [StudyTime("corners", len(specs) // 2, seconds,
+                      f"{archs}: phase 1 to the corner + phase 2, per setup x iseed x seed"),
+            StudyTime("synthetic", synthetic, None,
+                      f"fc students on {syn.n_train:,} synthetic vectors, {syn.epochs} epochs: "
+                      "not priced")]
+
+
 def grouped(notes: Sequence[str]) -> list[str]:
     """Notes `arch: text` with the same text joined: `fc, vit: text`."""
     archs: dict[str, list[str]] = {}
@@ -392,6 +442,7 @@ class Bill:
     predictions: PredictionsPlan
     distances: DistancesPlan
     times: list[ArchTime]
+    studies: list[StudyTime]
     time_notes: list[str]
     table: Mapping[str, Any]
     calibration: str
@@ -420,6 +471,7 @@ def make_bill(params: str | Path, *, device: str = "cpu", calibration: str | Pat
                                                                  RUNS_UNCAPPED))
                if table["device"] == "cpu" else None)
     times, notes = training_time(work, table, threads, str(path))
+    studies = study_times(config, work, table, threads, str(path))
     pred = plan_predictions(len(work.specs), sum(work.checkpoints), work.samples, work.classes,
                             work.geodesic_points, config.distances.max_block_mib * 2**20)
     dist = plan_distances(work.points, work.used, work.classes, dtype=config.distances.dtype,
@@ -434,7 +486,8 @@ def make_bill(params: str | Path, *, device: str = "cpu", calibration: str | Pat
     where = existing_ancestor(root / "data")
     free, ram = free_bytes(where), total_ram()
     found = warnings(items, peaks, free=free, where=where, ram=ram, with_copy=copies(cache_type))
-    return Bill(str(params), config, work, pred, dist, times, notes, table, str(path), workers,
+    return Bill(str(params), config, work, pred, dist, times, studies, notes, table, str(path),
+                workers,
                 threads, items, peaks, cache_type, free, where, ram, found)
 
 
@@ -516,6 +569,9 @@ def training_lines(bill: Bill) -> list[str]:
     hours = total / 3600
     lines.append(f"  total: {hours:,.0f} {unit}" if hours >= 100 else
                  f"  total: {hours:.3g} {unit}, {duration(total)}")
+    for s in bill.studies:
+        cost = "" if s.seconds is None else f"{duration(s.seconds):>11}"
+        lines.append(f"  + studies.{s.study:<10} {s.runs:>6,} runs {cost}  ({s.what})")
     if bill.config.train.backend == "ray":
         lines.append("  train.backend = ray: divide by the runs the cluster trains at once "
                      "(its GPUs / train.ray.num_gpus, or CPUs / num_cpus)")
