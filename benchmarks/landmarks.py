@@ -59,6 +59,7 @@ from lowdim.geometry.inpca import (  # noqa: E402
     landmark_inpca,
     landmark_rows,
 )
+from lowdim.geometry.landmarks import LANDMARK_CHOICES, farthest_landmarks  # noqa: E402
 from lowdim.store.analysis_set import load_index, open_probs  # noqa: E402
 from lowdim.store.arrays import NpyFile  # noqa: E402
 from lowdim.store.distance_matrices import (  # noqa: E402
@@ -102,6 +103,8 @@ def main() -> None:
                         help="an analysis set's directory (data/predictions) instead")
     parser.add_argument("--space", default="train")
     parser.add_argument("--sample-step", type=int, default=1)
+    parser.add_argument("--choice", choices=LANDMARK_CHOICES, default="even",
+                        help="distances.landmark_choice: where the landmarks go")
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default: "
                         "a temporary one; the M x M matrix needs 8 M^2 bytes there)")
     args = parser.parse_args()
@@ -119,6 +122,7 @@ def main() -> None:
     settings = DistanceSettings(sample_step=args.sample_step)
     k = args.components
     print(f"M = {m} ({what}), N = {len(range(0, n, args.sample_step))}, C = {c}, "
+          f"landmarks {args.choice}, "
           f"V = {args.holdout} held out, {k} components; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -141,10 +145,11 @@ def main() -> None:
         rows_out = []
         for per_run in args.per_run:
             count = int(round(per_run * args.runs))
-            rows = landmark_rows(m, count)
-            held = holdout_rows(m, rows, args.holdout)
             out = tmp / f"landmarks_{count}"
             start = time.perf_counter()
+            rows = (landmark_rows(m, count) if args.choice == "even" else
+                    farthest_landmarks(p, count, sample_step=args.sample_step))
+            held = holdout_rows(m, rows, args.holdout)
             write_landmark_distances({"train": p}, rows, held, out, pd.DataFrame({"x": [0]}),
                                      settings=settings)
             seconds = time.perf_counter() - start

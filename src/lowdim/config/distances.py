@@ -53,6 +53,9 @@ class DistancesConfig:
     # with landmarks: held-out non-landmark points whose V x V distances estimate the stress
     # the embedding's coordinates achieve (lowdim.geometry.inpca.achieved_stress)
     landmark_holdout: Annotated[int, Landmarks] = 1000
+    # with landmarks: where they go. even: evenly spaced rows | farthest: half evenly spaced,
+    # half where those reach least (lowdim.geometry.landmarks; covers diverged runs' points)
+    landmark_choice: Literal["even", "farthest"] = "even"
 
     def check(self) -> None:
         """On Ray, the tasks write their blocks into the block cache, which the reference
