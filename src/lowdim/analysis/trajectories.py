@@ -288,12 +288,41 @@ def tensor_points(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,
     sources = _Sources(probs, run_rows, brackets, members,
                        np.asarray(probs[p0_row]), np.asarray(probs[p1_row]), grid)
     kernel = {"bc_floor": bc_floor, "device": device, "max_block_bytes": max_block_bytes}
-    if len(table) * sources.point_bytes > max_block_bytes:
-        points = _points_from_scratch(sources, len(table), max_block_bytes, kernel, scratch_dir,
-                                      progress_bar)
-    else:
-        points = _points_in_chunks(sources, len(table), max_block_bytes, kernel, progress_bar)
-    return table, points
+    return table, _points(sources, len(table), kernel, scratch_dir, progress_bar)
+
+
+def run_distance_points(probs: np.ndarray, run_rows: list[np.ndarray], index_values: np.ndarray,
+                        grid: np.ndarray, *, bc_floor: float = BC_FLOOR, method: str = "auto",
+                        device: str = "cpu", max_block_bytes: int = BLOCK_BYTES,
+                        scratch_dir: str | Path | None = None, progress_bar: bool = False
+                        ) -> Iterator[tuple[int, np.ndarray]]:
+    """(grid point, (R, R) float64 distances between runs) at each point of `grid`, in order:
+    run r is the checkpoints at rows ``run_rows[r]`` of the (M, N, C) `probs` (array, memory
+    map or ``NpyFile``), reindexed onto `grid` by its rows' `index_values` (A7).
+
+    The values of ``geometry.trajectory_distance_tensor`` of the stacked float32 reindexed runs,
+    bit for bit, without the (R, G, N, C) stack or the (G, R, R) tensor: the runs are built a
+    chunk of grid points at a time (or a grid point through a scratch file in `scratch_dir`
+    when one alone exceeds ``max_block_bytes``), as ``trajectory_tensor`` builds its own.
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    run_rows = [np.asarray(rows) for rows in run_rows]
+    brackets = [reindex_brackets(check_index(index_values[rows], len(rows)), grid)
+                for rows in run_rows]
+    sources = _Sources(probs, run_rows, brackets, [], None, None, grid)
+    kernel = {"bc_floor": bc_floor, "method": method, "device": device,
+              "max_block_bytes": max_block_bytes}
+    return _points(sources, len(run_rows), kernel, scratch_dir, progress_bar)
+
+
+def _points(sources: _Sources, count: int, kernel: dict, scratch_dir: str | Path | None,
+            progress_bar: bool) -> Iterator[tuple[int, np.ndarray]]:
+    """The (grid point, (R, R)) iterator of `count` trajectories: in chunks of grid points, or
+    through a scratch file when one grid point alone exceeds the kernel's budget."""
+    budget = kernel["max_block_bytes"]
+    if count * sources.point_bytes > budget:
+        return _points_from_scratch(sources, count, budget, kernel, scratch_dir, progress_bar)
+    return _points_in_chunks(sources, count, budget, kernel, progress_bar)
 
 
 def _points_in_chunks(sources: _Sources, count: int, max_block_bytes: int, kernel: dict,
@@ -318,8 +347,8 @@ class _Sources:
     run_rows: list[np.ndarray]
     brackets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     members: list[np.ndarray]
-    p0: np.ndarray
-    p1: np.ndarray
+    p0: np.ndarray | None  # the geodesic's ends (None: no geodesic among the trajectories)
+    p1: np.ndarray | None
     grid: np.ndarray
 
     @property

@@ -30,24 +30,28 @@ always taken against the true labels. `run_corners` is the whole study (notebook
 on `train.device`, the joint set's distances and InPCA with the `distances` and `embedding`
 settings, and the convergence analysis.
 
-**Scale.** The study holds one architecture's joint set whole: its M_j rows (the selected normal
-runs' checkpoints, the corner runs' checkpoints of both phases, the references) as
-``4 M_j N C`` bytes of float32 probabilities, its M_j x M_j distances (``8 M_j^2`` bytes, a few
-times that in a dense InPCA), the (R, G, N, C) float32 reindexed runs (``4 R G N C``) and the
-(G, R, R) tensor of the convergence analysis (``8 G R^2``), with R the normal and phase-2 corner
-runs and G = `grid_points`. So memory grows with the number of normal runs compared: every run
-of an architecture on the authors' grid (about 1,140 AllCNN runs and their checkpoints) does not
-fit, while the corners' own settings (`studies.corners.normal`, set so in the cifar10 profiles:
-10 to 20 runs) keep M_j to a few thousand. The main analysis set is read only at the rows kept.
+**Scale.** Memory is O(block + M_j): nothing of one architecture's joint set (M_j rows: the
+selected normal runs' checkpoints, the corner runs' checkpoints of both phases, the references)
+is held whole. Each corner run's probabilities go to a scratch file as soon as it is trained;
+the joint set is written to a scratch ``.npy`` (``4 M_j N C`` bytes of disk) a block of rows at
+a time, its M_j x M_j distances to another (``8 M_j^2`` bytes, tile by tile, as the distances
+stage writes D) and InPCA reads them slab by slab (the iterative solvers; the dense one, at
+M_j <= 2,000, forms the matrix). The convergence analysis builds the reindexed runs a chunk of
+grid points at a time and reduces each grid point's (R, R) distances to its medians at once
+(``analysis.trajectories.run_distance_points``): no (R, G, N, C) stack, no (G, R, R) tensor.
+The scratch files live in a temporary directory (under `scratch`, default the system's: set
+TMPDIR to a disk with room), removed at the end; their size is checked before writing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,7 +59,7 @@ import torch
 from tqdm import tqdm
 
 from lowdim.analysis.analysis_set import loss_and_error, renormalize
-from lowdim.analysis.trajectories import progress_grid
+from lowdim.analysis.trajectories import progress_grid, run_distance_points
 from lowdim.config.distances import DistancesConfig
 from lowdim.config.embedding import EmbeddingConfig
 from lowdim.config.models import ModelsConfig
@@ -64,17 +68,28 @@ from lowdim.config.studies.runs import RunSelection
 from lowdim.config.train import TrainConfig
 from lowdim.data import Prepared
 from lowdim.device import resolve_device
-from lowdim.geometry.distances import DistanceSettings, bhattacharyya, truth_point
-from lowdim.geometry.geodesic import geodesic, reindex, trajectory_distance_tensor
+from lowdim.geometry.distance_blocks import write_bhattacharyya
+from lowdim.geometry.distances import DistanceSettings, truth_point
+from lowdim.geometry.geodesic import geodesic
 from lowdim.geometry.inpca import stress_metrics
+from lowdim.store.arrays import NpyFile, check_disk_space
 from lowdim.store.records import RunSpec
-from lowdim.studies.common import StudyResult, distance_options, embed, selection_mask
+from lowdim.studies.common import (
+    Rows,
+    StudyResult,
+    Submatrix,
+    distance_options,
+    embed,
+    selection_mask,
+)
 from lowdim.training.grid import scaled_lr
 from lowdim.training.run import DeviceData, RunResult, train_run
 
 KINDS = ("uniform", "subsample")
 # Rows of the joint set that are runs (their checkpoints), and the reference kinds.
 RUN_KINDS = ("run", "corner_run")
+# Rows copied into the scratch joint set at a time are at most this many bytes.
+SCRATCH_BLOCK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,13 +213,15 @@ def reference_block(p0: np.ndarray, labels: np.ndarray, num_classes: int, points
 
 def joint_set(corner_parts: Sequence[tuple[pd.DataFrame, np.ndarray]], main_index: pd.DataFrame,
               main_probs: np.ndarray, arch: str, corner_labels: Mapping[str, np.ndarray],
-              num_classes: int, geodesic_points: int, normal: RunSelection | None = None
-              ) -> tuple[pd.DataFrame, np.ndarray]:
+              num_classes: int, geodesic_points: int, normal: RunSelection | None = None, *,
+              out: str | Path | None = None) -> tuple[pd.DataFrame, np.ndarray | NpyFile]:
     """Corner runs (of `arch`), the normal runs of `arch` (those `normal` selects, when given),
     ignorance, truth and the main geodesic from the main analysis set, and one truth point and
     geodesic per relabelled corner.
 
-    Returns the joint index (column `row` = position) and (M, N, C) float32 probabilities.
+    Returns the joint index (column `row` = position) and (M, N, C) float32 probabilities: in
+    memory, or with `out` written to that ``.npy`` file a block of rows at a time and returned
+    as an ``NpyFile`` (the main analysis set is read only at the rows kept, a block at a time).
     """
     runs = (main_index["kind"] == "run") & (main_index["arch"] == arch)
     if normal is not None:
@@ -220,7 +237,7 @@ def joint_set(corner_parts: Sequence[tuple[pd.DataFrame, np.ndarray]], main_inde
     p0 = np.asarray(main_probs[main_rows.index[main_rows["kind"] == "ignorance"][0]])
     main = main_rows[["kind", "run_id", "arch", "optimizer", "seed", "checkpoint", "step", "epoch",
                       "t", "train_loss", "train_error"]].assign(corner="")
-    parts = [(main, np.asarray(main_probs[main_rows.index.to_numpy()], dtype=np.float32))]
+    parts = [(main, Rows(main_probs, main_rows.index.to_numpy()))]
     parts += list(corner_parts)
     for name, labels in corner_labels.items():
         parts.append(reference_block(p0, labels, num_classes, geodesic_points,
@@ -231,7 +248,51 @@ def joint_set(corner_parts: Sequence[tuple[pd.DataFrame, np.ndarray]], main_inde
     for column in ("seed", "checkpoint", "step", "iseed", "phase"):
         if column in index:
             index[column] = index[column].astype("Int64")
-    return index, np.concatenate([probs for _, probs in parts])
+    blocks = [probs for _, probs in parts]
+    if out is None:
+        return index, np.concatenate([np.asarray(b, dtype=np.float32) for b in blocks])
+    return index, stack_to_file(blocks, out)
+
+
+def stack_to_file(blocks: Sequence, path: str | Path, max_block_bytes: int = SCRATCH_BLOCK_BYTES
+                  ) -> NpyFile:
+    """The (M_1 + ... + M_k, N, C) float32 concatenation of (M_i, N, C) arrays, ``Rows`` or
+    ``NpyFile``s, written to the ``.npy`` file `path` a block of rows at a time."""
+    shapes = {tuple(b.shape[1:]) for b in blocks}
+    if len(shapes) != 1:
+        raise ValueError(f"the joint set's parts must share their (N, C) shape (the same "
+                         f"evaluation samples and classes), got {sorted(shapes)}")
+    row_shape = shapes.pop()
+    row_bytes = int(np.prod(row_shape)) * 4
+    total = sum(len(b) for b in blocks)
+    check_disk_space(total * row_bytes, Path(path).parent, "the corner study's joint set",
+                     "set TMPDIR to a disk with room")
+    stored = NpyFile.create(path, (total, *row_shape), np.float32)
+    step, start = max(1, max_block_bytes // row_bytes), 0
+    for block in blocks:
+        for a in range(0, len(block), step):
+            stored.write_rows(start + a, np.asarray(block[a:a + step], dtype=np.float32))
+        start += len(block)
+    return stored
+
+
+def joint_distances(probs: np.ndarray | NpyFile, settings: DistanceSettings,
+                    path: str | Path) -> NpyFile:
+    """The (M, M) float64 distances of the joint set, written to the ``.npy`` file `path` tile by
+    tile (``write_bhattacharyya``, no block cache): the bytes ``bhattacharyya`` returns."""
+    m = len(probs)
+    check_disk_space(8 * m * m, Path(path).parent, "the corner study's joint distances",
+                     "set TMPDIR to a disk with room")
+    write_bhattacharyya(probs, ["joint"] * m, None, path, settings=settings)
+    return NpyFile(path)
+
+
+def spill(probs: np.ndarray, path: str | Path) -> NpyFile:
+    """Write one run's (T, N, C) probabilities to the ``.npy`` file `path`; read them from there."""
+    check_disk_space(np.asarray(probs).nbytes, Path(path).parent, "a corner run's predictions",
+                     "set TMPDIR to a disk with room")
+    np.save(path, np.asarray(probs, dtype=np.float32))
+    return NpyFile(path)
 
 
 def trajectory_rows(index: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -243,8 +304,9 @@ def trajectory_rows(index: pd.DataFrame) -> dict[str, np.ndarray]:
             for r, g in runs.groupby("run_id", sort=True)}
 
 
-def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray,
-                settings: DistanceSettings) -> pd.DataFrame:
+def convergence(index: pd.DataFrame, probs: np.ndarray | NpyFile, grid: np.ndarray,
+                settings: DistanceSettings, *, scratch_dir: str | Path | None = None
+                ) -> pd.DataFrame:
     """Distance of each phase-2 corner run to the normal runs at equal progress (A7-A8).
 
     Runs are reindexed by training accuracy (1 - train error on the true labels). For each corner
@@ -253,7 +315,9 @@ def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray,
     `to_normal` is NaN below the accuracy a corner run starts from (reindexing would hold its
     first checkpoint there, comparing it with less trained normal runs).
     Distances use every sample (`settings.sample_step` is not used); the other `settings`
-    (bc_floor, method, device, max_block_bytes) go to `geometry.trajectory_distance_tensor`.
+    (bc_floor, method, device, max_block_bytes) go to ``run_distance_points``, which yields one
+    grid point's (R, R) distances at a time (reduced here at once; `scratch_dir` for its scratch
+    file when one grid point exceeds the block budget).
     Long table: corner, run_id, seed, s, to_normal, normal_spread.
     """
     rows_of = trajectory_rows(index)
@@ -265,23 +329,23 @@ def convergence(index: pd.DataFrame, probs: np.ndarray, grid: np.ndarray,
         raise ValueError("the convergence analysis needs at least two normal runs and one corner "
                          "run: add seeds or optimizers of studies.corners.arch to the grid")
     accuracy = 1.0 - index["train_error"].to_numpy(dtype=np.float64)
-    stacked = np.stack([reindex(np.asarray(probs[rows_of[r]]), accuracy[rows_of[r]], grid)
-                        .astype(np.float32) for r in run_ids])
-    tensor = trajectory_distance_tensor(
-        stacked, bc_floor=settings.bc_floor, device=settings.device, method=settings.method,
-        max_block_bytes=settings.max_block_bytes)  # (G, R, R)
-    n_idx = np.flatnonzero(normal)
-    pairs = tensor[:, n_idx][:, :, n_idx]
+    n_idx, c_idx = np.flatnonzero(normal), np.flatnonzero(~normal)
     upper = np.triu_indices(len(n_idx), k=1)
-    spread = np.median(pairs[:, upper[0], upper[1]], axis=1)  # (G,)
+    spread = np.empty(len(grid))
+    to_normal = np.empty((len(c_idx), len(grid)))
+    for point, matrix in run_distance_points(
+            probs, [rows_of[r] for r in run_ids], accuracy, grid, bc_floor=settings.bc_floor,
+            method=settings.method, device=settings.device,
+            max_block_bytes=settings.max_block_bytes, scratch_dir=scratch_dir):
+        spread[point] = np.median(matrix[np.ix_(n_idx, n_idx)][upper])
+        to_normal[:, point] = np.median(matrix[np.ix_(c_idx, n_idx)], axis=1)
     tables = []
-    for r in np.flatnonzero(~normal):
+    for k, r in enumerate(c_idx):
         meta = first.loc[rows_of[run_ids[r]][0]]
         reached = grid >= accuracy[rows_of[run_ids[r]][0]]
         tables.append(pd.DataFrame({
             "corner": meta["corner"], "run_id": run_ids[r], "seed": int(meta["seed"]), "s": grid,
-            "to_normal": np.where(reached, np.median(tensor[:, r, n_idx], axis=1), np.nan),
-            "normal_spread": spread}))
+            "to_normal": np.where(reached, to_normal[k], np.nan), "normal_spread": spread}))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -314,12 +378,13 @@ def convergence_metrics(table: pd.DataFrame, index: pd.DataFrame,
 
 def train_corners(data: DeviceData, prepared: Prepared, cfg: CornersConfig, *,
                   model_sizes: Mapping[str, Mapping], reference_batch_size: int,
-                  eval_batch_size: int = 1000
-                  ) -> tuple[list[tuple[pd.DataFrame, np.ndarray]], pd.DataFrame]:
+                  eval_batch_size: int = 1000, spill_dir: str | Path | None = None
+                  ) -> tuple[list[tuple[pd.DataFrame, np.ndarray | NpyFile]], pd.DataFrame]:
     """Both phases of every setup x iseed x seed (`model_sizes`: arch -> size keywords): their
     (rows, (T, N, C) train-space probabilities) in that order, and a log table (one row per
     phase: arch, corner, status, checkpoints, final errors against its own and the true labels,
-    seconds)."""
+    seconds). With `spill_dir` each phase's probabilities are written there as it ends and
+    returned as ``NpyFile``s, so that memory holds one run, not all of them."""
     true_labels = prepared.train_labels[prepared.eval_train_index]
     parts, log = [], []
     todo = list(itertools.product(cfg.named_setups(), cfg.iseeds, cfg.seeds))
@@ -332,6 +397,8 @@ def train_corners(data: DeviceData, prepared: Prepared, cfg: CornersConfig, *,
         for phase, result in enumerate(phases, start=1):
             rows, probs = corner_rows(result, name, setup.kind, iseed, phase, "train",
                                       true_labels)
+            if spill_dir is not None:
+                probs = spill(probs, Path(spill_dir) / f"corner_run_{len(parts)}.npy")
             parts.append((rows, probs))
             log.append({"arch": setup.arch, "corner": corner_name(name, iseed), "seed": seed,
                         "phase": phase, "status": result.status,
@@ -364,17 +431,20 @@ def setups_table(cfg: CornersConfig) -> pd.DataFrame:
 def compare_arch(parts: Sequence[tuple[pd.DataFrame, np.ndarray]], arch: str,
                  cfg: CornersConfig, embedding_settings: EmbeddingConfig, prepared: Prepared,
                  main_index: pd.DataFrame, main_probs: np.ndarray,
-                 distance_settings: DistanceSettings, all_samples: DistanceSettings
-                 ) -> tuple[dict, dict]:
+                 distance_settings: DistanceSettings, all_samples: DistanceSettings,
+                 scratch: str | Path) -> tuple[dict, dict]:
     """The joint set of `arch`'s corner runs (`parts`) with its normal runs, its InPCA and the
     convergence analysis: products (`index`, `embedding`, `convergence`) and metrics (`train`:
-    explained stress; `corners`: `convergence_metrics`)."""
+    explained stress; `corners`: `convergence_metrics`). The joint set and its distances are
+    written to files in the directory `scratch` (module docstring, Scale)."""
+    scratch = Path(scratch)
     index, probs = joint_set(parts, main_index, main_probs, arch,
                              corner_truths(prepared, cfg, arch), prepared.num_classes,
-                             cfg.geodesic_points, cfg.normal)
-    d = bhattacharyya(probs, **distance_settings.kwargs())
-    embedding = embed(d, embedding_settings)
-    table = convergence(index, probs, progress_grid(cfg.grid_points), all_samples)
+                             cfg.geodesic_points, cfg.normal, out=scratch / f"{arch}_joint.npy")
+    d = joint_distances(probs, distance_settings, scratch / f"{arch}_distances.npy")
+    embedding = embed(Submatrix(d), embedding_settings)
+    table = convergence(index, probs, progress_grid(cfg.grid_points), all_samples,
+                        scratch_dir=scratch)
     metrics = {"train": stress_metrics(embedding, embedding_settings.stress_dims),
                "corners": convergence_metrics(table, index)}
     return {"index": index, "embedding": embedding, "convergence": table}, metrics
@@ -383,11 +453,14 @@ def compare_arch(parts: Sequence[tuple[pd.DataFrame, np.ndarray]], arch: str,
 def run_corners(study: CornersConfig, train: TrainConfig, models: ModelsConfig,
                 distance_settings: DistancesConfig, embedding_settings: EmbeddingConfig,
                 prepared: Prepared, main_index: pd.DataFrame, main_probs: np.ndarray, *,
-                distance_device: str | None = None) -> StudyResult:
+                distance_device: str | None = None,
+                scratch: str | Path | None = None) -> StudyResult:
     """The corners study: train every corner of every setup (on `train.device`, at the `models`
     size of its architecture), embed each architecture's corner runs with its normal runs from
     the main analysis set (`main_index`, (M, N, C) train-space `main_probs`), and compare the
-    phase-2 runs with those normal runs.
+    phase-2 runs with those normal runs. The corner runs' predictions, each joint set and its
+    distances live in a temporary directory under `scratch` (None: the system's), removed at
+    the end.
 
     Products: `setups` (`setups_table`), and per architecture `index` (the joint set),
     `embedding` (its InPCA) and `convergence` (long table), their names prefixed `<arch>_` when
@@ -397,18 +470,20 @@ def run_corners(study: CornersConfig, train: TrainConfig, models: ModelsConfig,
     """
     data = DeviceData.from_prepared(prepared, resolve_device(train.device))
     archs = study.archs
-    parts, log = train_corners(data, prepared, study,
-                               model_sizes={arch: models.get(arch, {}) for arch in archs},
-                               reference_batch_size=train.lr_reference_batch_size,
-                               eval_batch_size=train.eval_batch_size)
     options = distance_options(distance_settings, distance_device)
     all_samples = distance_options(distance_settings, distance_device, all_samples=True)
     products, by_arch = {"setups": setups_table(study)}, {}
-    for arch in archs:
-        mine = [(rows, probs) for rows, probs in parts if rows["arch"].iloc[0] == arch]
-        found, by_arch[arch] = compare_arch(mine, arch, study, embedding_settings, prepared,
-                                            main_index, main_probs, options, all_samples)
-        prefix = f"{arch}_" if len(archs) > 1 else ""
-        products.update({prefix + name: product for name, product in found.items()})
+    with tempfile.TemporaryDirectory(prefix="lowdim-corners-", dir=scratch) as tmp:
+        parts, log = train_corners(data, prepared, study,
+                                   model_sizes={arch: models.get(arch, {}) for arch in archs},
+                                   reference_batch_size=train.lr_reference_batch_size,
+                                   eval_batch_size=train.eval_batch_size, spill_dir=tmp)
+        for arch in archs:
+            mine = [(rows, probs) for rows, probs in parts if rows["arch"].iloc[0] == arch]
+            found, by_arch[arch] = compare_arch(mine, arch, study, embedding_settings, prepared,
+                                                main_index, main_probs, options, all_samples,
+                                                tmp)
+            prefix = f"{arch}_" if len(archs) > 1 else ""
+            products.update({prefix + name: product for name, product in found.items()})
     metrics = by_arch[archs[0]] if len(archs) == 1 else {"by_arch": by_arch}
     return StudyResult(products=products, metrics=metrics, summary=log)
