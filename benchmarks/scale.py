@@ -1,12 +1,12 @@
-"""The pipeline at scale: predictions -> distances -> embedding, and trajectories, on M synthetic
-checkpoints.
+"""The pipeline at scale: every stage that does not train, on M synthetic checkpoints.
 
 Builds a run store of R runs x T checkpoints x N samples in the store's real format
-(``lowdim.store.runs.write_run``): per run and sample, a noisy path from ignorance towards a
-near-one-hot prediction at a run-specific endpoint (square-root probabilities interpolated on
-the sphere, run-specific speed and noise), float32 as training writes them. Then it runs the
-stage functions that notebooks 30, 40 and 50 call, and notebook 60 itself, each in its own
-process so that each stage's peak resident set (VmHWM, read in the child) is its own:
+(``lowdim.store.runs.write_run``; R / 3 configurations of 3 seeds each): per run and sample, a
+noisy path from ignorance towards a near-one-hot prediction at a run-specific endpoint
+(square-root probabilities interpolated on the sphere, run-specific speed and noise), float32 as
+training writes them. Then it runs the stage functions that notebooks 30, 40 and 50 call, and
+the later stages' notebooks themselves, each stage in its own process so that each stage's peak
+resident set (VmHWM, read in the child) is its own:
 
 - predictions: ``plan_analysis_set`` -> ``check_predictions_disk`` -> ``write_analysis_set``
 - distances: ``plan_distances`` -> ``check_distances_disk`` -> ``write_distances`` (block cache
@@ -15,8 +15,18 @@ process so that each stage's peak resident set (VmHWM, read in the child) is its
   components and the stress dimensions of the default profile)
 - trajectories: the code cells of ``notebooks/60_trajectories.ipynb`` (the stage itself,
   parameters injected as papermill would; the active params.yaml with
-  ``trajectories.trained_max_error`` 1.0, so that R runs, 6 configuration averages and the
-  geodesic enter each space's (G, R, R) tensor)
+  ``trajectories.trained_max_error`` 1.0, so that every run, one average per configuration
+  and the geodesic enter each space's (G, R, R) tensor)
+- intervals, joint_embedding, averaging, tangents: those stages' notebooks likewise (their
+  notebook and input/output paths read from dvc.yaml and moved into the work directory; the
+  averaging study on the first configuration with two runs)
+- figures: every figure notebook of dvc.yaml whose inputs the stages above made, one after
+  the other in one process (the row's RSS is the largest of them); the figures of the corner,
+  synthetic and larger-network studies need trained networks and are listed as skipped
+
+With ``--reuse`` a size's work directory (kept by an earlier ``--keep`` run in the same
+``--workdir``) is used as it is, so later stages can be measured without rebuilding the earlier
+ones: ``--sizes 10000 --stages joint_embedding figures --reuse --keep --workdir DIR``.
 
     PYTHONPATH=src nice -n 10 python benchmarks/scale.py --sizes 2000 10000 30000
     PYTHONPATH=src python benchmarks/scale.py --quick          # a smoke size
@@ -37,6 +47,7 @@ import json
 import math
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -44,6 +55,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -53,10 +65,15 @@ GEODESIC_POINTS = 100
 TRAJECTORY_GRID = 100  # trajectories.grid_points of the default profile (G)
 N_COMPONENTS = 50
 STRESS_DIMS = (1, 2, 3, 10, 50)
+SEEDS = 3  # seeds per configuration (the quick profile's; the paper's grid has 2 to 5)
 FACTORS = dict(optimizer="sgd", batch_size=200, base_lr=0.1, lr=0.1, weight_decay=0.0,
                augment="none", init="default", epochs=10)
-STAGES = ("predictions", "distances", "embedding", "trajectories")
-TRAJECTORIES_NOTEBOOK = ROOT / "notebooks" / "60_trajectories.ipynb"
+NOTEBOOK_STAGES = ("intervals", "joint_embedding", "averaging", "tangents")
+STAGES = ("predictions", "distances", "embedding", "trajectories", *NOTEBOOK_STAGES, "figures")
+# Every synthetic run counts as trained; the averaging study takes the first configuration with
+# two or more runs (synthetic runs of one architecture differ only in their seed).
+OVERRIDES = {"trajectories": {"trained_max_error": 1.0},
+             "studies": {"averaging": {"arch": None, "optimizer": None}}}
 
 
 # --------------------------------------------------------------------------- the run store
@@ -93,7 +110,11 @@ def build_store(work: Path, runs: int, checkpoints: int, n: dict[str, int], c: i
     specs = []
     archs = ("fc", "allcnn", "wr-10-4-8", "wr-16-4-16", "convmixer", "vit")
     for r in range(runs):
-        spec = RunSpec(arch=archs[r % len(archs)], seed=r, **FACTORS)
+        # SEEDS seeds per configuration, as in the grids: configurations cycle through the
+        # architectures, and those of one architecture differ in their weight decay
+        config, seed = divmod(r, SEEDS)
+        factors = {**FACTORS, "weight_decay": 1e-4 * (config // len(archs))}
+        spec = RunSpec(arch=archs[config % len(archs)], seed=seed, **factors)
         result = RunResult(spec=spec, iters_per_epoch=100)
         paths = {space: run_paths(rng, y, checkpoints, c) for space, y in labels.items()}
         for k in range(checkpoints):
@@ -190,18 +211,62 @@ def child(stage: str, work: Path, options: dict) -> dict:
             notes.append(f"{space}: {stress_metrics(embeddings[space], STRESS_DIMS)}")
         save_embeddings(embeddings, work / "embedding")
     elif stage == "trajectories":
-        notes += run_notebook(TRAJECTORIES_NOTEBOOK, {
-            "params_file": str(ROOT / "params.yaml"),
-            "overrides": {"trajectories": {"trained_max_error": 1.0}},
-            "predictions_dir": str(work / "predictions"),
-            "trajectories_dir": str(work / "trajectories"),
-            "metrics_file": str(work / "trajectories.json")})
+        notebook, parameters, _ = dvc_stage(stage, work, options)
+        notes += run_notebook(notebook, parameters)
         count = np.load(work / "trajectories" / "train_tensor.npy", mmap_mode="r").shape
         notes.append(f"train tensor (G, R, R) = {count}")
+    elif stage in NOTEBOOK_STAGES:
+        notebook, parameters, missing = dvc_stage(stage, work, options)
+        if missing:
+            raise RuntimeError(f"{stage} needs {', '.join(missing)}: run the stages before it")
+        notes += run_notebook(notebook, parameters)
+    elif stage == "figures":
+        for name in figure_stages():
+            notebook, parameters, missing = dvc_stage(name, work, options)
+            if missing:
+                notes.append(f"{name}: skipped, needs {', '.join(missing)}")
+                continue
+            notes += run_notebook(notebook, parameters)
     else:
         raise ValueError(f"unknown stage {stage!r}")
     return {"notes": notes, "pair_samples": options.get("pair_samples"),
             "matrix_seconds": options.get("matrix_seconds")}
+
+
+def dvc_stages() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def figure_stages() -> list[str]:
+    """The figure stages of dvc.yaml, in its order."""
+    return [name for name, stage in dvc_stages().items()
+            if "notebooks/figures/" in stage.get("cmd", "")]
+
+
+def in_work(value: str, work: Path) -> str:
+    """A pipeline path of dvc.yaml moved into the work directory (data/x -> work/x)."""
+    for prefix in ("data/", ""):
+        if value.startswith(prefix) and value.split("/")[0] in ("data", "figures", "metrics"):
+            return str(work / value[len(prefix):])
+    return value
+
+
+def dvc_stage(name: str, work: Path, options: dict) -> tuple[Path, dict, list[str]]:
+    """The notebook of dvc.yaml's stage `name`, its parameters (paths in `work`, the active
+    params.yaml with ``OVERRIDES`` and ``--resamples``) and the inputs (deps under data/ or
+    metrics/) it lacks."""
+    stage = dvc_stages()[name]
+    tokens = shlex.split(stage["cmd"].replace("${nb}", ""))
+    overrides = dict(OVERRIDES)
+    if options.get("resamples"):
+        overrides["intervals"] = {"resamples": options["resamples"]}
+    parameters = {"params_file": str(ROOT / "params.yaml"), "overrides": overrides}
+    for flag, key, value in zip(tokens[2::3], tokens[3::3], tokens[4::3], strict=False):
+        if flag == "-p":
+            parameters[key] = in_work(value, work)
+    inputs = [dep for dep in stage.get("deps", []) if dep.split("/")[0] in ("data", "metrics")]
+    missing = [dep for dep in inputs if not Path(in_work(dep, work)).exists()]
+    return ROOT / tokens[0], parameters, missing
 
 
 def run_notebook(notebook: Path, parameters: dict) -> list[str]:
@@ -249,7 +314,8 @@ def run_stage(stage: str, work: Path, options: dict) -> dict:
     outputs = {"predictions": [work / "predictions"],
                "distances": [work / "distances", work / "cache"],
                "embedding": [work / "embedding"],
-               "trajectories": [work / "trajectories", work / "trajectories.json"]}[stage]
+               "trajectories": [work / "trajectories"],
+               "figures": [work / "figures"]}.get(stage, [work / "studies", work / "metrics"])
     before = allocated(outputs)
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(
         [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
@@ -286,6 +352,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where stores and products go (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep each size's files")
+    parser.add_argument("--resamples", type=int, default=None,
+                        help="intervals.resamples (default: the profile's); the intervals "
+                        "stage's time is about linear in it")
+    parser.add_argument("--reuse", action="store_true",
+                        help="use each size's kept work directory as it is (no rebuild)")
     parser.add_argument("--extrapolate", type=int, nargs=2, default=[150_000, 2_500],
                         metavar=("M", "N"), help="size to extrapolate to (train N; test N / 5)")
     parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
@@ -301,24 +372,32 @@ def main() -> None:
         args.sizes, args.n = [600], 100
     base = args.workdir or Path(os.environ.get("TMPDIR", "/tmp")) / "lowdim-scale"
     options = {"c": args.c, "dtype": args.dtype, "cache": not args.no_cache,
-               "device": args.device, "landmarks": args.landmarks}
+               "device": args.device, "landmarks": args.landmarks,
+               "resamples": args.resamples}
     n = {"train": args.n, "test": max(1, args.n // 5)}
     print(f"lowdim scale benchmark: N = {n['train']} train / {n['test']} test samples, "
           f"C = {args.c}, T = {args.checkpoints} checkpoints per run, distances {args.dtype}, "
           f"cache {'off' if args.no_cache else 'on'}, device {args.device}, "
-          f"landmarks {args.landmarks}; {os.cpu_count()} CPUs; work in {base}")
+          f"landmarks {args.landmarks}, intervals.resamples {args.resamples or 'as the profile'}; "
+          f"{os.cpu_count()} CPUs; work in {base}")
     rows = []
     for size in args.sizes:
         runs = max(1, round(size / args.checkpoints))
         work = base / f"m{size}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        start = time.perf_counter()
-        build_store(work, runs, args.checkpoints, n, args.c)
         m = runs * args.checkpoints + 2 + GEODESIC_POINTS
-        print(f"\nM = {m} ({runs} runs x {args.checkpoints} + {2 + GEODESIC_POINTS} reference "
-              f"rows): run store {gib(allocated([work / 'runs']))} built in "
-              f"{time.perf_counter() - start:.1f} s")
+        if args.reuse:
+            if not (work / "runs").is_dir():
+                raise SystemExit(f"--reuse: {work} holds no run store; run this size with "
+                                 "--keep first")
+            print(f"\nM = {m}: reusing {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            start = time.perf_counter()
+            build_store(work, runs, args.checkpoints, n, args.c)
+            print(f"\nM = {m} ({runs} runs x {args.checkpoints} + {2 + GEODESIC_POINTS} "
+                  f"reference rows): run store {gib(allocated([work / 'runs']))} built in "
+                  f"{time.perf_counter() - start:.1f} s")
         for stage in args.stages:
             result = run_stage(stage, work, options)
             rows.append({"stage": stage, "m": m, **result})
@@ -329,17 +408,17 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\n{'stage':<12} {'M':>8} {'N':>6} {'wall s':>9} {'peak RSS':>11} {'disk written':>13}")
+    print(f"\n{'stage':<16} {'M':>8} {'N':>6} {'wall s':>9} {'peak RSS':>11} {'disk written':>13}")
     for r in rows:
-        print(f"{r['stage']:<12} {r['m']:>8} {args.n:>6} {r['wall']:>9.1f} "
+        print(f"{r['stage']:<16} {r['m']:>8} {args.n:>6} {r['wall']:>9.1f} "
               f"{gib(r['rss']):>11} {gib(r['disk']):>13}")
     print("\ngrowth exponents log(x2/x1) / log(M2/M1):")
-    print(f"{'stage':<12} {'M1 -> M2':>18} {'time':>7} {'RSS':>7}")
+    print(f"{'stage':<16} {'M1 -> M2':>18} {'time':>7} {'RSS':>7}")
     for stage in args.stages:
         mine = [r for r in rows if r["stage"] == stage]
         for a, b in zip(mine, mine[1:], strict=False):
             scale = math.log(b["m"] / a["m"])
-            print(f"{stage:<12} {a['m']:>8} -> {b['m']:<8} "
+            print(f"{stage:<16} {a['m']:>8} -> {b['m']:<8} "
                   f"{math.log(b['wall'] / a['wall']) / scale:>7.2f} "
                   f"{math.log(b['rss'] / a['rss']) / scale:>7.2f}")
     extrapolate(rows, args, n)
@@ -384,7 +463,7 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int]) -
             exp = min(max(time_exps[-1], 1.0), 2.0) if time_exps else 2.0
             wall = last["wall"] * ratio**exp * sum(big.values()) / sum(n.values())
             how = f"time exponent {exp:.2f} in M (clipped to [1, 2]), linear in N"
-            r = big_m / args.checkpoints + 7  # runs, 6 averages, the geodesic
+            r = big_m / args.checkpoints * (1 + 1 / SEEDS) + 1  # runs, averages, geodesic
             disk = 2 * TRAJECTORY_GRID * r * r * 8
         else:
             time_exps = [math.log(b["wall"] / a["wall"]) / math.log(b["m"] / a["m"])
@@ -393,7 +472,7 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int]) -
             wall = last["wall"] * ratio**exp
             how = f"time exponent {exp:.2f} (at least 2: every product reads D)"
             disk = 0
-        print(f"  {stage:<12} wall ~{wall / 3600:.2f} h ({how}); peak RSS ~{gib(rss)} "
+        print(f"  {stage:<16} wall ~{wall / 3600:.2f} h ({how}); peak RSS ~{gib(rss)} "
               f"({rss_how}); disk ~{disk / 1e9:.0f} GB")
 
 

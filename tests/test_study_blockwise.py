@@ -23,7 +23,8 @@ from lowdim.geometry.euclidean import euclidean_distances
 from lowdim.geometry.inpca import inpca
 from lowdim.geometry.tangent_basis import explained_distance_l1, kernel_average
 from lowdim.store.arrays import NpyFile
-from lowdim.studies.common import JointMatrix, Rows, Submatrix, WeightedSum, joint_distance_matrix
+from lowdim.store.lazy import Submatrix
+from lowdim.studies.common import JointMatrix, Rows, WeightedSum, joint_distance_matrix
 from lowdim.studies.corners import joint_set
 from lowdim.tools.params import validate
 

@@ -53,6 +53,11 @@ from lowdim.analysis.trajectory_analyses import (
     summary_metrics,
 )
 from lowdim.geometry.inpca import inpca
+from lowdim.store.lazy import Submatrix
+
+# A matrix to embed is read into memory up to this size (M = 8,192 in float64), else a block at
+# a time: memory O(block + M) at any M, memory speed where it costs little.
+IN_MEMORY_BYTES = 512 * 2**20
 
 BOOTSTRAPS = ("run", "seed")  # what a bootstrap draws: runs within configuration, or seeds
 # Each metric's unit: explained stress and the ratio are pure numbers, a tube width is an
@@ -158,14 +163,26 @@ def point_rows(point_run: np.ndarray, runs: np.ndarray) -> np.ndarray:
 # --- the statistics ---
 
 
+def in_memory_if_small(d, limit: int | None = None):
+    """An (M, M) matrix (array, ``NpyFile``, ``LazyMatrix``) read whole when its float64 values
+    take at most `limit` bytes (None: ``IN_MEMORY_BYTES``), so that the solvers' many passes
+    run at memory speed; a larger one as it is, read a block at a time. The values are the same
+    either way."""
+    limit = IN_MEMORY_BYTES if limit is None else limit
+    m = d.shape[0]
+    return np.asarray(d) if 8 * m * m <= limit else d
+
+
 def explained_stresses(d: np.ndarray, dims: Sequence[int], *, n_components: int,
                        solver: str = "auto", landmarks: int | None = None,
                        device: str | None = None) -> tuple[dict[str, float], str]:
-    """(M, M) distance matrix -> ({"explained_stress_k": chi_k} for each k of `dims` with
-    k <= M, the solver used), by ``inpca`` with the embedding stage's settings (n_eigenvalues =
+    """(M, M) distance matrix (array, memory map, ``NpyFile`` or ``LazyMatrix``; in memory up
+    to ``IN_MEMORY_BYTES``) -> ({"explained_stress_k": chi_k} for each k of `dims` with k <= M,
+    the solver used), by ``inpca`` with the embedding stage's settings (n_eigenvalues =
     max(n_components, dims)). The solver used is `solver`, or for "auto" the one it stood for:
     "dense" when every eigenvalue came back (of the landmark matrix, with landmarks), else
     "randomized"."""
+    d = in_memory_if_small(d)
     n_eigenvalues = max(n_components, *dims)
     emb = inpca(d, n_components, solver=solver, n_eigenvalues=n_eigenvalues,
                 landmarks=landmarks, device=device)
@@ -178,11 +195,13 @@ def explained_stresses(d: np.ndarray, dims: Sequence[int], *, n_components: int,
 
 def stress_of_resample(d: np.ndarray, point_run: np.ndarray, runs: np.ndarray,
                        dims: Sequence[int], **options) -> dict[str, float]:
-    """(M, M) matrix, (M,) run position of each point, (K,) resampled runs -> the explained
-    stresses of the resample's point set (options: those of ``explained_stresses``; pass the
-    solver that the full matrix used, so that "auto" does not switch solver with M)."""
+    """(M, M) matrix (array, memory map or ``NpyFile``), (M,) run position of each point, (K,)
+    resampled runs -> the explained stresses of the resample's point set (options: those of
+    ``explained_stresses``; pass the solver that the full matrix used, so that "auto" does not
+    switch solver with M). The resample's matrix is a ``Submatrix`` of `d`, read a block at a
+    time by the iterative solvers (formed whole by the dense one): the in-memory values."""
     rows = point_rows(point_run, runs)
-    return explained_stresses(np.asarray(d)[np.ix_(rows, rows)], dims, **options)[0]
+    return explained_stresses(Submatrix(d, rows), dims, **options)[0]
 
 
 def full_trajectory_metrics(index: pd.DataFrame, probs: np.ndarray, runs: pd.DataFrame,

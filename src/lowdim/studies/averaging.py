@@ -43,12 +43,12 @@ from lowdim.config.studies.averaging import (
 from lowdim.geometry.centroids import AVERAGING_METHODS, average_trajectory
 from lowdim.geometry.distances import bhattacharyya, check_probabilities
 from lowdim.geometry.geodesic import progress_closed_form
+from lowdim.store.lazy import Submatrix
 from lowdim.store.records import OPTIONAL_DEFAULTS, SPACES
 from lowdim.studies.common import (
     JointMatrix,
     Rows,
     StudyResult,
-    Submatrix,
     check_spaces,
     distance_options,
     embed,

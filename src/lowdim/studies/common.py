@@ -33,6 +33,7 @@ from lowdim.config.studies.runs import RunSelection, check_selection
 from lowdim.geometry.distances import DistanceSettings
 from lowdim.geometry.inpca import inpca
 from lowdim.store.arrays import as_slice
+from lowdim.store.lazy import LazyMatrix
 from lowdim.store.records import Embedding
 
 
@@ -77,71 +78,6 @@ def embed(d: np.ndarray, settings: EmbeddingConfig, n_components: int | None = N
         k = settings.n_components
         return inpca(d, k, solver=settings.solver, n_eigenvalues=max(k, *settings.stress_dims))
     return inpca(d, n_components, solver=settings.solver)
-
-
-class LazyMatrix:
-    """An (M, M) float64 matrix whose blocks are assembled on demand (`block`), never all at once:
-    ``d[rows]`` and ``d[rows, cols]`` (slices of step 1) return a new array; ``np.asarray(d)``
-    assembles everything. Passes for a read-only matrix in `lowdim.geometry.inpca` (``blockwise``).
-    """
-
-    blockwise = True
-    ndim = 2
-    dtype = np.dtype(np.float64)
-
-    def __init__(self, m: int) -> None:
-        self.shape = (int(m), int(m))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def block(self, rows: slice, cols: slice) -> np.ndarray:
-        """The (rows, cols) block as a new float64 array (`rows`, `cols`: normalized slices)."""
-        raise NotImplementedError
-
-    def __getitem__(self, key) -> np.ndarray:
-        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
-        if not (isinstance(rows, slice) and isinstance(cols, slice)):
-            raise TypeError(f"{type(self).__name__} is read by slices, got {key!r}")
-        rows, cols = (slice(*s.indices(self.shape[0])) for s in (rows, cols))
-        if rows.step != 1 or cols.step != 1:
-            raise TypeError(f"{type(self).__name__} is read by slices of step 1, got {key!r}")
-        out = self.block(rows, cols)
-        if cols.stop - cols.start == self.shape[1]:
-            return out
-        # A tile of an in-memory matrix is a view whose rows are not adjacent, and numpy sums
-        # such a view row by row, not as one run: lay the tile out alike, so that reductions
-        # over it (the solver's centring) give the in-memory matrix's bytes.
-        padded = np.empty((out.shape[0], out.shape[1] + 1))
-        padded[:, :-1] = out
-        return padded[:, :-1]
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        whole = self.block(slice(0, self.shape[0], 1), slice(0, self.shape[1], 1))
-        return whole if dtype is None else whole.astype(dtype, copy=False)
-
-
-def _read(source: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """source[rows][:, cols] as float64, reading only the rows (and, when both are contiguous
-    ranges, only the tile) of an (M, M) ndarray, memory map or `NpyFile`."""
-    r, c = as_slice(rows), as_slice(cols)
-    if isinstance(r, slice) and isinstance(c, slice):
-        return np.asarray(source[r, c], dtype=np.float64)
-    return np.asarray(source[r], dtype=np.float64)[:, cols]
-
-
-class Submatrix(LazyMatrix):
-    """The `rows` x `rows` submatrix of a stored (M, M) matrix (ndarray, memory map or
-    `NpyFile`), read block by block: ``Submatrix(d, rows)`` holds ``d[np.ix_(rows, rows)]``;
-    `rows` None: all of D (its blocks laid out as those of D in memory)."""
-
-    def __init__(self, source: Any, rows: np.ndarray | None = None) -> None:
-        self.source = source
-        self.rows = np.arange(np.shape(source)[0]) if rows is None else np.asarray(rows)
-        super().__init__(len(self.rows))
-
-    def block(self, rows: slice, cols: slice) -> np.ndarray:
-        return _read(self.source, self.rows[rows], self.rows[cols])
 
 
 class WeightedSum(LazyMatrix):

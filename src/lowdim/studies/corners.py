@@ -73,11 +73,11 @@ from lowdim.geometry.distances import DistanceSettings, truth_point
 from lowdim.geometry.geodesic import geodesic
 from lowdim.geometry.inpca import stress_metrics
 from lowdim.store.arrays import NpyFile, check_disk_space
+from lowdim.store.lazy import Submatrix
 from lowdim.store.records import RunSpec
 from lowdim.studies.common import (
     Rows,
     StudyResult,
-    Submatrix,
     distance_options,
     embed,
     selection_mask,

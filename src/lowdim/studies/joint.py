@@ -38,8 +38,9 @@ from lowdim.config.studies.joint import JointConfig
 from lowdim.geometry.euclidean import euclidean_distances
 from lowdim.geometry.inpca import stress_metrics
 from lowdim.store.arrays import NpyFile
+from lowdim.store.lazy import Submatrix
 from lowdim.store.records import SPACES, Embedding
-from lowdim.studies.common import StudyResult, Submatrix, WeightedSum, check_spaces, embed
+from lowdim.studies.common import StudyResult, WeightedSum, check_spaces, embed
 
 
 def samples_used(num_samples: int, sample_step: int) -> int:

@@ -41,11 +41,11 @@ from lowdim.geometry.tangent_basis import (
     tangent_basis,
     tangent_embedding,
 )
+from lowdim.store.lazy import Submatrix
 from lowdim.store.records import SPACES
 from lowdim.studies.common import (
     Rows,
     StudyResult,
-    Submatrix,
     check_spaces,
     distance_options,
     embed,

@@ -1,0 +1,98 @@
+"""Matrices read a block at a time: an (M, M) matrix whose blocks are assembled on demand
+(``LazyMatrix``), for instance a submatrix of a stored D (``Submatrix``), so that the iterative
+InPCA solvers (``lowdim.geometry.inpca``, which read slab by slab what is ``blockwise``) work on
+matrices too large to hold, with exactly the values (and bytes) of the in-memory matrix.
+
+The special studies build their matrices from these (``lowdim.studies.common``); the intervals
+stage embeds its resamples as ``Submatrix`` views of the stored D.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lowdim.store.arrays import as_slice
+
+
+class LazyMatrix:
+    """An (M, M) float64 matrix whose blocks are assembled on demand (`block`), never all at once:
+    ``d[rows]`` and ``d[rows, cols]`` (slices of step 1) return a new array, as does ``d[idx]``
+    for an integer array `idx` of rows (`take_rows`: what the landmark embedding reads);
+    ``np.asarray(d)`` assembles everything. Passes for a read-only matrix in
+    `lowdim.geometry.inpca` (``blockwise``).
+    """
+
+    blockwise = True
+    ndim = 2
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, m: int) -> None:
+        self.shape = (int(m), int(m))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def block(self, rows: slice, cols: slice) -> np.ndarray:
+        """The (rows, cols) block as a new float64 array (`rows`, `cols`: normalized slices)."""
+        raise NotImplementedError
+
+    def take_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Whole rows `idx` (an integer array) as a new float64 array; here row by row."""
+        full = slice(0, self.shape[1], 1)
+        out = np.empty((len(idx), self.shape[1]))
+        for k, row in enumerate(np.arange(self.shape[0])[idx]):
+            out[k] = self.block(slice(int(row), int(row) + 1, 1), full)[0]
+        return out
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        if (isinstance(rows, np.ndarray) and rows.dtype.kind in "iu" and rows.ndim == 1
+                and isinstance(cols, slice) and cols == slice(None)):
+            return self.take_rows(rows)
+        if not (isinstance(rows, slice) and isinstance(cols, slice)):
+            raise TypeError(f"{type(self).__name__} is read by slices or an integer array of "
+                            f"rows, got {key!r}")
+        rows, cols = (slice(*s.indices(self.shape[0])) for s in (rows, cols))
+        if rows.step != 1 or cols.step != 1:
+            raise TypeError(f"{type(self).__name__} is read by slices of step 1, got {key!r}")
+        out = self.block(rows, cols)
+        if cols.stop - cols.start == self.shape[1]:
+            return out
+        # A tile of an in-memory matrix is a view whose rows are not adjacent, and numpy sums
+        # such a view row by row, not as one run: lay the tile out alike, so that reductions
+        # over it (the solver's centring) give the in-memory matrix's bytes.
+        padded = np.empty((out.shape[0], out.shape[1] + 1))
+        padded[:, :-1] = out
+        return padded[:, :-1]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self.block(slice(0, self.shape[0], 1), slice(0, self.shape[1], 1))
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+
+def _read(source: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """source[rows][:, cols] as float64, reading only the rows (and, when both are contiguous
+    ranges, only the tile) of an (M, M) ndarray, memory map or `NpyFile`."""
+    r, c = as_slice(rows), as_slice(cols)
+    if isinstance(r, slice) and isinstance(c, slice):
+        return np.asarray(source[r, c], dtype=np.float64)
+    return np.asarray(source[r], dtype=np.float64)[:, cols]
+
+
+class Submatrix(LazyMatrix):
+    """The `rows` x `rows` submatrix of a stored (M, M) matrix (ndarray, memory map or
+    `NpyFile`), read block by block: ``Submatrix(d, rows)`` holds ``d[np.ix_(rows, rows)]``;
+    `rows` None: all of D (its blocks laid out as those of D in memory)."""
+
+    def __init__(self, source: Any, rows: np.ndarray | None = None) -> None:
+        self.source = source
+        self.rows = np.arange(np.shape(source)[0]) if rows is None else np.asarray(rows)
+        super().__init__(len(self.rows))
+
+    def block(self, rows: slice, cols: slice) -> np.ndarray:
+        return _read(self.source, self.rows[rows], self.rows[cols])
+
+    def take_rows(self, idx: np.ndarray) -> np.ndarray:
+        return _read(self.source, self.rows[idx], self.rows)

@@ -1,0 +1,68 @@
+"""The intervals stage at scale: its resamples are ``Submatrix`` views of the stored D
+(lowdim.store.lazy), read into memory up to ``IN_MEMORY_BYTES`` and a block at a time beyond;
+either way the explained stresses are the in-memory bytes, landmarks included."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from lowdim.analysis import intervals
+from lowdim.analysis.intervals import explained_stresses, in_memory_if_small, stress_of_resample
+from lowdim.geometry.distances import bhattacharyya
+from lowdim.geometry.inpca import inpca
+from lowdim.store.arrays import NpyFile
+from lowdim.store.lazy import Submatrix
+
+DIMS = (1, 2, 3)
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """Distances of 60 points of 12 runs (5 points each) and the same matrix as an NpyFile."""
+    rng = np.random.default_rng(4)
+    d = bhattacharyya(rng.dirichlet(np.full(5, 0.5), size=(60, 20)).astype(np.float32))
+    path = tmp_path_factory.mktemp("intervals") / "train.npy"
+    np.save(path, d)
+    return d, NpyFile(path), np.repeat(np.arange(12), 5)
+
+
+def test_rows_of_a_submatrix_are_the_in_memory_rows(stored):
+    d, file, _ = stored
+    rows = np.array([3, 3, 7, 0, 59, 12, 12, 40])  # a bootstrap repeats points
+    lazy = Submatrix(file, rows)
+    picked = np.array([5, 0, 1, 7])
+    assert np.array_equal(lazy[picked], d[np.ix_(rows, rows)][picked])
+    # the generic LazyMatrix reads the rows one by one: the same values
+    assert np.array_equal(super(Submatrix, lazy).take_rows(picked), lazy[picked])
+
+
+def test_a_matrix_is_read_whole_only_below_the_limit(stored):
+    d, file, _ = stored
+    assert isinstance(in_memory_if_small(file), np.ndarray)
+    assert in_memory_if_small(file, limit=8 * 60 * 60 - 1) is file
+
+
+@pytest.mark.parametrize("solver", ["dense", "randomized"])
+def test_a_resample_read_in_blocks_gives_the_in_memory_stresses(stored, monkeypatch, solver):
+    d, file, point_run = stored
+    runs = np.array([0, 0, 3, 5, 5, 5, 11, 2, 9, 9, 1, 4])
+    options = {"n_components": 6, "solver": solver}
+    rows = np.repeat(np.arange(60), np.bincount(runs, minlength=12)[point_run])
+    expected = explained_stresses(d[np.ix_(rows, rows)], DIMS, **options)[0]
+    assert stress_of_resample(file, point_run, runs, DIMS, **options) == expected
+    monkeypatch.setattr(intervals, "IN_MEMORY_BYTES", 0)  # every matrix read a block at a time
+    assert stress_of_resample(file, point_run, runs, DIMS, **options) == expected
+    assert explained_stresses(file, DIMS, **options) == explained_stresses(d, DIMS, **options)
+
+
+def test_landmarks_of_a_submatrix_are_those_of_the_in_memory_matrix(stored):
+    d, file, _ = stored
+    rows = np.arange(0, 60, 2)
+    a = inpca(d[np.ix_(rows, rows)], 4, landmarks=10)
+    b = inpca(Submatrix(file, rows), 4, landmarks=10)
+    for field in dataclasses.fields(a):
+        assert np.array_equal(np.asarray(getattr(a, field.name)),
+                              np.asarray(getattr(b, field.name))), field.name
