@@ -9,12 +9,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lowdim.analysis import intervals
-from lowdim.analysis.intervals import explained_stresses, in_memory_if_small, stress_of_resample
+from lowdim.analysis.intervals import explained_stresses, stress_of_resample
 from lowdim.geometry.distances import bhattacharyya
 from lowdim.geometry.inpca import inpca
+from lowdim.store import lazy
 from lowdim.store.arrays import NpyFile
-from lowdim.store.lazy import Submatrix
+from lowdim.store.lazy import Submatrix, in_memory_if_small
 
 DIMS = (1, 2, 3)
 
@@ -53,7 +53,7 @@ def test_a_resample_read_in_blocks_gives_the_in_memory_stresses(stored, monkeypa
     rows = np.repeat(np.arange(60), np.bincount(runs, minlength=12)[point_run])
     expected = explained_stresses(d[np.ix_(rows, rows)], DIMS, **options)[0]
     assert stress_of_resample(file, point_run, runs, DIMS, **options) == expected
-    monkeypatch.setattr(intervals, "IN_MEMORY_BYTES", 0)  # every matrix read a block at a time
+    monkeypatch.setattr(lazy, "IN_MEMORY_BYTES", 0)  # every matrix read a block at a time
     assert stress_of_resample(file, point_run, runs, DIMS, **options) == expected
     assert explained_stresses(file, DIMS, **options) == explained_stresses(d, DIMS, **options)
 

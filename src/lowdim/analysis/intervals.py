@@ -53,11 +53,7 @@ from lowdim.analysis.trajectory_analyses import (
     summary_metrics,
 )
 from lowdim.geometry.inpca import inpca
-from lowdim.store.lazy import Submatrix
-
-# A matrix to embed is read into memory up to this size (M = 8,192 in float64), else a block at
-# a time: memory O(block + M) at any M, memory speed where it costs little.
-IN_MEMORY_BYTES = 512 * 2**20
+from lowdim.store.lazy import Submatrix, in_memory_if_small
 
 BOOTSTRAPS = ("run", "seed")  # what a bootstrap draws: runs within configuration, or seeds
 # Each metric's unit: explained stress and the ratio are pure numbers, a tube width is an
@@ -163,25 +159,15 @@ def point_rows(point_run: np.ndarray, runs: np.ndarray) -> np.ndarray:
 # --- the statistics ---
 
 
-def in_memory_if_small(d, limit: int | None = None):
-    """An (M, M) matrix (array, ``NpyFile``, ``LazyMatrix``) read whole when its float64 values
-    take at most `limit` bytes (None: ``IN_MEMORY_BYTES``), so that the solvers' many passes
-    run at memory speed; a larger one as it is, read a block at a time. The values are the same
-    either way."""
-    limit = IN_MEMORY_BYTES if limit is None else limit
-    m = d.shape[0]
-    return np.asarray(d) if 8 * m * m <= limit else d
-
-
 def explained_stresses(d: np.ndarray, dims: Sequence[int], *, n_components: int,
                        solver: str = "auto", landmarks: int | None = None,
                        device: str | None = None) -> tuple[dict[str, float], str]:
-    """(M, M) distance matrix (array, memory map, ``NpyFile`` or ``LazyMatrix``; in memory up
-    to ``IN_MEMORY_BYTES``) -> ({"explained_stress_k": chi_k} for each k of `dims` with k <= M,
-    the solver used), by ``inpca`` with the embedding stage's settings (n_eigenvalues =
-    max(n_components, dims)). The solver used is `solver`, or for "auto" the one it stood for:
-    "dense" when every eigenvalue came back (of the landmark matrix, with landmarks), else
-    "randomized"."""
+    """(M, M) distance matrix (array, memory map, ``NpyFile`` or ``LazyMatrix``; read into
+    memory up to ``store.lazy.IN_MEMORY_BYTES``) -> ({"explained_stress_k": chi_k} for each k
+    of `dims` with k <= M, the solver used), by ``inpca`` with the embedding stage's settings
+    (n_eigenvalues = max(n_components, dims)). The solver used is `solver`, or for "auto" the
+    one it stood for: "dense" when every eigenvalue came back (of the landmark matrix, with
+    landmarks), else "randomized"."""
     d = in_memory_if_small(d)
     n_eigenvalues = max(n_components, *dims)
     emb = inpca(d, n_components, solver=solver, n_eigenvalues=n_eigenvalues,

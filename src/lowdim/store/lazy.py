@@ -15,6 +15,10 @@ import numpy as np
 
 from lowdim.store.arrays import as_slice
 
+# A matrix to embed is read into memory up to this size (M = 8,192 in float64), else a block at
+# a time: memory O(block + M) at any M, memory speed where it costs little.
+IN_MEMORY_BYTES = 512 * 2**20
+
 
 class LazyMatrix:
     """An (M, M) float64 matrix whose blocks are assembled on demand (`block`), never all at once:
@@ -96,3 +100,13 @@ class Submatrix(LazyMatrix):
 
     def take_rows(self, idx: np.ndarray) -> np.ndarray:
         return _read(self.source, self.rows[idx], self.rows)
+
+
+def in_memory_if_small(d, limit: int | None = None):
+    """An (M, M) matrix (array, ``NpyFile``, ``LazyMatrix``) read whole when its float64 values
+    take at most `limit` bytes (None: ``IN_MEMORY_BYTES``), so that the solvers' many passes
+    run at memory speed; a larger one as it is, read a block at a time. The values are the same
+    either way."""
+    limit = IN_MEMORY_BYTES if limit is None else limit
+    m = d.shape[0]
+    return np.asarray(d) if 8 * m * m <= limit else d

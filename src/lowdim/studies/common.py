@@ -7,9 +7,12 @@ stored matrices, `JointMatrix` of a stored base and a few new rows): blockwise o
 `lowdim.geometry.inpca` reads slab by slab (the iterative solvers), each block assembled on demand
 from memory-mapped or `NpyFile` slices of the stored matrices, with exactly the values (and bytes)
 the in-memory matrix would hold. Memory: one slab (``eigen.DEFAULT_BLOCK_BYTES``) plus what they
-keep in memory (a `JointMatrix`'s R x M new rows). The dense solver (``embedding.solver: dense``,
-or ``auto`` at M <= ``inpca.AUTO_DENSE_MAX``) forms the whole M x M matrix: ``8 M^2`` bytes, and a
-few times that while it centres and decomposes it.
+keep in memory (a `JointMatrix`'s R x M new rows). A matrix of at most
+``store.lazy.IN_MEMORY_BYTES`` (512 MiB: M = 8,192) is read whole before it is embedded, so that
+the solvers' passes run at memory speed where that costs little; the dense solver
+(``embedding.solver: dense``, or ``auto`` at M <= ``inpca.AUTO_DENSE_MAX``) forms the whole
+M x M matrix in any case: ``8 M^2`` bytes, and a few times that while it centres and decomposes
+it.
 
 Every study computes its distances and embeddings with the settings of the `distances` and
 `embedding` sections (method, bc_floor, sample_step, max_block_mib; solver, n_components), so a
@@ -33,7 +36,7 @@ from lowdim.config.studies.runs import RunSelection, check_selection
 from lowdim.geometry.distances import DistanceSettings
 from lowdim.geometry.inpca import inpca
 from lowdim.store.arrays import as_slice
-from lowdim.store.lazy import LazyMatrix
+from lowdim.store.lazy import LazyMatrix, in_memory_if_small
 from lowdim.store.records import Embedding
 
 
@@ -74,6 +77,7 @@ def embed(d: np.ndarray, settings: EmbeddingConfig, n_components: int | None = N
     explained stress at ``embedding.stress_dims`` needs. An explicit ``n_components`` (a study's
     own number of axes) asks for those axes only.
     """
+    d = in_memory_if_small(d)  # the solvers' passes at memory speed where it costs little
     if n_components is None:
         k = settings.n_components
         return inpca(d, k, solver=settings.solver, n_eigenvalues=max(k, *settings.stress_dims))
