@@ -284,6 +284,61 @@ def run_notebook(notebook: Path, parameters: dict) -> list[str]:
     return [f"{notebook.name}: cells {time.perf_counter() - start:.1f} s"]
 
 
+def count_matrix_reads() -> dict[str, int]:
+    """Count, from now on in this process, the bytes of the distance matrices (``NpyFile``s in a
+    ``distances`` directory) that reads return: {"bytes": n}, updated as they happen. The
+    passes a stage makes over D are these bytes over D's size."""
+    from lowdim.store.arrays import NpyFile
+
+    counter, depth = {"bytes": 0}, [0]
+
+    def counted(method):
+        def wrapper(self, *args, **kwargs):
+            depth[0] += 1
+            try:
+                out = method(self, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+            if depth[0] == 0 and self.path.parent.name == "distances":
+                counter["bytes"] += int(getattr(out, "nbytes", 0))
+            return out
+        return wrapper
+
+    NpyFile.read_rows = counted(NpyFile.read_rows)
+    NpyFile.__getitem__ = counted(NpyFile.__getitem__)
+    return counter
+
+
+def disk_read_bandwidth(directory: Path, size: int = 512 * 2**20) -> float | None:
+    """Bytes per second of reading a new file of `size` bytes in `directory` once its pages are
+    dropped from the page cache (posix_fadvise DONTNEED after fsync); None where that cannot
+    be done (the figure would be the page cache's)."""
+    if not hasattr(os, "posix_fadvise"):
+        return None
+    path = directory / "bandwidth.tmp"
+    chunk = np.random.default_rng(0).bytes(16 * 2**20)
+    try:
+        with open(path, "wb") as f:
+            for _ in range(size // len(chunk)):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        with open(path, "rb", buffering=0) as f:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            start = time.perf_counter()
+            while f.read(len(chunk)):
+                pass
+            return size / (time.perf_counter() - start)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory: the most the page cache could hold of D."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def vm_hwm() -> int:
     """Peak resident set of this process in bytes (VmHWM), else ru_maxrss."""
     try:
@@ -355,6 +410,9 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=None,
                         help="intervals.resamples (default: the profile's); the intervals "
                         "stage's time is about linear in it")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write each stage's row (wall, RSS, disk, D bytes read) here, "
+                        "after every stage")
     parser.add_argument("--reuse", action="store_true",
                         help="use each size's kept work directory as it is (no rebuild)")
     parser.add_argument("--extrapolate", type=int, nargs=2, default=[150_000, 2_500],
@@ -364,8 +422,10 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
+        reads = count_matrix_reads()
         result = child(args.child, args.workdir, json.loads(args.options))
         result["rss"] = vm_hwm()
+        result["d_bytes_read"] = reads["bytes"]
         print(json.dumps(result))
         return
     if args.quick:
@@ -380,6 +440,10 @@ def main() -> None:
           f"cache {'off' if args.no_cache else 'on'}, device {args.device}, "
           f"landmarks {args.landmarks}, intervals.resamples {args.resamples or 'as the profile'}; "
           f"{os.cpu_count()} CPUs; work in {base}")
+    base.mkdir(parents=True, exist_ok=True)
+    bandwidth = disk_read_bandwidth(base)
+    print("cold disk reads in the work directory: "
+          + (f"{bandwidth / 1e6:.0f} MB/s" if bandwidth else "not measurable here"))
     rows = []
     for size in args.sizes:
         runs = max(1, round(size / args.checkpoints))
@@ -405,13 +469,18 @@ def main() -> None:
                 print(f"  {stage}: {note}")
             print(f"  {stage}: wall {result['wall']:.1f} s, peak RSS {gib(result['rss'])}, "
                   f"disk written {gib(result['disk'])}", flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=1))
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\n{'stage':<16} {'M':>8} {'N':>6} {'wall s':>9} {'peak RSS':>11} {'disk written':>13}")
+    print(f"\n{'stage':<16} {'M':>8} {'N':>6} {'wall s':>9} {'peak RSS':>11} {'disk written':>13}"
+          f" {'D passes':>9}")
+    itemsize = 8 if args.dtype == "float64" else 4
     for r in rows:
+        passes = r.get("d_bytes_read", 0) / (itemsize * r["m"] ** 2 * 2)
         print(f"{r['stage']:<16} {r['m']:>8} {args.n:>6} {r['wall']:>9.1f} "
-              f"{gib(r['rss']):>11} {gib(r['disk']):>13}")
+              f"{gib(r['rss']):>11} {gib(r['disk']):>13} {passes:>9.1f}")
     print("\ngrowth exponents log(x2/x1) / log(M2/M1):")
     print(f"{'stage':<16} {'M1 -> M2':>18} {'time':>7} {'RSS':>7}")
     for stage in args.stages:
@@ -421,15 +490,22 @@ def main() -> None:
             print(f"{stage:<16} {a['m']:>8} -> {b['m']:<8} "
                   f"{math.log(b['wall'] / a['wall']) / scale:>7.2f} "
                   f"{math.log(b['rss'] / a['rss']) / scale:>7.2f}")
-    extrapolate(rows, args, n)
+    extrapolate(rows, args, n, bandwidth)
 
 
-def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int]) -> None:
-    """Extrapolated time, RSS and disk at --extrapolate M N from the largest measured size."""
+def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
+                bandwidth: float | None) -> None:
+    """Extrapolated time, RSS and disk at --extrapolate M N from the largest measured size:
+    predictions and trajectories linear in N, distances by pair-sample terms, the stages that
+    read D by their measured passes over it (compute ~ M^2, plus reading D at `bandwidth`,
+    bytes per second of a cold disk read, when two matrices exceed this machine's memory)."""
     big_m, big_n = args.extrapolate
     big = {"train": big_n, "test": max(1, big_n // 5)}
     print(f"\nEXTRAPOLATED (not measured) to M = {big_m}, N = {big['train']} train / "
-          f"{big['test']} test, from the largest size measured:")
+          f"{big['test']} test (N enters predictions, distances and trajectories; the others "
+          f"read D), from the largest size measured; memory here "
+          f"{memory_bytes() / 2**30:.0f} GiB, cold disk reads "
+          + (f"{bandwidth / 1e6:.0f} MB/s:" if bandwidth else "not measured:"))
     itemsize = 8 if args.dtype == "float64" else 4
     for stage in args.stages:
         mine = [r for r in rows if r["stage"] == stage]
@@ -465,12 +541,29 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int]) -
             how = f"time exponent {exp:.2f} in M (clipped to [1, 2]), linear in N"
             r = big_m / args.checkpoints * (1 + 1 / SEEDS) + 1  # runs, averages, geodesic
             disk = 2 * TRAJECTORY_GRID * r * r * 8
+        elif last.get("d_bytes_read", 0) >= 0.5 * itemsize * last["m"] ** 2 * 2:
+            # passes over D, each O(M^2) compute at the rate measured (D in the page cache
+            # there), plus reading D from disk where it outgrows the page cache
+            passes = last["d_bytes_read"] / (itemsize * last["m"] ** 2 * 2)
+            compute = last["wall"] * ratio**2
+            read = last["d_bytes_read"] * ratio**2
+            spill = 2 * itemsize * big_m**2 > memory_bytes()
+            io = read / bandwidth if spill and bandwidth else 0.0
+            wall = compute + io
+            how = (f"{passes:.1f} passes over the two spaces' D, compute x (M ratio)^2 "
+                   f"= {compute / 3600:.2f} h, + {read / 1e12:.2f} TB read "
+                   + (f"from disk at {bandwidth / 1e6:.0f} MB/s = {io / 3600:.2f} h, D larger "
+                      "than this machine's memory" if spill and bandwidth else
+                      "from the page cache (D fits this machine's memory)" if not spill else
+                      "from disk at an unmeasured bandwidth (not counted)"))
+            disk = 0
         else:
             time_exps = [math.log(b["wall"] / a["wall"]) / math.log(b["m"] / a["m"])
                          for a, b in zip(mine, mine[1:], strict=False)]
-            exp = max(time_exps[-1], 2.0) if time_exps else 2.0
+            exp = min(max(time_exps[-1], 1.0), 2.0) if time_exps else 1.0
             wall = last["wall"] * ratio**exp
-            how = f"time exponent {exp:.2f} (at least 2: every product reads D)"
+            how = (f"time exponent {exp:.2f} in M (measured, clipped to [1, 2]; less than half "
+                   "a pass over D)")
             disk = 0
         print(f"  {stage:<16} wall ~{wall / 3600:.2f} h ({how}); peak RSS ~{gib(rss)} "
               f"({rss_how}); disk ~{disk / 1e9:.0f} GB")
