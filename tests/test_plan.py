@@ -235,3 +235,5 @@ def test_the_corner_study_is_billed_per_setup_phase_and_seed():
     assert (corners.study, corners.runs) == ("corners", 90) and corners.seconds > 0
     assert (synthetic.runs, synthetic.seconds) == (3 * 2 * 2 * 2 * 50, None)
     assert "+ studies.corners        90 runs" in plan.render(bill)
+    one = plan.make_bill(ROOT / "profiles" / "imagenet.yaml")  # one corner run: no plural
+    assert "+ studies.corners         1 run " in plan.render(one)

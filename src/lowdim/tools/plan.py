@@ -571,7 +571,8 @@ def training_lines(bill: Bill) -> list[str]:
                  f"  total: {hours:.3g} {unit}, {duration(total)}")
     for s in bill.studies:
         cost = "" if s.seconds is None else f"{duration(s.seconds):>11}"
-        lines.append(f"  + studies.{s.study:<10} {s.runs:>6,} runs {cost}  ({s.what})")
+        runs = "run " if s.runs == 1 else "runs"
+        lines.append(f"  + studies.{s.study:<10} {s.runs:>6,} {runs} {cost}  ({s.what})")
     if bill.config.train.backend == "ray":
         lines.append("  train.backend = ray: divide by the runs the cluster trains at once "
                      "(its GPUs / train.ray.num_gpus, or CPUs / num_cpus)")
