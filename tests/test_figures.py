@@ -92,3 +92,31 @@ def test_larger_lead_compares_only_levels_every_run_reaches():
     slower[9:12] = [0.2, 0.3, 0.6]   # and large s42 at epoch 3 too: mean 3.0, half an epoch late
     late = progress_milestones(index, slower, ["small", "large"], levels=(0.5,))
     assert larger_lead(late, ("small", "large")).tolist() == [-0.5]
+
+
+def test_the_stress_panel_shows_what_landmark_coordinates_achieve():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lowdim.figures.embedding_panels import achieved_points, stress_panel
+    from lowdim.geometry.inpca import inpca
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 40))
+    d = x + x.T
+    np.fill_diagonal(d, 0.0)
+    emb = inpca(d, 5, landmarks=12)
+    metrics = {"train": {"explained_stress_1": 0.5, "explained_stress_3": 0.7,
+                         "explained_stress_50": 0.9, "landmark_matrix_stress_1": 0.6,
+                         "landmarks": 12, "stress_holdout_points": 0},
+               "test": {"explained_stress_1": 0.4}}  # no landmarks: its own curve only
+    assert achieved_points(metrics["train"], top=10) == ([1, 3], [0.5, 0.7])
+    fig, ax = plt.subplots()
+    stress_panel(ax, {"train": emb, "test": emb}, top=10, metrics=metrics)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["train, landmark matrix (12 points)", "train, achieved by the coordinates",
+                      "test"]
+    assert list(ax.get_lines()[1].get_ydata()) == [0.5, 0.7]
+    plt.close(fig)

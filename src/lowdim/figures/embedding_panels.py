@@ -54,15 +54,37 @@ def spectrum_panel(ax: plt.Axes, emb: Embedding, top: int = 50) -> None:
                         rotation=90)
 
 
-def stress_panel(ax: plt.Axes, embeddings: Mapping[str, Embedding], top: int = 50) -> None:
-    """Explained stress χ_k against k for each prediction space (D7)."""
+def stress_panel(ax: plt.Axes, embeddings: Mapping[str, Embedding], top: int = 50,
+                 metrics: Mapping[str, Mapping] | None = None) -> None:
+    """Explained stress χ_k against k for each prediction space (D7).
+
+    A landmark embedding's own χ_k is the landmark matrix's, which overstates what the
+    coordinates achieve: where `metrics` (metrics/embedding.json, by space) records landmarks,
+    that curve is labelled so and the stress the coordinates achieve (its
+    ``explained_stress_<k>``) is drawn over it as points."""
+    metrics = metrics or {}
     for (space, emb), style in zip(embeddings.items(), ("-", "--"), strict=False):
         chi = emb.explained_stress[:top]
-        ax.plot(np.arange(1, len(chi) + 1), chi, style, color="black", label=space)
+        landmarks = metrics.get(space, {}).get("landmarks")
+        label = f"{space}, landmark matrix ({landmarks} points)" if landmarks else space
+        ax.plot(np.arange(1, len(chi) + 1), chi, style, color="black", label=label)
+        if landmarks:
+            ks, values = achieved_points(metrics[space], top)
+            ax.plot(ks, values, "o" if style == "-" else "s", color="black", mfc="white",
+                    label=f"{space}, achieved by the coordinates")
     ax.set_xlabel("dimensions k")
     ax.set_ylabel("explained stress χ_k")
     ax.set_ylim(0, 1.02)
     ax.legend()
+
+
+def achieved_points(metrics: Mapping, top: int) -> tuple[list[int], list[float]]:
+    """The k <= `top` and χ_k that a landmark embedding's metrics entry records as achieved by
+    its coordinates (``explained_stress_<k>``), in increasing k."""
+    prefix = "explained_stress_"
+    found = sorted((int(key[len(prefix):]), float(value)) for key, value in metrics.items()
+                   if key.startswith(prefix) and int(key[len(prefix):]) <= top)
+    return [k for k, _ in found], [v for _, v in found]
 
 
 def distance_to_truth_panel(ax: plt.Axes, index: pd.DataFrame, to_truth: pd.Series) -> None:
