@@ -20,9 +20,6 @@ Numbers, not a test.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from trajectories_rss import run_child  # noqa: E402 - a child process on another tree's src
 
 _CHILD = """
 import inspect, json, time, types
@@ -116,14 +115,7 @@ def write_inputs(work: Path, runs: int, corners: int, checkpoints: int, n: int, 
 def run_tree(tree: Path, work: Path, corners: int, c: int, label: str) -> dict:
     out = work / f"out-{label}"
     code = _CHILD.format(work=str(work), corners=corners, c=c, out=str(out))
-    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"compare_arch from {tree} failed:\n{done.stderr[-5000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    if Path(result["lowdim"]).resolve().parents[1] != (tree / "src").resolve():
-        raise RuntimeError(f"the child imported {result['lowdim']}, not {tree / 'src'}")
-    return {**result, "out": out}
+    return {**run_child(code, tree, "compare_arch"), "out": out}
 
 
 def main() -> None:

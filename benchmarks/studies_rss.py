@@ -22,14 +22,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from trajectories_rss import _CHILD, same_bytes  # noqa: E402 - the child's VmHWM reader
+from trajectories_rss import _CHILD, run_child, same_bytes  # noqa: E402 - the child's VmHWM reader
 
 STUDIES = {"joint": "84_joint_embedding", "averaging": "80_averaging", "tangents": "82_tangents"}
 OVERRIDES = {"trajectories": {"trained_max_error": 1.0},
@@ -48,15 +47,7 @@ def run_study(study: str, tree: Path, work: Path, label: str) -> dict:
                   f"{study}_dir": str(out / "data"), "metrics_file": str(out / f"{study}.json")}
     notebook = tree / "notebooks" / f"{STUDIES[study]}.ipynb"
     code = _CHILD.format(notebook=str(notebook), parameters=json.dumps(parameters))
-    env = {**os.environ, "PYTHONPATH": str(tree / "src"), "MPLBACKEND": "Agg"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"{study} from {tree} failed:\n{done.stderr[-5000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    if Path(result["lowdim"]).resolve().parents[1] != (tree / "src").resolve():
-        raise RuntimeError(f"the child imported {result['lowdim']}, not {tree / 'src'}")
-    return {**result, "out": out}
+    return {**run_child(code, tree, study), "out": out}
 
 
 def main() -> None:

@@ -62,14 +62,22 @@ def run_stage(tree: Path, work: Path, label: str) -> dict:
                   "trajectories_dir": str(out / "data"),
                   "metrics_file": str(out / "trajectories.json")}
     code = _CHILD.format(notebook=str(tree / NOTEBOOK), parameters=json.dumps(parameters))
+    return {**run_child(code, tree, "the stage"), "out": out}
+
+
+def run_child(code: str, tree: Path, what: str) -> dict:
+    """Run `code` in a new Python process with `tree`/src first on the path (working directory
+    the repository's root, matplotlib headless). Its last line of output is a JSON object whose
+    "lowdim" names the package it imported, which must be `tree`'s. Returns that object with
+    ``process_wall``, the child's wall time; RuntimeError (`what` failed) on a failure."""
     env = {**os.environ, "PYTHONPATH": str(tree / "src"), "MPLBACKEND": "Agg"}
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           cwd=ROOT)
     if done.returncode != 0:
-        raise RuntimeError(f"the stage from {tree} failed:\n{done.stderr[-5000:]}")
+        raise RuntimeError(f"{what} from {tree} failed:\n{done.stderr[-5000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    result.update(process_wall=time.perf_counter() - start, out=out)
+    result["process_wall"] = time.perf_counter() - start
     if Path(result["lowdim"]).resolve().parents[1] != (tree / "src").resolve():
         raise RuntimeError(f"the child imported {result['lowdim']}, not {tree / 'src'}")
     return result
