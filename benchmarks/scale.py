@@ -24,6 +24,11 @@ resident set (VmHWM, read in the child) is its own:
   the other in one process (the row's RSS is the largest of them); the figures of the corner,
   synthetic and larger-network studies need trained networks and are listed as skipped
 
+With ``--landmark-route PER_RUN`` the distances and embedding stages are notebooks 40 and 50
+themselves under ``distances.landmarks = embedding.landmarks = L`` (PER_RUN landmarks per run,
+chosen ``farthest``): every point's distances to L landmarks only, and the landmark embedding;
+the stages that need the whole matrix are skipped (and so are its figures, such as Figure 7).
+
 With ``--reuse`` a size's work directory (kept by an earlier ``--keep`` run in the same
 ``--workdir``) is used as it is, so later stages can be measured without rebuilding the earlier
 ones: ``--sizes 10000 --stages joint_embedding figures --reuse --keep --workdir DIR``.
@@ -70,6 +75,7 @@ FACTORS = dict(optimizer="sgd", batch_size=200, base_lr=0.1, lr=0.1, weight_deca
                augment="none", init="default", epochs=10)
 NOTEBOOK_STAGES = ("intervals", "joint_embedding", "averaging", "tangents")
 STAGES = ("predictions", "distances", "embedding", "trajectories", *NOTEBOOK_STAGES, "figures")
+NEEDS_WHOLE_MATRIX = NOTEBOOK_STAGES  # they stop on landmark distances (require_full_matrix)
 # Every synthetic run counts as trained; the averaging study takes the first configuration with
 # two or more runs (synthetic runs of one architecture differ only in their seed).
 OVERRIDES = {"trajectories": {"trained_max_error": 1.0},
@@ -140,7 +146,10 @@ def child(stage: str, work: Path, options: dict) -> dict:
     from lowdim.store.records import RunSpec
 
     notes = []
-    if stage == "predictions":
+    if options.get("route") and stage in ("distances", "embedding"):
+        notebook, parameters, _ = dvc_stage(stage, work, options)
+        notes += run_notebook(notebook, parameters)
+    elif stage == "predictions":
         from lowdim.analysis.analysis_set import (
             check_predictions_disk,
             plan_analysis_set,
@@ -226,7 +235,12 @@ def child(stage: str, work: Path, options: dict) -> dict:
             if missing:
                 notes.append(f"{name}: skipped, needs {', '.join(missing)}")
                 continue
-            notes += run_notebook(notebook, parameters)
+            try:
+                notes += run_notebook(notebook, parameters)
+            except ValueError as error:  # a reader of the whole D on landmark distances
+                if "landmark distances only" not in str(error):
+                    raise
+                notes.append(f"{name}: skipped, needs the whole distance matrix")
     else:
         raise ValueError(f"unknown stage {stage!r}")
     return {"notes": notes, "pair_samples": options.get("pair_samples"),
@@ -260,6 +274,10 @@ def dvc_stage(name: str, work: Path, options: dict) -> tuple[Path, dict, list[st
     overrides = dict(OVERRIDES)
     if options.get("resamples"):
         overrides["intervals"] = {"resamples": options["resamples"]}
+    if options.get("route"):  # distances to L landmarks only, and their embedding
+        overrides["distances"] = {"landmarks": options["route"], "landmark_choice": "farthest",
+                                  "cache": False}
+        overrides["embedding"] = {"landmarks": options["route"]}
     parameters = {"params_file": str(ROOT / "params.yaml"), "overrides": overrides}
     for flag, key, value in zip(tokens[2::3], tokens[3::3], tokens[4::3], strict=False):
         if flag == "-p":
@@ -413,6 +431,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None,
                         help="also write each stage's row (wall, RSS, disk, D bytes read) here, "
                         "after every stage")
+    parser.add_argument("--landmark-route", type=float, default=None, metavar="PER_RUN",
+                        help="the landmark route: distances.landmarks = embedding.landmarks = "
+                        "PER_RUN x runs (farthest choice); the stages that need the whole "
+                        "matrix are skipped")
     parser.add_argument("--reuse", action="store_true",
                         help="use each size's kept work directory as it is (no rebuild)")
     parser.add_argument("--extrapolate", type=int, nargs=2, default=[150_000, 2_500],
@@ -438,7 +460,9 @@ def main() -> None:
     print(f"lowdim scale benchmark: N = {n['train']} train / {n['test']} test samples, "
           f"C = {args.c}, T = {args.checkpoints} checkpoints per run, distances {args.dtype}, "
           f"cache {'off' if args.no_cache else 'on'}, device {args.device}, "
-          f"landmarks {args.landmarks}, intervals.resamples {args.resamples or 'as the profile'}; "
+          f"landmarks {args.landmarks}, landmark route "
+          f"{f'{args.landmark_route:g} per run' if args.landmark_route else 'off'}, "
+          f"intervals.resamples {args.resamples or 'as the profile'}; "
           f"{os.cpu_count()} CPUs; work in {base}")
     base.mkdir(parents=True, exist_ok=True)
     bandwidth = disk_read_bandwidth(base)
@@ -462,7 +486,13 @@ def main() -> None:
             print(f"\nM = {m} ({runs} runs x {args.checkpoints} + {2 + GEODESIC_POINTS} "
                   f"reference rows): run store {gib(allocated([work / 'runs']))} built in "
                   f"{time.perf_counter() - start:.1f} s")
+        if args.landmark_route:
+            options["route"] = max(2, round(args.landmark_route * runs))
+            print(f"  landmark route: L = {options['route']} landmarks")
         for stage in args.stages:
+            if options.get("route") and stage in NEEDS_WHOLE_MATRIX:
+                print(f"  {stage}: skipped, needs the whole distance matrix")
+                continue
             result = run_stage(stage, work, options)
             rows.append({"stage": stage, "m": m, **result})
             for note in result["notes"]:
@@ -520,7 +550,12 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
             rss_how = f"{slope:.0f} bytes per point beyond the last size"
         else:
             rss, rss_how = float("nan"), "needs two sizes"
-        if stage == "distances" and last.get("pair_samples"):
+        if stage == "distances" and args.landmark_route:
+            wall = last["wall"] * ratio**2 * sum(big.values()) / sum(n.values())
+            how = ("landmark route: M x L pair-sample terms with L = "
+                   f"{args.landmark_route:g} per run, so ~ M^2 N")
+            disk = 2 * big_m * (args.landmark_route * big_m / args.checkpoints) * itemsize
+        elif stage == "distances" and last.get("pair_samples"):
             rate = last["pair_samples"] / last["matrix_seconds"]
             terms = big_m * (big_m + 1) / 2 * sum(big.values())
             wall = terms / rate + (last["wall"] - last["matrix_seconds"]) * ratio**2
