@@ -39,6 +39,13 @@ def test_rows_of_a_submatrix_are_the_in_memory_rows(stored):
     assert np.array_equal(super(Submatrix, lazy).take_rows(picked), lazy[picked])
 
 
+def test_a_submatrix_is_read_whole_a_slab_of_rows_at_a_time(stored, monkeypatch):
+    d, file, _ = stored
+    rows = np.array([3, 3, 7, 0, 59, 12, 12, 40, 41, 42, 1])
+    monkeypatch.setattr(lazy, "SLAB_BYTES", 3 * 8 * 60)  # three stored rows a slab: four slabs
+    assert np.array_equal(np.asarray(Submatrix(file, rows)), d[np.ix_(rows, rows)])
+
+
 def test_a_matrix_is_read_whole_only_below_the_limit(stored):
     d, file, _ = stored
     assert isinstance(in_memory_if_small(file), np.ndarray)

@@ -18,6 +18,8 @@ from lowdim.store.arrays import as_slice
 # A matrix to embed is read into memory up to this size (M = 8,192 in float64), else a block at
 # a time: memory O(block + M) at any M, memory speed where it costs little.
 IN_MEMORY_BYTES = 512 * 2**20
+# A submatrix is read whole through slabs of the stored matrix's rows of at most this size.
+SLAB_BYTES = 64 * 2**20
 
 
 class LazyMatrix:
@@ -97,6 +99,16 @@ class Submatrix(LazyMatrix):
 
     def block(self, rows: slice, cols: slice) -> np.ndarray:
         return _read(self.source, self.rows[rows], self.rows[cols])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        # a slab of the source's rows at a time: never the whole (K, M) rows before selecting
+        m = self.shape[0]
+        step = max(1, SLAB_BYTES // (8 * max(1, np.shape(self.source)[1])))
+        whole = np.empty((m, m))
+        for start in range(0, m, step):
+            part = slice(start, min(start + step, m))
+            whole[part] = _read(self.source, self.rows[part], self.rows)
+        return whole if dtype is None else whole.astype(dtype, copy=False)
 
     def take_rows(self, idx: np.ndarray) -> np.ndarray:
         return _read(self.source, self.rows[idx], self.rows)
