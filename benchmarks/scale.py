@@ -435,6 +435,9 @@ def main() -> None:
                         help="the landmark route: distances.landmarks = embedding.landmarks = "
                         "PER_RUN x runs (farthest choice); the stages that need the whole "
                         "matrix are skipped")
+    parser.add_argument("--report", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="print the table, exponents and extrapolation of earlier runs' "
+                        "--json rows (the same options as those runs) and stop")
     parser.add_argument("--reuse", action="store_true",
                         help="use each size's kept work directory as it is (no rebuild)")
     parser.add_argument("--extrapolate", type=int, nargs=2, default=[150_000, 2_500],
@@ -449,6 +452,12 @@ def main() -> None:
         result["rss"] = vm_hwm()
         result["d_bytes_read"] = reads["bytes"]
         print(json.dumps(result))
+        return
+    if args.report:
+        base = args.workdir or Path(os.environ.get("TMPDIR", "/tmp")) / "lowdim-scale"
+        base.mkdir(parents=True, exist_ok=True)
+        report(rows_from(args.report), args, {"train": args.n, "test": max(1, args.n // 5)},
+               disk_read_bandwidth(base))
         return
     if args.quick:
         args.sizes, args.n = [600], 100
@@ -504,6 +513,13 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
+    report(rows, args, n, bandwidth)
+
+
+def report(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
+           bandwidth: float | None) -> None:
+    """The table of every row, the growth exponents between successive sizes of each stage and
+    the extrapolation."""
     print(f"\n{'stage':<16} {'M':>8} {'N':>6} {'wall s':>9} {'peak RSS':>11} {'disk written':>13}"
           f" {'D passes':>9}")
     itemsize = 8 if args.dtype == "float64" else 4
@@ -521,6 +537,16 @@ def main() -> None:
                   f"{math.log(b['wall'] / a['wall']) / scale:>7.2f} "
                   f"{math.log(b['rss'] / a['rss']) / scale:>7.2f}")
     extrapolate(rows, args, n, bandwidth)
+
+
+def rows_from(paths: list[Path]) -> list[dict]:
+    """The rows of earlier runs' --json files, each stage's sizes in increasing M and the stages
+    in pipeline order (a later file's row replaces an earlier one of the same stage and M)."""
+    found = {}
+    for path in paths:
+        for r in json.loads(path.read_text()):
+            found[(r["stage"], r["m"])] = r
+    return sorted(found.values(), key=lambda r: (r["m"], STAGES.index(r["stage"])))
 
 
 def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
