@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lowdim.store.arrays import NpyFile
+from lowdim.store.arrays import NpyFile, save_npz
 from lowdim.store.atomic import atomic_directory, atomic_file
 from lowdim.store.inputs import load_npz, read_input
 from lowdim.store.products import REFERENCE
@@ -55,7 +55,7 @@ def open_distance_matrix(directory: str | Path, space: str) -> NpyFile:
 def save_centring(arrays: Mapping[str, np.ndarray], path: str | Path) -> None:
     """Write the sums of ``eigen.CentringAccumulator.arrays`` (an npz) atomically."""
     with atomic_file(path) as tmp:
-        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+        save_npz(tmp, {k: np.asarray(v) for k, v in arrays.items()})
 
 
 def load_centring_sums(directory: str | Path, space: str) -> dict[str, np.ndarray] | None:
@@ -93,8 +93,8 @@ def save_landmark_index(rows: np.ndarray, holdout: np.ndarray, directory: str | 
     """Write the landmark index (``rows`` (L,), ``holdout`` (V,)) into `directory`; the
     matrices are written by ``lowdim.geometry.distance_blocks.write_landmark_distances``."""
     with atomic_file(Path(directory) / LANDMARK_INDEX) as tmp:
-        np.savez(tmp, rows=np.asarray(rows, dtype=np.int64),
-                 holdout=np.asarray(holdout, dtype=np.int64))
+        save_npz(tmp, {"rows": np.asarray(rows, dtype=np.int64),
+                       "holdout": np.asarray(holdout, dtype=np.int64)})
 
 
 def load_landmark_index(directory: str | Path) -> dict[str, np.ndarray]:

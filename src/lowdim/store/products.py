@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lowdim.store.arrays import save_npz
 from lowdim.store.atomic import atomic_directory
 from lowdim.store.inputs import load_npz, read_input
 from lowdim.store.records import Embedding
@@ -41,8 +42,8 @@ def save_embeddings(embeddings: Mapping[str, Embedding], directory: str | Path) 
 
 
 def _save_embedding(emb: Embedding, path: Path) -> None:
-    np.savez(path, **{f.name: np.asarray(getattr(emb, f.name))
-                      for f in dataclasses.fields(Embedding)})
+    save_npz(path, {f.name: np.asarray(getattr(emb, f.name))
+                    for f in dataclasses.fields(Embedding)})
 
 
 def load_embedding(directory: str | Path, space: str) -> Embedding:
