@@ -15,9 +15,9 @@ import numpy as np
 
 from lowdim.store.arrays import as_slice
 
-# A matrix to embed is read into memory up to this size (M = 8,192 in float64), else a block at
+# A matrix to embed is read into memory up to this size (M = 4,096 in float64), else a block at
 # a time: memory O(block + M) at any M, memory speed where it costs little.
-IN_MEMORY_BYTES = 512 * 2**20
+IN_MEMORY_BYTES = 128 * 2**20
 # A submatrix is read whole through slabs of the stored matrix's rows of at most this size.
 SLAB_BYTES = 64 * 2**20
 

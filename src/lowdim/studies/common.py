@@ -8,7 +8,7 @@ stored matrices, `JointMatrix` of a stored base and a few new rows): blockwise o
 from memory-mapped or `NpyFile` slices of the stored matrices, with exactly the values (and bytes)
 the in-memory matrix would hold. Memory: one slab (``eigen.DEFAULT_BLOCK_BYTES``) plus what they
 keep in memory (a `JointMatrix`'s R x M new rows). A matrix of at most
-``store.lazy.IN_MEMORY_BYTES`` (512 MiB: M = 8,192) is read whole before it is embedded, so that
+``store.lazy.IN_MEMORY_BYTES`` (128 MiB: M = 4,096) is read whole before it is embedded, so that
 the solvers' passes run at memory speed where that costs little; the dense solver
 (``embedding.solver: dense``, or ``auto`` at M <= ``inpca.AUTO_DENSE_MAX``) forms the whole
 M x M matrix in any case: ``8 M^2`` bytes, and a few times that while it centres and decomposes
