@@ -73,8 +73,12 @@ class LazyMatrix:
         padded[:, :-1] = out
         return padded[:, :-1]
 
+    def whole(self) -> np.ndarray:
+        """Every entry as a new float64 array (what ``np.asarray`` returns)."""
+        return self.block(slice(0, self.shape[0], 1), slice(0, self.shape[1], 1))
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        whole = self.block(slice(0, self.shape[0], 1), slice(0, self.shape[1], 1))
+        whole = self.whole()
         return whole if dtype is None else whole.astype(dtype, copy=False)
 
 
@@ -100,18 +104,17 @@ class Submatrix(LazyMatrix):
     def block(self, rows: slice, cols: slice) -> np.ndarray:
         return _read(self.source, self.rows[rows], self.rows[cols])
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+    def take_rows(self, idx: np.ndarray) -> np.ndarray:
+        return _read(self.source, self.rows[idx], self.rows)
+
+    def whole(self) -> np.ndarray:
         # a slab of the source's rows at a time: never the whole (K, M) rows before selecting
         m = self.shape[0]
         step = max(1, SLAB_BYTES // (8 * max(1, np.shape(self.source)[1])))
-        whole = np.empty((m, m))
+        out = np.empty((m, m))
         for start in range(0, m, step):
-            part = slice(start, min(start + step, m))
-            whole[part] = _read(self.source, self.rows[part], self.rows)
-        return whole if dtype is None else whole.astype(dtype, copy=False)
-
-    def take_rows(self, idx: np.ndarray) -> np.ndarray:
-        return _read(self.source, self.rows[idx], self.rows)
+            out[start:start + step] = self.take_rows(np.arange(start, min(start + step, m)))
+        return out
 
 
 def in_memory_if_small(d, limit: int | None = None):
