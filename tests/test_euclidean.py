@@ -35,17 +35,45 @@ def test_distance_of_a_point_to_itself_is_zero():
     p = random_models(0, 5)
     d = euclidean_distances(p)
     assert np.all(np.diag(d) == 0.0) and np.array_equal(d, d.T)
-    cross = euclidean_distances(p, p.copy())  # the non-symmetric path: Gram rounding only
-    np.testing.assert_allclose(np.diag(cross), 0.0, atol=1e-7)
+    cross = euclidean_distances(p, p.copy())  # the non-symmetric path: differences, exactly 0
+    assert np.all(np.diag(cross) == 0.0)
+    gram = euclidean_distances(p, p.copy(), method="reference")  # Gram rounding only
+    np.testing.assert_allclose(np.diag(gram), 0.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("squared", [False, True])
+def test_fused_kernel_matches_the_numpy_form(squared):
+    # 83 and 70 rows: partial tiles of 16 x 64 and of the unrolled 4 rows; 45 samples with step 2
+    # leave 23, a partial chunk of the kernel's 32
+    p, q = random_models(5, 83, n=45, c=10), random_models(6, 70, n=45, c=10)
+    for a, b in [(p, None), (p, q)]:
+        fused = euclidean_distances(a, b, sample_step=2, squared=squared)
+        ref = euclidean_distances(a, b, sample_step=2, squared=squared, method="reference")
+        np.testing.assert_allclose(fused, ref, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(fused, brute_force(a[:, ::2], (a if b is None else b)[:, ::2],
+                                                      squared), rtol=1e-12, atol=1e-13)
+
+
+def test_fused_values_do_not_depend_on_blocks_or_threads():
+    # each pair's sum is the same float operations whatever the row blocks, sample chunks,
+    # tiles and threads, and the same for (i, j) and (j, i)
+    p = random_models(7, 150, n=70, c=10)
+    whole = euclidean_distances(p)
+    assert np.array_equal(whole, whole.T)
+    small = 8 * 2 * 40 * 40  # row blocks of 20 and chunks of 1 sample
+    assert np.array_equal(euclidean_distances(p, max_block_bytes=small), whole)
+    assert np.array_equal(euclidean_distances(p[:60], p[40:]), whole[:60, 40:])
 
 
 def test_blocks_and_sample_subset_match_the_brute_force():
     p, q = random_models(1, 37), random_models(2, 11)
     tiny = 8 * (4 * 4 + 2 * 4 * 4) * 3  # forces row blocks of 4 and sample chunks of 3
-    np.testing.assert_allclose(euclidean_distances(p, q, sample_step=3, max_block_bytes=tiny),
-                               brute_force(p[:, ::3], q[:, ::3]), atol=1e-7)
-    np.testing.assert_allclose(euclidean_distances(p, max_block_bytes=tiny), brute_force(p, p),
-                               atol=1e-7)
+    for method in ("fused", "reference"):
+        np.testing.assert_allclose(
+            euclidean_distances(p, q, sample_step=3, max_block_bytes=tiny, method=method),
+            brute_force(p[:, ::3], q[:, ::3]), atol=1e-7)
+        np.testing.assert_allclose(euclidean_distances(p, max_block_bytes=tiny, method=method),
+                                   brute_force(p, p), atol=1e-7)
     np.testing.assert_allclose(euclidean_distances(p, q, squared=True), brute_force(p, q, True),
                                atol=1e-12)
 
@@ -63,3 +91,5 @@ def test_bad_inputs_say_what_is_wrong():
         euclidean_distances(random_models(4, 2), random_models(4, 2, n=10))
     with pytest.raises(ValueError, match="sample_step must be an integer >= 1"):
         euclidean_distances(random_models(4, 2), sample_step=0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        euclidean_distances(random_models(4, 2), method="gram")

@@ -13,4 +13,7 @@ and no underflow as long as ``bc_floor ** group`` stays a normal number (``resca
 
 - ``numba_bc``: CPU, float32 coefficients, float64 product (see its docstring).
 - ``triton_bc``: CUDA, float32 coefficients and product (its docstring bounds the error).
+
+``numba_euclid`` is the same tiling for the Euclidean comparison (``geometry.euclidean``): a
+float64 running sum of per-sample distances per pair.
 """

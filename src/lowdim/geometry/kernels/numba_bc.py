@@ -22,6 +22,7 @@ cache directory, and ``NUMBA_CACHE_DIR`` overrides both.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numba
@@ -98,12 +99,18 @@ def accumulate(a: np.ndarray, b: np.ndarray, tiles: np.ndarray, n_offset: int, f
     tiles: (K, 2) tile pairs (``tile_pairs``); n_offset: global index of the chunk's first
     sample; prod (M1, M2) float64 and expo (M1, M2) int64, updated in place.
     """
-    work = len(tiles) * TILE_I * TILE_J * a.shape[1] * a.shape[2]
+    with serial_below(len(tiles) * TILE_I * TILE_J * a.shape[1] * a.shape[2]):
+        _accumulate(a, b, tiles, n_offset, floor, group, prod, expo)
+
+
+@contextlib.contextmanager
+def serial_below(work: int):
+    """One numba thread for a call of fewer than ``_PARALLEL_WORK`` multiply-adds."""
     before = numba.get_num_threads()
     if work < _PARALLEL_WORK:
         numba.set_num_threads(1)
     try:
-        _accumulate(a, b, tiles, n_offset, floor, group, prod, expo)
+        yield
     finally:
         numba.set_num_threads(before)
 
