@@ -184,8 +184,10 @@ def test_calibration_writes_a_valid_table(tiny_calibration):
     assert sorted(e["arch"] for e in table["entries"]) == ["allcnn", "wr-10-1-4"]
     for e in table["entries"]:
         assert e["input_shape"] == [1, 8, 8] and e["batch_size"] == 128 and e["threads"] == 1
+        # measured times: positive and finite; how they compare is the machine's load, not the
+        # table's validity (eval < train failed once beside a benchmark)
         assert 0 < e["train_seconds_per_sample"] < 0.1
-        assert 0 <= e["eval_seconds_per_sample"] < e["train_seconds_per_sample"]
+        assert 0 < e["eval_seconds_per_sample"] < 0.1
         assert e["model_size"] in ({"channels": [8, 12]}, {})
 
 

@@ -18,7 +18,7 @@ predictions divided by N', whose InPCA is classical PCA (no negative eigenvalues
 
 Numerics: the default ``method="fused"`` (``geometry.kernels.numba_euclid``) sums float64
 differences per pair, sample by sample, never storing the (rows, rows, samples) cube: exactly 0
-between identical rows, bitwise symmetric, the same bits whatever the blocks; about 5 times the
+between identical rows, bitwise symmetric, the same bits whatever the blocks; 20 to 27 times the
 speed of the numpy form on 2 cores (``benchmarks/euclidean.py``). ``method="reference"`` is that
 numpy form, kept as the tests' oracle: per block ||a - b||^2 = |a|^2 + |b|^2 - 2 a.b in float64,
 clipped at 0 before the square root, whose rounding leaves ~1e-8 where two different rows hold
