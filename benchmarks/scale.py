@@ -575,7 +575,7 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
             rss = last["rss"] + slope * (big_m - last["m"])
             rss_how = f"{slope:.0f} bytes per point beyond the last size"
         else:
-            rss, rss_how = float("nan"), "needs two sizes"
+            rss, rss_how = None, "needs two sizes"
         if stage == "distances" and args.landmark_route:
             wall = last["wall"] * ratio**2 * sum(big.values()) / sum(n.values())
             how = ("landmark route: M x L pair-sample terms with L = "
@@ -599,7 +599,9 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
                          for a, b in zip(mine, mine[1:], strict=False)]
             exp = min(max(time_exps[-1], 1.0), 2.0) if time_exps else 2.0
             wall = last["wall"] * ratio**exp * sum(big.values()) / sum(n.values())
-            how = f"time exponent {exp:.2f} in M (clipped to [1, 2]), linear in N"
+            how = (f"time exponent {exp:.2f} in M ("
+                   + ("measured, clipped to [1, 2]" if time_exps else "assumed: one size measured")
+                   + "), linear in N")
             r = big_m / args.checkpoints * (1 + 1 / SEEDS) + 1  # runs, averages, geodesic
             disk = 2 * TRAJECTORY_GRID * r * r * 8
         elif last.get("d_bytes_read", 0) >= 0.5 * itemsize * last["m"] ** 2 * 2:
@@ -623,10 +625,12 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
                          for a, b in zip(mine, mine[1:], strict=False)]
             exp = min(max(time_exps[-1], 1.0), 2.0) if time_exps else 1.0
             wall = last["wall"] * ratio**exp
-            how = (f"time exponent {exp:.2f} in M (measured, clipped to [1, 2]; less than half "
-                   "a pass over D)")
+            how = (f"time exponent {exp:.2f} in M ("
+                   + ("measured, clipped to [1, 2]" if time_exps else "assumed: one size measured")
+                   + "; less than half a pass over D)")
             disk = 0
-        print(f"  {stage:<16} wall ~{wall / 3600:.2f} h ({how}); peak RSS ~{gib(rss)} "
+        memory = f"~{gib(rss)}" if rss is not None else "not extrapolated"
+        print(f"  {stage:<16} wall ~{wall / 3600:.2f} h ({how}); peak RSS {memory} "
               f"({rss_how}); disk ~{disk / 1e9:.0f} GB")
 
 
