@@ -26,8 +26,9 @@ resident set (VmHWM, read in the child) is its own:
 
 With ``--landmark-route PER_RUN`` the distances and embedding stages are notebooks 40 and 50
 themselves under ``distances.landmarks = embedding.landmarks = L`` (PER_RUN landmarks per run,
-chosen ``farthest``): every point's distances to L landmarks only, and the landmark embedding;
-the stages that need the whole matrix are skipped (and so are its figures, such as Figure 7).
+chosen ``farthest`` unless ``--landmark-choice even``): every point's distances to L landmarks
+only, and the landmark embedding; the stages that need the whole matrix are skipped (and so
+are its figures, such as Figure 7).
 
 With ``--reuse`` a size's work directory (kept by an earlier ``--keep`` run in the same
 ``--workdir``) is used as it is, so later stages can be measured without rebuilding the earlier
@@ -275,7 +276,8 @@ def dvc_stage(name: str, work: Path, options: dict) -> tuple[Path, dict, list[st
     if options.get("resamples"):
         overrides["intervals"] = {"resamples": options["resamples"]}
     if options.get("route"):  # distances to L landmarks only, and their embedding
-        overrides["distances"] = {"landmarks": options["route"], "landmark_choice": "farthest",
+        overrides["distances"] = {"landmarks": options["route"],
+                                  "landmark_choice": options.get("choice", "farthest"),
                                   "cache": False}
         overrides["embedding"] = {"landmarks": options["route"]}
     parameters = {"params_file": str(ROOT / "params.yaml"), "overrides": overrides}
@@ -433,8 +435,9 @@ def main() -> None:
                         "after every stage")
     parser.add_argument("--landmark-route", type=float, default=None, metavar="PER_RUN",
                         help="the landmark route: distances.landmarks = embedding.landmarks = "
-                        "PER_RUN x runs (farthest choice); the stages that need the whole "
-                        "matrix are skipped")
+                        "PER_RUN x runs; the stages that need the whole matrix are skipped")
+    parser.add_argument("--landmark-choice", choices=("even", "farthest"), default="farthest",
+                        help="distances.landmark_choice of the landmark route")
     parser.add_argument("--report", type=Path, nargs="+", default=None, metavar="JSON",
                         help="print the table, exponents and extrapolation of earlier runs' "
                         "--json rows (the same options as those runs) and stop")
@@ -497,7 +500,9 @@ def main() -> None:
                   f"{time.perf_counter() - start:.1f} s")
         if args.landmark_route:
             options["route"] = max(2, round(args.landmark_route * runs))
-            print(f"  landmark route: L = {options['route']} landmarks")
+            options["choice"] = args.landmark_choice
+            print(f"  landmark route: L = {options['route']} landmarks, chosen "
+                  f"{args.landmark_choice}")
         for stage in args.stages:
             if options.get("route") and stage in NEEDS_WHOLE_MATRIX:
                 print(f"  {stage}: skipped, needs the whole distance matrix")
