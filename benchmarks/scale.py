@@ -563,8 +563,9 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
     big_m, big_n = args.extrapolate
     big = {"train": big_n, "test": max(1, big_n // 5)}
     print(f"\nEXTRAPOLATED (not measured) to M = {big_m}, N = {big['train']} train / "
-          f"{big['test']} test (N enters predictions, distances and trajectories; the others "
-          f"read D), from the largest size measured; memory here "
+          f"{big['test']} test (N enters predictions, distances, trajectories and the joint "
+          f"stage's Euclidean matrices; the others read D), from the largest size measured; "
+          f"memory here "
           f"{memory_bytes() / 2**30:.0f} GiB, cold disk reads "
           + (f"{bandwidth / 1e6:.0f} MB/s:" if bandwidth else "not measured:"))
     itemsize = 8 if args.dtype == "float64" else 4
@@ -614,12 +615,16 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
             # there), plus reading D from disk where it outgrows the page cache
             passes = last["d_bytes_read"] / (itemsize * last["m"] ** 2 * 2)
             compute = last["wall"] * ratio**2
+            if stage == "joint_embedding":  # its Euclidean matrices are O(M^2 N): an upper bound
+                compute *= sum(big.values()) / sum(n.values())
             read = last["d_bytes_read"] * ratio**2
             spill = 2 * itemsize * big_m**2 > memory_bytes()
             io = read / bandwidth if spill and bandwidth else 0.0
             wall = compute + io
             how = (f"{passes:.1f} passes over the two spaces' D, compute x (M ratio)^2 "
-                   f"= {compute / 3600:.2f} h, + {read / 1e12:.2f} TB read "
+                   + ("x (N ratio), an upper bound (the Euclidean matrices grow with N, the "
+                      "embeddings do not) " if stage == "joint_embedding" else "")
+                   + f"= {compute / 3600:.2f} h, + {read / 1e12:.2f} TB read "
                    + (f"from disk at {bandwidth / 1e6:.0f} MB/s = {io / 3600:.2f} h, D larger "
                       "than this machine's memory" if spill and bandwidth else
                       "from the page cache (D fits this machine's memory)" if not spill else
