@@ -115,6 +115,16 @@ def serial_below(work: int):
         numba.set_num_threads(before)
 
 
+@njit(inline="always", cache=True)
+def tile_place(tiles, k, m1, m2):  # pragma: no cover - compiled
+    """Where the k-th tile pair lies: its packed j tile, first row i and column j, the packed
+    tile and offset of row i in a, and its numbers of valid rows and columns."""
+    jt = tiles[k, 1]
+    i0 = tiles[k, 0] * TILE_I
+    j0 = jt * TILE_J
+    return jt, i0, j0, i0 // TILE_J, i0 % TILE_J, min(TILE_I, m1 - i0), min(TILE_J, m2 - j0)
+
+
 @njit(parallel=True, fastmath=False, cache=True, nogil=True)
 def _accumulate(a, b, tiles, n_offset, floor, group, prod, expo):  # pragma: no cover - compiled
     """The compiled body of ``accumulate``, parallel over tile pairs."""
@@ -122,14 +132,7 @@ def _accumulate(a, b, tiles, n_offset, floor, group, prod, expo):  # pragma: no 
     n_samples = a.shape[1]
     n_classes = a.shape[2]
     for k in prange(tiles.shape[0]):
-        it = tiles[k, 0]
-        jt = tiles[k, 1]
-        i0 = it * TILE_I
-        j0 = jt * TILE_J
-        at = i0 // TILE_J  # packed tile and offset of row i0 in a
-        ao = i0 % TILE_J
-        ni = min(TILE_I, m1 - i0)
-        nj = min(TILE_J, m2 - j0)
+        jt, i0, j0, at, ao, ni, nj = tile_place(tiles, k, m1, m2)
         p = np.ones((TILE_I, TILE_J), dtype=np.float64)
         e = np.zeros((TILE_I, TILE_J), dtype=np.int64)
         for ii in range(ni):

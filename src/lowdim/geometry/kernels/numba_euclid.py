@@ -18,7 +18,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from lowdim.geometry.kernels.numba_bc import TILE_I, TILE_J, serial_below, tile_pairs  # noqa: F401
+from lowdim.geometry.kernels.numba_bc import (  # noqa: F401 (tile_pairs: this kernel's too)
+    TILE_I,
+    TILE_J,
+    serial_below,
+    tile_pairs,
+    tile_place,
+)
 
 UNROLL_I = 4  # rows i sharing each load of a row-j value
 CHUNK = 32    # samples per pass over a tile: a 32 x 10 x 64 float64 j-chunk is 160 KiB
@@ -57,14 +63,7 @@ def _accumulate(a, b, tiles, squared, total):  # pragma: no cover - compiled
     n_samples = a.shape[1]
     n_classes = a.shape[2]
     for k in prange(tiles.shape[0]):
-        it = tiles[k, 0]
-        jt = tiles[k, 1]
-        i0 = it * TILE_I
-        j0 = jt * TILE_J
-        at = i0 // TILE_J  # packed tile and offset of row i0 in a
-        ao = i0 % TILE_J
-        ni = min(TILE_I, m1 - i0)
-        nj = min(TILE_J, m2 - j0)
+        jt, i0, j0, at, ao, ni, nj = tile_place(tiles, k, m1, m2)
         s = np.zeros((TILE_I, TILE_J), dtype=np.float64)
         for ii in range(ni):
             for jj in range(nj):
