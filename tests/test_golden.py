@@ -9,7 +9,13 @@ of the native avx2 kernels moved no metric by more than 3.6e-5 (tangents, trajec
 chi_1 moved by 0.03 between two machines after 16 epochs; the tiny profile trains 2), so the
 tolerance is 0.01 absolute: wide enough for another x86-64 machine, narrow enough to catch a
 change of about a percent in any headline number (the exact checks of each function are in
-tests/test_oracles.py)."""
+tests/test_oracles.py).
+
+Counts of negative eigenvalues (``negative_eigenvalues``, all of the spectrum) may differ by one:
+the smallest of them lie just beyond the null threshold, and on an Intel AVX-512 machine the
+pinned training moved one eigenvalue of each space across it (29 -> 30, 34 -> 35) while every
+other tiny metric stayed within GOLDEN_TOL. Those among the top axes
+(``negative_eigenvalues_top_<k>``) stay exact."""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from conftest import ROOT
 
 GOLDEN = ROOT / "tests" / "golden" / "tiny"
 GOLDEN_TOL = 0.01
+COUNT_TOL = {"negative_eigenvalues": 1}  # leaf name -> allowed difference (see the docstring)
 
 
 def numeric_leaves(node, prefix: str = "") -> dict[str, float]:
@@ -36,10 +43,11 @@ def numeric_leaves(node, prefix: str = "") -> dict[str, float]:
 
 
 def drifted(golden: dict[str, float], now: dict[str, float], tol: float) -> list[str]:
-    """Keys missing on either side, or further apart than `tol`."""
+    """Keys missing on either side, or further apart than `tol` (COUNT_TOL for its leaves)."""
     keys = sorted(set(golden) | set(now))
     return [f"{k}: {golden.get(k)} -> {now.get(k)}" for k in keys
-            if k not in golden or k not in now or abs(golden[k] - now[k]) > tol]
+            if k not in golden or k not in now
+            or abs(golden[k] - now[k]) > COUNT_TOL.get(k.rsplit(".", 1)[-1], tol)]
 
 
 def test_drift_is_reported():
@@ -48,6 +56,13 @@ def test_drift_is_reported():
     assert drifted(golden, {"a": 0.52, "b": 1.0}, 0.01) == ["a: 0.5 -> 0.52"]
     assert drifted(golden, {"a": 0.5}, 0.01) == ["b: 1.0 -> None"]
     assert numeric_leaves({"x": {"y": [1, True, "s"]}}) == {"x.y[0]": 1.0}
+    counts = {"train.negative_eigenvalues": 29.0, "train.negative_eigenvalues_top_10": 1.0}
+    assert drifted(counts, {"train.negative_eigenvalues": 30.0,
+                            "train.negative_eigenvalues_top_10": 1.0}, 0.01) == []
+    assert drifted(counts, {"train.negative_eigenvalues": 31.0,
+                            "train.negative_eigenvalues_top_10": 2.0}, 0.01) == [
+        "train.negative_eigenvalues: 29.0 -> 31.0",
+        "train.negative_eigenvalues_top_10: 1.0 -> 2.0"]
 
 
 @pytest.mark.slow
