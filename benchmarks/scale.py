@@ -277,7 +277,7 @@ def dvc_stage(name: str, work: Path, options: dict) -> tuple[Path, dict, list[st
         overrides["intervals"] = {"resamples": options["resamples"]}
     if options.get("route"):  # distances to L landmarks only, and their embedding
         overrides["distances"] = {"landmarks": options["route"],
-                                  "landmark_choice": options.get("choice", "farthest"),
+                                  "landmark_choice": options["choice"],
                                   "cache": False}
         overrides["embedding"] = {"landmarks": options["route"]}
     parameters = {"params_file": str(ROOT / "params.yaml"), "overrides": overrides}
@@ -554,6 +554,11 @@ def rows_from(paths: list[Path]) -> list[dict]:
     return sorted(found.values(), key=lambda r: (r["m"], STAGES.index(r["stage"])))
 
 
+def exponent_origin(time_exps: list[float]) -> str:
+    """Where an extrapolation's time exponent comes from: measured between sizes, or assumed."""
+    return "measured, clipped to [1, 2]" if time_exps else "assumed: one size measured"
+
+
 def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
                 bandwidth: float | None) -> None:
     """Extrapolated time, RSS and disk at --extrapolate M N from the largest measured size:
@@ -605,9 +610,7 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
                          for a, b in zip(mine, mine[1:], strict=False)]
             exp = min(max(time_exps[-1], 1.0), 2.0) if time_exps else 2.0
             wall = last["wall"] * ratio**exp * sum(big.values()) / sum(n.values())
-            how = (f"time exponent {exp:.2f} in M ("
-                   + ("measured, clipped to [1, 2]" if time_exps else "assumed: one size measured")
-                   + "), linear in N")
+            how = f"time exponent {exp:.2f} in M ({exponent_origin(time_exps)}), linear in N"
             r = big_m / args.checkpoints * (1 + 1 / SEEDS) + 1  # runs, averages, geodesic
             disk = 2 * TRAJECTORY_GRID * r * r * 8
         elif last.get("d_bytes_read", 0) >= 0.5 * itemsize * last["m"] ** 2 * 2:
@@ -635,9 +638,8 @@ def extrapolate(rows: list[dict], args: argparse.Namespace, n: dict[str, int],
                          for a, b in zip(mine, mine[1:], strict=False)]
             exp = min(max(time_exps[-1], 1.0), 2.0) if time_exps else 1.0
             wall = last["wall"] * ratio**exp
-            how = (f"time exponent {exp:.2f} in M ("
-                   + ("measured, clipped to [1, 2]" if time_exps else "assumed: one size measured")
-                   + "; less than half a pass over D)")
+            how = (f"time exponent {exp:.2f} in M ({exponent_origin(time_exps)}; less than half "
+                   "a pass over D)")
             disk = 0
         memory = f"~{gib(rss)}" if rss is not None else "not extrapolated"
         print(f"  {stage:<16} wall ~{wall / 3600:.2f} h ({how}); peak RSS {memory} "

@@ -34,7 +34,6 @@ from lowdim.geometry.distances import check_probabilities
 
 _MAX_BLOCK_ROWS = 512
 _MAX_FUSED_ROWS = 2048
-METHODS = ("fused", "reference")
 
 
 def _check_step(sample_step: int) -> int:
@@ -86,7 +85,7 @@ def euclidean_distances(
     m1, n, c = p.shape
     m2 = q.shape[0]
     n_used = len(range(0, n, step))
-    plan = _fused_blocks if method == "fused" else _reference_blocks
+    plan, sums = _ENGINES[method]
     b, s = plan(max(m1, m2), c, n_used, int(max_block_bytes))
     rows_i = [slice(i, min(i + b, m1)) for i in range(0, m1, b)]
     rows_j = [slice(j, min(j + b, m2)) for j in range(0, m2, b)]
@@ -104,7 +103,6 @@ def euclidean_distances(
             out[rows, cols] = block
         else:
             tiles(rows, cols, block)
-    sums = _fused_sums if method == "fused" else _reference_sums
     for a, bb in tqdm(pairs, desc="Euclidean blocks", disable=not progress):
         ri, rj = rows_i[a], rows_j[bb]
         diagonal = symmetric and a == bb
@@ -166,3 +164,9 @@ def _fused_sums(p, q, ri: slice, rj: slice, chunks: list[slice], diagonal: bool,
         y = x if diagonal else kernel.pack_rows(np.ascontiguousarray(q[rj, sl]))
         kernel.accumulate(x, y, pairs, squared, acc)
     return acc
+
+
+# method -> (rows per block and samples per chunk, the sums of one block pair)
+_ENGINES = {"fused": (_fused_blocks, _fused_sums),
+            "reference": (_reference_blocks, _reference_sums)}
+METHODS = tuple(_ENGINES)

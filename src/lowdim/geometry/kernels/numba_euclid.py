@@ -30,19 +30,14 @@ UNROLL_I = 4  # rows i sharing each load of a row-j value
 CHUNK = 32    # samples per pass over a tile: a 32 x 10 x 64 float64 j-chunk is 160 KiB
 
 
-@njit(fastmath=False, cache=True)  # serial: memory-bound and O(M), the kernel O(M^2)
-def pack_rows(x):  # pragma: no cover - compiled
-    """(rows, S, C) probabilities -> (ceil(rows/TILE_J), S, C, TILE_J) float64, zero-padded."""
+def pack_rows(x: np.ndarray) -> np.ndarray:
+    """(rows, S, C) probabilities -> (ceil(rows/TILE_J), S, C, TILE_J) float64, zero-padded:
+    the layout of ``numba_bc.pack_roots`` without the roots (a reshape, no compiled loop)."""
     rows, s, c = x.shape
-    n_tiles = (rows + TILE_J - 1) // TILE_J
-    out = np.zeros((n_tiles, s, c, TILE_J), dtype=np.float64)
-    for t in range(n_tiles):
-        valid = min(TILE_J, rows - t * TILE_J)
-        for n in range(s):
-            for k in range(c):
-                for r in range(valid):
-                    out[t, n, k, r] = np.float64(x[t * TILE_J + r, n, k])
-    return out
+    n_tiles = -(-rows // TILE_J)
+    padded = np.zeros((n_tiles * TILE_J, s, c))
+    padded[:rows] = x
+    return np.ascontiguousarray(padded.reshape(n_tiles, TILE_J, s, c).transpose(0, 2, 3, 1))
 
 
 def accumulate(a: np.ndarray, b: np.ndarray, tiles: np.ndarray, squared: bool,
