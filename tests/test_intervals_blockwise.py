@@ -1,6 +1,8 @@
 """The intervals stage at scale: its resamples are ``Submatrix`` views of the stored D
-(lowdim.store.lazy), read into memory up to ``IN_MEMORY_BYTES`` and a block at a time beyond;
-either way the explained stresses are the in-memory bytes, landmarks included."""
+(lowdim.store.lazy), read into memory up to ``IN_MEMORY_BYTES`` and a block at a time beyond.
+Formed whole, a resample holds the in-memory bytes (landmarks included); its products with the
+iterative solvers run over the source's whole rows (``Submatrix.product``) and equal the
+in-memory products to rounding, and exactly with every row of the source in order."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 
 from lowdim.analysis.intervals import explained_stresses, stress_of_resample
 from lowdim.geometry.distances import bhattacharyya
+from lowdim.geometry.eigen import d_product
 from lowdim.geometry.inpca import inpca
 from lowdim.store import lazy
 from lowdim.store.arrays import NpyFile
@@ -61,7 +64,11 @@ def test_a_resample_read_in_blocks_gives_the_in_memory_stresses(stored, monkeypa
     expected = explained_stresses(d[np.ix_(rows, rows)], DIMS, **options)[0]
     assert stress_of_resample(file, point_run, runs, DIMS, **options) == expected
     monkeypatch.setattr(lazy, "IN_MEMORY_BYTES", 0)  # every matrix read a block at a time
-    assert stress_of_resample(file, point_run, runs, DIMS, **options) == expected
+    blockwise = stress_of_resample(file, point_run, runs, DIMS, **options)
+    if solver == "dense":  # formed whole: the in-memory bytes
+        assert blockwise == expected
+    else:  # products summed over the source's columns (Submatrix.product): equal to rounding
+        assert blockwise == pytest.approx(expected, rel=1e-12, abs=0)
     assert explained_stresses(file, DIMS, **options) == explained_stresses(d, DIMS, **options)
 
 
@@ -73,3 +80,33 @@ def test_landmarks_of_a_submatrix_are_those_of_the_in_memory_matrix(stored):
     for field in dataclasses.fields(a):
         assert np.array_equal(np.asarray(getattr(a, field.name)),
                               np.asarray(getattr(b, field.name))), field.name
+
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("block_bytes", [8 * 60, 5 * 8 * 60, 2**20])  # 1, 5 and all rows a slab
+def test_a_submatrix_product_sums_over_the_source_rows(stored, tmp_path, symmetric, block_bytes):
+    d, _, _ = stored
+    rng = np.random.default_rng(5)
+    source = d if symmetric else d + 0.01 * rng.random(d.shape)  # S = (D + D^T)/2 is not D
+    np.save(tmp_path / "d.npy", source)
+    rows = np.array([3, 3, 7, 0, 59, 12, 12, 12, 40, 41, 42, 1])  # repeats, out of order
+    x = rng.standard_normal((len(rows), 3))
+    want = d_product(source[np.ix_(rows, rows)], x, symmetric, block_bytes)
+    for matrix in (source, NpyFile(tmp_path / "d.npy")):
+        got = Submatrix(matrix, rows).product(x, symmetric, block_bytes)
+        assert np.allclose(got, want, rtol=1e-13, atol=1e-13 * np.abs(want).max())
+        # and what the solvers call: d_product hands a Submatrix its own product
+        assert np.array_equal(d_product(Submatrix(matrix, rows), x, symmetric, block_bytes), got)
+    # every row once and in order: the slabs and sums of d_product over the source, bit for bit
+    x = rng.standard_normal((60, 3))
+    assert np.array_equal(Submatrix(NpyFile(tmp_path / "d.npy")).product(x, symmetric, block_bytes),
+                          d_product(source, x, symmetric, block_bytes))
+
+
+def test_row_slabs_cover_the_distinct_rows_in_contiguous_reads():
+    rows = np.array([0, 1, 2, 3, 4, 9, 10, 20])
+    assert lazy.row_slabs(rows, 2) == [slice(0, 2), slice(2, 4), slice(4, 5), slice(9, 11),
+                                       slice(20, 21)]
+    assert lazy.row_slabs(np.arange(7), 3) == [slice(0, 3), slice(3, 6), slice(6, 7)]
+    assert lazy.row_slabs(np.array([], dtype=int), 3) == []

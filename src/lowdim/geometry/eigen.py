@@ -261,10 +261,13 @@ def d_product(d: np.ndarray, x: np.ndarray, symmetric: bool = True,
 
     D may be an ndarray, a memory map or any object whose ``d[rows]`` returns the rows of a
     slice (``lowdim.store.products.NpyFile``); a ``DeviceMatrix`` computes the product on its
-    device.
+    device, and an object with a ``product(x, symmetric, block_bytes)`` method (a
+    ``lowdim.store.lazy.Submatrix``) computes its own.
     """
     if isinstance(d, DeviceMatrix):
         return d.product(x, symmetric)
+    if hasattr(d, "product"):  # a store.lazy.Submatrix: whole rows of its source, no gathers
+        return d.product(x, symmetric, block_bytes)
     m = d.shape[0]
     y = np.zeros((m, x.shape[1]))
     for rows in slabs(m, block_bytes):

@@ -83,12 +83,28 @@ class LazyMatrix:
 
 
 def _read(source: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """source[rows][:, cols] as float64, reading only the rows (and, when both are contiguous
-    ranges, only the tile) of an (M, M) ndarray, memory map or `NpyFile`."""
+    """source[rows][:, cols] as float64 from an (M, M) ndarray, memory map or `NpyFile`,
+    reading only what is asked for: a tile when both are contiguous ranges, whole rows when
+    `cols` is every column in order, else the (rows, cols) entries (a memory map touches only
+    their pages; reading the rows whole first would read every row once per tile)."""
     r, c = as_slice(rows), as_slice(cols)
-    if isinstance(r, slice) and isinstance(c, slice):
-        return np.asarray(source[r, c], dtype=np.float64)
-    return np.asarray(source[r], dtype=np.float64)[:, cols]
+    if isinstance(c, slice) and c == slice(0, np.shape(source)[1]):
+        return np.asarray(source[r], dtype=np.float64)
+    if isinstance(r, slice) or isinstance(c, slice) or not isinstance(source, np.ndarray):
+        return np.asarray(source[r, c], dtype=np.float64)  # NpyFile: two arrays are outer
+    return np.asarray(source[np.ix_(r, c)], dtype=np.float64)
+
+
+def row_slabs(rows: np.ndarray, step: int) -> list[slice]:
+    """Sorted distinct row indices -> slices of at most `step` consecutive rows covering them:
+    each a contiguous read of the source (a bootstrap's rows come in whole runs), and for
+    0..M-1 the slabs ``lowdim.geometry.eigen.slabs`` cuts."""
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    out = []
+    for run in np.split(rows, breaks) if rows.size else []:
+        first, stop = int(run[0]), int(run[-1]) + 1
+        out += [slice(a, min(a + step, stop)) for a in range(first, stop, step)]
+    return out
 
 
 class Submatrix(LazyMatrix):
@@ -106,6 +122,33 @@ class Submatrix(LazyMatrix):
 
     def take_rows(self, idx: np.ndarray) -> np.ndarray:
         return _read(self.source, self.rows[idx], self.rows)
+
+    def product(self, x: np.ndarray, symmetric: bool = True,
+                block_bytes: int = SLAB_BYTES) -> np.ndarray:
+        """(K, b) X -> (K, b) S X with S = (A + A^T)/2 for this submatrix A, reading whole rows
+        of the source and never gathering its columns (``lowdim.geometry.eigen.d_product``
+        hands the solvers' products here).
+
+        With z the source-indexed sum of X over repeated rows (zero off the selection),
+        (A X)_i = (D z)_{rows_i} and (A^T X)_i = (D^T z)_{rows_i}: one pass over the distinct
+        selected rows of D, in slabs of at most `block_bytes`. The sums run over the source's
+        columns, not the submatrix's, so the result equals the product with the in-memory
+        submatrix to rounding; with every row of the source once and in order (``rows`` None)
+        z is X and the slabs are ``d_product``'s: the same bytes.
+        """
+        m = np.shape(self.source)[1]
+        z = np.zeros((m, x.shape[1]))
+        np.add.at(z, self.rows, x)
+        y = np.zeros_like(z)
+        step = max(1, block_bytes // (8 * m))  # d_product's slabs (eigen.slabs)
+        for picked in row_slabs(np.unique(self.rows), step):
+            slab = np.asarray(self.source[picked], dtype=np.float64)
+            if symmetric:
+                y[picked] = slab @ z
+            else:  # d_product's order of sums: the slab's rows, then its columns transposed
+                y[picked] += 0.5 * (slab @ z)
+                y += 0.5 * (slab.T @ z[picked])
+        return y[self.rows]
 
     def whole(self) -> np.ndarray:
         # a slab of the source's rows at a time: never the whole (K, M) rows before selecting
