@@ -3,6 +3,8 @@ lowdim.studies.joint): union-of-samples distances and the whole study."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from study_data import analysis_set
@@ -11,6 +13,8 @@ from lowdim.config.profile import load_profile
 from lowdim.geometry.distances import bhattacharyya
 from lowdim.geometry.euclidean import euclidean_distances
 from lowdim.geometry.inpca import inpca
+from lowdim.store import arrays
+from lowdim.studies import joint
 from lowdim.studies.joint import run_joint, sample_weighted_distances, samples_used
 
 
@@ -88,3 +92,18 @@ def test_a_disabled_study_computes_and_reads_nothing(root):
     cfg = load_profile(root / "profiles" / "tiny.yaml", {"studies": {"joint": {"enabled": False}}})
     result = run_joint(cfg.studies.joint, cfg.distances, cfg.embedding, {}, {}, {})
     assert result.products == {} and result.metrics == {"enabled": False}
+
+
+def test_a_scratch_disk_too_small_stops_before_any_euclidean_matrix(root, tmp_path, monkeypatch):
+    data = analysis_set()
+    m = len(data.index)
+    cfg = load_profile(root / "profiles" / "tiny.yaml")
+    computed = []
+    monkeypatch.setattr(joint, "euclidean_distances",
+                        lambda *a, **k: computed.append(1))  # must not be reached
+    free = 2 * 8 * m * m - 1  # one byte short of both spaces' matrices
+    monkeypatch.setattr(arrays.shutil, "disk_usage", lambda _: SimpleNamespace(free=free))
+    with pytest.raises(OSError, match=rf"needs {2 * 8 * m * m} bytes .* {tmp_path}.*TMPDIR"):
+        run_joint(cfg.studies.joint, cfg.distances, cfg.embedding, *_inputs(data),
+                  scratch=tmp_path)
+    assert computed == [] and list(tmp_path.iterdir()) == []

@@ -37,10 +37,21 @@ from lowdim.config.embedding import EmbeddingConfig
 from lowdim.config.studies.joint import JointConfig
 from lowdim.geometry.euclidean import euclidean_distances
 from lowdim.geometry.inpca import stress_metrics
-from lowdim.store.arrays import NpyFile
+from lowdim.store.arrays import NpyFile, check_disk_space
 from lowdim.store.lazy import Submatrix
 from lowdim.store.records import SPACES, Embedding
 from lowdim.studies.common import StudyResult, WeightedSum, check_spaces, embed
+
+
+def check_scratch_space(probs: Mapping[str, np.ndarray], scratch: str | Path | None) -> None:
+    """Stop (OSError) before any Euclidean matrix is computed when the scratch directory's disk
+    cannot hold both spaces' (8 M^2 bytes each): at M = 30,000 that is 14.4 GB, which filled
+    a system temporary directory half way through the stage once."""
+    where = Path(tempfile.gettempdir() if scratch is None else scratch)
+    needed = sum(8 * probs[s].shape[0] ** 2 for s in SPACES)
+    check_disk_space(needed, where, "the joint study's Euclidean matrices (scratch, removed "
+                     "after the stage)", "or point TMPDIR at a disk with room (scratch: None "
+                     "means the system's temporary directory), or disable studies.joint.")
 
 
 def samples_used(num_samples: int, sample_step: int) -> int:
@@ -87,6 +98,7 @@ def run_joint(study: JointConfig, distance_settings: DistancesConfig,
         check_spaces(name, values, SPACES)
     step = distance_settings.sample_step
     used = {s: samples_used(probs[s].shape[1], step) for s in SPACES}
+    check_scratch_space(probs, scratch)
     with tempfile.TemporaryDirectory(prefix="lowdim-joint-", dir=scratch) as tmp:
         euclidean = {}
         for s in SPACES:
