@@ -110,3 +110,14 @@ def test_row_slabs_cover_the_distinct_rows_in_contiguous_reads():
                                        slice(20, 21)]
     assert lazy.row_slabs(np.arange(7), 3) == [slice(0, 3), slice(3, 6), slice(6, 7)]
     assert lazy.row_slabs(np.array([], dtype=int), 3) == []
+
+
+def test_tiles_of_a_submatrix_are_the_in_memory_tiles(stored, tmp_path):
+    d, file, _ = stored
+    rows = np.array([3, 3, 7, 0, 59, 12, 12, 40, 41, 42, 1])  # repeats, out of order
+    whole = d[np.ix_(rows, rows)]
+    for source in (d, np.load(file.path, mmap_mode="r"), file):
+        lazy = Submatrix(source, rows)
+        for r, c in [(slice(0, 4), slice(5, 11)), (slice(7, 10), slice(7, 10)),
+                     (slice(2, 3), slice(0, 11))]:
+            assert np.array_equal(lazy[r, c], whole[r, c]), (type(source).__name__, r, c)
