@@ -47,3 +47,17 @@ def test_keys_that_numpy_reorders_are_read_as_numpy_reads_them(tmp_path, monkeyp
     monkeypatch.setattr(arrays, "_READ_SPAN_BYTES", 1)
     key = (slice(0, 2), [0, 2], slice(None), [1, 4])  # advanced keys apart: their axis first
     assert np.array_equal(file[key], x[key]) and file[key].shape == (2, 2, 4)
+
+
+@pytest.mark.parametrize("key", [[6, 0, 3, 3, 5, 1], (np.array([1, 2, 6]), slice(1, 4)),
+                                 (np.array([6, 2, 2, 0]), np.array([4, 0])),
+                                 (np.array([5, 1]), 2)])
+def test_rows_anywhere_are_read_through_maps_of_a_few_rows(stored, monkeypatch, key):
+    x, file = stored
+    monkeypatch.setattr(arrays, "_READ_SPAN_BYTES", 2 * file.row_bytes)
+    spans = _spans(file, monkeypatch)
+    got = file[key]
+    rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+    want = x[np.ix_(rows, rest[0])] if rest and not isinstance(rest[0], (slice, int)) else x[key]
+    assert got.dtype == x.dtype and np.array_equal(got, want)
+    assert max(spans) <= 2

@@ -124,13 +124,37 @@ class NpyFile:
         idx = np.arange(self.shape[0])[rows]
         if idx.size == 0:
             return np.empty((0, *self.row_shape), dtype=self.dtype)[(slice(None), *rest)]
-        lo, hi = int(idx.min()), int(idx.max()) + 1
-        mapped = self._map(lo, hi, "r")
-        if len(rest) == 1 and not isinstance(rest[0], slice):  # rows and columns both fancy
-            out = np.array(mapped[np.ix_(idx - lo, np.arange(self.shape[1])[rest[0]])])
+        if len(rest) == 1 and not isinstance(rest[0], (slice, int, np.integer)):  # both fancy
+            cols = np.arange(self.shape[1])[rest[0]]
+
+            def select(mapped, at):
+                return mapped[np.ix_(at, cols)]
         else:
-            out = np.array(mapped[(idx - lo, *rest)])
-        del mapped
+            def select(mapped, at):
+                return mapped[(at, *rest)]
+        return self._read_at(idx, select)
+
+    def _read_at(self, idx: np.ndarray, select) -> np.ndarray:
+        """``select(map, rows)`` of rows `idx` (any order, repeats allowed), whose result's first
+        axis is the rows: in groups of nearby rows, each through a map of at most
+        ``_READ_SPAN_BYTES`` of rows (one map over the rows' whole span kept every page the
+        selection touched in the resident set)."""
+        span = max(1, _READ_SPAN_BYTES // max(1, self.row_bytes))
+        order = np.argsort(idx, kind="stable")
+        ordered = idx[order]
+        out = None
+        start = 0
+        while start < len(ordered):
+            lo = int(ordered[start])
+            stop = int(np.searchsorted(ordered, lo + span, side="left"))
+            hi = int(ordered[stop - 1]) + 1
+            mapped = self._map(lo, hi, "r")
+            part = select(mapped, ordered[start:stop] - lo)
+            if out is None:
+                out = np.empty((len(idx), *part.shape[1:]), dtype=part.dtype)
+            out[order[start:stop]] = part
+            del mapped, part
+            start = stop
         return out
 
     def _read_part(self, start: int, stop: int, rest: tuple) -> np.ndarray:
