@@ -159,6 +159,27 @@ def test_kernel_average_over_several_model_blocks_matches_the_definition(rng):
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
 
 
+def test_kernel_average_blocks_are_bounded_in_bytes_too(rng, monkeypatch):
+    # a budget of 5 models of (7, 3) float64: 60 blocks, where 256 models a block would be 2
+    m = 300
+    probs = rng.dirichlet(np.ones(3), size=(m, 7)).astype(np.float32)
+    lam = np.linspace(0.0, 1.0, m)
+    monkeypatch.setattr(tb, "_BLOCK_BYTES", 5 * 7 * 3 * 8)
+    read = []
+
+    class Spy(np.ndarray):
+        blockwise = True  # passed through the input check as it is, read by slices
+
+        def __getitem__(self, key):
+            read.append(key)
+            return np.asarray(self)[key]
+
+    got = tb.kernel_average(probs.view(Spy), lam, 0.6, 0.1)
+    assert read[-60:] == [slice(s, s + 5) for s in range(0, m, 5)]  # after the input check's
+    expected = np.einsum("m,mnc->nc", _definition_weights(lam, 0.6, 0.1), probs.astype(np.float64))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+
+
 def test_kernel_average_refuses_mismatched_inputs_with_its_message(rng):
     probs = rng.dirichlet(np.ones(3), size=(4, 5))
     with pytest.raises(ValueError, match=re.escape("progress has 3 values but probs has 4 models")):
