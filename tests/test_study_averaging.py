@@ -10,17 +10,19 @@ from study_data import analysis_set
 
 from lowdim.config.profile import load_profile
 from lowdim.figures.study_panels import METHOD_LABELS
-from lowdim.geometry.centroids import AVERAGING_METHODS
+from lowdim.geometry.centroids import AVERAGING_METHODS, average_trajectory
 from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_point
 from lowdim.geometry.inpca import inpca, minkowski_sq_distances, project
 from lowdim.store.records import RunSpec
 from lowdim.studies.averaging import (
     averaged_trajectories,
+    by_method,
     configuration_runs,
     run_averaging,
     run_options,
     select_configuration,
     stack_runs,
+    stacked_averages,
     true_class_probability,
 )
 from lowdim.studies.common import joint_distance_matrix
@@ -208,3 +210,17 @@ def test_the_metrics_record_every_axis_of_the_averaged_configuration(root):
     cfg = _config(root, configuration={"arch": "fc", "optimizer": "adam"})
     with pytest.raises(ValueError, match=r"\['fc_a_s1'\], a configuration with one run"):
         _run(cfg, data.index, data.probs, data.distances, distance_device="cpu")
+
+
+def test_stacked_averages_are_each_method_in_order_held_once():
+    rng = np.random.default_rng(3)
+    trajectories = np.stack([_probs(rng, 4, 6, 3) for _ in range(3)]).astype(np.float64)
+    stacked = stacked_averages(trajectories, bhattacharyya_iterations=5)
+    assert stacked.shape == (6 * 4, 6, 3)
+    views = by_method(stacked)
+    assert list(views) == list(AVERAGING_METHODS)
+    for i, (method, view) in enumerate(views.items()):
+        assert np.shares_memory(view, stacked), method  # views, not copies
+        assert np.array_equal(view, average_trajectory(
+            trajectories, method, **({"max_iter": 5} if method == "bhattacharyya" else {})))
+        assert np.array_equal(stacked[4 * i:4 * (i + 1)], view)

@@ -155,13 +155,31 @@ def stack_runs(index: pd.DataFrame, probs: np.ndarray, run_ids: list[str]) -> np
     return np.stack([np.asarray(probs[r], dtype=np.float64) for r in rows])
 
 
+def stacked_averages(trajectories: np.ndarray, *, bhattacharyya_iterations: int = 100
+                     ) -> np.ndarray:
+    """(S, K, N, C) -> (6 K, N, C): the six averaging methods of A9, in ``AVERAGING_METHODS``'
+    order, each method's K averages written into the one array as it is computed (a dict of six
+    arrays and their stack would hold them twice: 0.8 GB at K = 66, N = 25,000)."""
+    options = {"bhattacharyya": {"max_iter": bhattacharyya_iterations}}
+    k = trajectories.shape[1]
+    stacked = np.empty((len(AVERAGING_METHODS) * k, *trajectories.shape[2:]))
+    for i, method in enumerate(AVERAGING_METHODS):
+        stacked[i * k:(i + 1) * k] = average_trajectory(trajectories, method,
+                                                        **options.get(method, {}))
+    return stacked
+
+
+def by_method(stacked: np.ndarray) -> dict[str, np.ndarray]:
+    """(6 K, N, C) stacked averages -> {method: (K, N, C)}, views of it."""
+    return dict(zip(AVERAGING_METHODS, np.split(stacked, len(AVERAGING_METHODS)), strict=True))
+
+
 def averaged_trajectories(
     trajectories: np.ndarray, *, bhattacharyya_iterations: int = 100
 ) -> dict[str, np.ndarray]:
     """(S, K, N, C) -> {method: (K, N, C)} for the six averaging methods of A9."""
-    options = {"bhattacharyya": {"max_iter": bhattacharyya_iterations}}
-    return {m: average_trajectory(trajectories, m, **options.get(m, {}))
-            for m in AVERAGING_METHODS}
+    return by_method(stacked_averages(trajectories,
+                                      bhattacharyya_iterations=bhattacharyya_iterations))
 
 
 def true_class_probability(probs: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -240,10 +258,9 @@ def run_averaging(study: AveragingConfig, distance_settings: DistancesConfig,
     for space in SPACES:
         p0, p1 = np.asarray(probs[space][p0_row]), np.asarray(probs[space][p1_row])
         trajectories = stack_runs(index, probs[space], run_ids)  # (S, K, N, C)
-        averages = averaged_trajectories(
+        stacked = stacked_averages(  # (6 K, N, C), methods in order
             trajectories, bhattacharyya_iterations=study.bhattacharyya_iterations)
-        tables.append(curves_table(space, averages, trajectories, run_ids, p0, p1))
-        stacked = np.concatenate(list(averages.values()))  # (6 K, N, C), methods in order
+        tables.append(curves_table(space, by_method(stacked), trajectories, run_ids, p0, p1))
         d_base = Submatrix(distances[space], base_rows)  # read by slabs, never whole
         cross = bhattacharyya(stacked, Rows(probs[space], base_rows), **options)
         joint = JointMatrix(d_base, cross, bhattacharyya(stacked, **options))
