@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lowdim.geometry.eigen import d_product
 from lowdim.store import arrays
 from lowdim.store.arrays import NpyFile
 
@@ -61,3 +62,20 @@ def test_rows_anywhere_are_read_through_maps_of_a_few_rows(stored, monkeypatch, 
     want = x[np.ix_(rows, rest[0])] if rest and not isinstance(rest[0], (slice, int)) else x[key]
     assert got.dtype == x.dtype and np.array_equal(got, want)
     assert max(spans) <= 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_product_reads_each_slab_of_d_in_place(tmp_path, monkeypatch, dtype):
+    rng = np.random.default_rng(1)
+    d = rng.random((40, 40)).astype(dtype)
+    np.save(tmp_path / "d.npy", d)
+    file = NpyFile(tmp_path / "d.npy")
+    slab = arrays.row_slab(file, slice(5, 17))
+    assert slab.dtype == np.float64 and np.array_equal(slab, d[5:17])
+    assert isinstance(slab.base, np.memmap) == (dtype == np.float64)  # float64: the file pages
+    monkeypatch.setattr(NpyFile, "read_rows", lambda *a: pytest.fail("a slab was copied"))
+    x = rng.standard_normal((40, 3))
+    for symmetric in (True, False):
+        assert np.array_equal(d_product(file, x, symmetric, block_bytes=8 * 40 * 7),
+                              d_product(d.astype(np.float64), x, symmetric,
+                                        block_bytes=8 * 40 * 7))

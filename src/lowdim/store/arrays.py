@@ -95,6 +95,13 @@ class NpyFile:
                          offset=self.offset + start * self.row_bytes,
                          shape=(stop - start, *self.row_shape))
 
+    def rows_in_place(self, start: int, stop: int) -> np.memmap:
+        """Rows start..stop-1 as a read-only memory map of the file, not a copy: for a slab read
+        once and dropped (the products with D), where copying it out of the page cache cost as
+        much as the product. Its pages count in the RSS while the caller holds it."""
+        start, stop = max(0, start), min(self.shape[0], stop)
+        return self._map(start, max(start, stop), "r")
+
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop-1 as a new array, read with pread (no memory map)."""
         start, stop = max(0, start), min(self.shape[0], stop)
@@ -210,6 +217,16 @@ class NpyFile:
             else:
                 mapped[np.ix_(sub - lo, np.arange(self.shape[1])[cols])] = values
             del mapped  # unmapped: the dirty pages leave the RSS for the page cache
+
+
+def row_slab(source, rows: slice) -> np.ndarray:
+    """Rows `rows` (a slice of step 1) of an (M, ...) ndarray, memory map or `NpyFile` as
+    float64, read in place where they are stored as float64 (a view of an array or a memory
+    map; an `NpyFile` maps the slab), else converted."""
+    if isinstance(source, NpyFile):
+        start, stop, _ = rows.indices(source.shape[0])
+        return np.asarray(source.rows_in_place(start, stop), dtype=np.float64)
+    return np.asarray(source[rows], dtype=np.float64)
 
 
 def as_slice(rows: slice | np.ndarray) -> slice | np.ndarray:

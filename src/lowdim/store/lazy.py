@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lowdim.store.arrays import as_slice
+from lowdim.store.arrays import as_slice, row_slab
 
 # A matrix to embed is read into memory up to this size (M = 4,096 in float64), else a block at
 # a time: memory O(block + M) at any M, memory speed where it costs little.
@@ -142,7 +142,7 @@ class Submatrix(LazyMatrix):
         y = np.zeros_like(z)
         step = max(1, block_bytes // (8 * m))  # d_product's slabs (eigen.slabs)
         for picked in row_slabs(np.unique(self.rows), step):
-            slab = np.asarray(self.source[picked], dtype=np.float64)
+            slab = row_slab(self.source, picked)
             if symmetric:
                 y[picked] = slab @ z
             else:  # d_product's order of sums: the slab's rows, then its columns transposed
