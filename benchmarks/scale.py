@@ -325,6 +325,7 @@ def count_matrix_reads() -> dict[str, int]:
         return wrapper
 
     NpyFile.read_rows = counted(NpyFile.read_rows)
+    NpyFile.rows_in_place = counted(NpyFile.rows_in_place)  # the products' slabs
     NpyFile.__getitem__ = counted(NpyFile.__getitem__)
     return counter
 
