@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lowdim.geometry.eigen import DEFAULT_BLOCK_BYTES, slabs
-from lowdim.store.arrays import NpyFile, row_slab
+from lowdim.geometry.eigen import DEFAULT_BLOCK_BYTES, d_product, slabs
+from lowdim.store.arrays import NpyFile
 
 BLOCK = 60  # vectors per product (the randomized solver's order of magnitude)
 
@@ -44,10 +44,12 @@ def drop_cache(path: Path) -> None:
 
 
 def product(d: NpyFile, x: np.ndarray, in_place: bool) -> np.ndarray:
+    """One pass: `eigen.d_product` itself (in place), or its slabs copied out with pread."""
+    if in_place:
+        return d_product(d, x, block_bytes=DEFAULT_BLOCK_BYTES)
     y = np.empty((d.shape[0], x.shape[1]))
     for rows in slabs(d.shape[0], DEFAULT_BLOCK_BYTES):
-        slab = row_slab(d, rows) if in_place else d.read_rows(rows.start, rows.stop)
-        y[rows] = slab @ x
+        y[rows] = d.read_rows(rows.start, rows.stop) @ x
     return y
 
 

@@ -15,7 +15,6 @@ from lowdim.geometry.distances import bhattacharyya, ignorance_point, truth_poin
 from lowdim.geometry.inpca import inpca, minkowski_sq_distances, project
 from lowdim.store.records import RunSpec
 from lowdim.studies.averaging import (
-    averaged_trajectories,
     by_method,
     configuration_runs,
     run_averaging,
@@ -110,7 +109,7 @@ def test_stack_runs_aligns_checkpoints_and_refuses_ragged_runs():
 def test_averages_of_identical_seeds_are_the_seed():
     rng = np.random.default_rng(1)
     one = _probs(rng, 3, 5, 4)
-    averages = averaged_trajectories(np.stack([one, one]), bhattacharyya_iterations=5)
+    averages = by_method(stacked_averages(np.stack([one, one]), bhattacharyya_iterations=5))
     assert len(averages) == 6
     for method, avg in averages.items():
         np.testing.assert_allclose(avg, one, atol=1e-6, err_msg=method)

@@ -175,14 +175,10 @@ class NpyFile:
             out = np.array(mapped[(slice(None), *rest)])
             del mapped
             return out
-        out = np.empty((stop - start, *one.shape[1:]), dtype=self.dtype)
-        step = max(1, _READ_SPAN_BYTES // max(1, self.row_bytes))
-        for first in range(start, stop, step):
-            last = min(first + step, stop)
-            mapped = self._map(first, last, "r")
-            out[first - start:last - start] = mapped[(slice(None), *rest)]
-            del mapped
-        return out
+        if stop == start:
+            return empty
+        return self._read_at(np.arange(start, stop),
+                             lambda mapped, at: mapped[(as_slice(at), *rest)])
 
     def write_rows(self, start: int, block: np.ndarray) -> None:
         """Write whole rows start..start+len(block)-1 with pwrite."""

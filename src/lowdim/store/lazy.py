@@ -9,6 +9,7 @@ stage embeds its resamples as ``Submatrix`` views of the stored D.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -123,6 +124,11 @@ class Submatrix(LazyMatrix):
     def take_rows(self, idx: np.ndarray) -> np.ndarray:
         return _read(self.source, self.rows[idx], self.rows)
 
+    @cached_property
+    def distinct_rows(self) -> np.ndarray:
+        """The sorted distinct rows of the source it selects (once: every product reads them)."""
+        return np.unique(self.rows)
+
     def product(self, x: np.ndarray, symmetric: bool = True,
                 block_bytes: int = SLAB_BYTES) -> np.ndarray:
         """(K, b) X -> (K, b) S X with S = (A + A^T)/2 for this submatrix A, reading whole rows
@@ -141,7 +147,7 @@ class Submatrix(LazyMatrix):
         np.add.at(z, self.rows, x)
         y = np.zeros_like(z)
         step = max(1, block_bytes // (8 * m))  # d_product's slabs (eigen.slabs)
-        for picked in row_slabs(np.unique(self.rows), step):
+        for picked in row_slabs(self.distinct_rows, step):
             slab = row_slab(self.source, picked)
             if symmetric:
                 y[picked] = slab @ z

@@ -174,14 +174,6 @@ def by_method(stacked: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(AVERAGING_METHODS, np.split(stacked, len(AVERAGING_METHODS)), strict=True))
 
 
-def averaged_trajectories(
-    trajectories: np.ndarray, *, bhattacharyya_iterations: int = 100
-) -> dict[str, np.ndarray]:
-    """(S, K, N, C) -> {method: (K, N, C)} for the six averaging methods of A9."""
-    return by_method(stacked_averages(trajectories,
-                                      bhattacharyya_iterations=bhattacharyya_iterations))
-
-
 def true_class_probability(probs: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(M, N, C) models, (N, C) one-hot truth -> (M,) mean probability of the true class.
 
